@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: real SoftHSM2 tokens and a real PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL="$(bash coordinator/scripts/pg-up.sh)"
+  export DATABASE_URL
+fi
+exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod hsm;
+pub mod psbt_io;
+pub mod sign;
+
+pub use error::SignError;
+pub use hsm::{Hsm, HsmError, HsmKeyInfo, Pkcs11Hsm, SignRequest};
+pub use sign::{Signed, finalize_and_extract, sign_psbt};

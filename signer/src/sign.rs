@@ -1,0 +1,194 @@
+//! Policy-checked PSBT signing.
+//!
+//! The order matters: everything the signer can check is checked before the
+//! first HSM call, so a refused PSBT never reaches the token.
+
+use bitcoin::hashes::Hash as _;
+use bitcoin::secp256k1::{self, Secp256k1};
+use bitcoin::sighash::{EcdsaSighashType, SighashCache};
+use bitcoin::{Psbt, Transaction};
+use miniscript::psbt::PsbtExt;
+use policies::PolicyDocument;
+use policies::analysis::{PsbtAnalysis, analyze};
+use serde::Serialize;
+
+use crate::error::SignError;
+use crate::hsm::{Hsm, SignRequest};
+
+/// The result of [`sign_psbt`].
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The PSBT with our partial signatures, finalized if it could be.
+    pub psbt: Psbt,
+    /// What the PSBT does, as checked before signing: every external output is listed here.
+    pub analysis: PsbtAnalysis,
+    /// How many signatures the HSM added.
+    pub signatures: usize,
+    /// Whether every input is now finalized (the transaction can be extracted).
+    pub finalized: bool,
+    /// Why finalization did not happen, when it did not (usually: more approvals needed).
+    pub not_finalized_because: Vec<String>,
+}
+
+/// A short, serialisable summary of a signing, for logs and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignSummary {
+    /// The policy that was applied.
+    pub policy_id: String,
+    /// The unsigned transaction's id.
+    pub txid: String,
+    /// Signatures added.
+    pub signatures: usize,
+    /// Whether the PSBT is final.
+    pub finalized: bool,
+}
+
+impl Signed {
+    /// A summary for logs and the CLI.
+    pub fn summary(&self, policy: &PolicyDocument) -> SignSummary {
+        SignSummary {
+            policy_id: policy.id.to_string(),
+            txid: self.psbt.unsigned_tx.compute_txid().to_string(),
+            signatures: self.signatures,
+            finalized: self.finalized,
+        }
+    }
+}
+
+/// Verifies `psbt` against `policy` and signs every input with every HSM key of
+/// the policy that `hsm` holds, then finalizes with miniscript when enough
+/// signatures are present.
+///
+/// Refuses unless every input belongs to the policy and is proven (the full
+/// previous transaction matches the outpoint; the witness script is the
+/// policy's descriptor at the claimed index), every sighash is ALL, every
+/// output claiming to be change is proven change, and the fee is not
+/// negative. The external outputs are reported in [`Signed::analysis`].
+///
+/// # Errors
+/// A [`SignError`] with a stable code. On any refusal no HSM call was made
+/// and the input PSBT is untouched.
+pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<Signed, SignError> {
+    let analysis = analyze(policy, psbt);
+    if !analysis.is_clean() {
+        return Err(SignError::Refused {
+            findings: analysis.findings().to_vec(),
+        });
+    }
+
+    // The token's keys must be the policy's keys, not just share their labels.
+    let mut held = Vec::new();
+    for key in &policy.hsm_keys {
+        if let Some(index) = hsm.key_index(&key.label) {
+            let found = hsm.keys()[index].public_key;
+            if found != key.public_key {
+                return Err(SignError::KeyMismatch {
+                    label: key.label.clone(),
+                    expected: key.public_key,
+                    found,
+                });
+            }
+            held.push((key.label.as_str(), index, key.public_key));
+        }
+    }
+    if held.is_empty() {
+        return Err(SignError::NoPolicyKeysHeld {
+            policy_keys: policy.hsm_keys.iter().map(|k| k.label.clone()).collect(),
+        });
+    }
+
+    let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    let mut requests = Vec::new();
+    // (input index, public key) for each request, in request order.
+    let mut targets = Vec::new();
+    for (i, (input, report)) in psbt.inputs.iter().zip(&analysis.inputs).enumerate() {
+        if input.final_script_witness.is_some() || input.final_script_sig.is_some() {
+            return Err(SignError::InputAlreadyFinal { input: i });
+        }
+        // A clean analysis proves both; their absence would be a bug there.
+        let (Some(witness_script), Some(amount)) = (&report.witness_script, report.amount) else {
+            return Err(SignError::Sighash {
+                input: i,
+                reason: "analysis gave no witness script or amount".into(),
+            });
+        };
+        let sighash = cache
+            .p2wsh_signature_hash(i, witness_script, amount, EcdsaSighashType::All)
+            .map_err(|e| SignError::Sighash {
+                input: i,
+                reason: e.to_string(),
+            })?;
+        let before = requests.len();
+        for (label, index, public_key) in &held {
+            if report.hsm_keys.iter().any(|k| k == label) {
+                requests.push(SignRequest {
+                    key: *index,
+                    digest: sighash.to_byte_array(),
+                });
+                targets.push((i, *public_key));
+            }
+        }
+        if requests.len() == before {
+            return Err(SignError::NothingToSign { input: i });
+        }
+    }
+
+    let signatures = hsm.sign_digests(&requests)?;
+
+    let mut signed = psbt.clone();
+    for ((input, public_key), signature) in targets.into_iter().zip(&signatures) {
+        signed.inputs[input].partial_sigs.insert(
+            bitcoin::PublicKey::new(public_key),
+            bitcoin::ecdsa::Signature {
+                signature: *signature,
+                sighash_type: EcdsaSighashType::All,
+            },
+        );
+    }
+
+    let secp = Secp256k1::verification_only();
+    let (psbt, finalized, not_finalized_because) = try_finalize(signed, &secp);
+    tracing::info!(
+        policy = %policy.id,
+        txid = %psbt.unsigned_tx.compute_txid(),
+        signatures = signatures.len(),
+        finalized,
+        "psbt signed"
+    );
+    Ok(Signed {
+        psbt,
+        analysis,
+        signatures: signatures.len(),
+        finalized,
+        not_finalized_because,
+    })
+}
+
+/// Finalizes every input with miniscript if all of them can be; otherwise
+/// returns the PSBT unchanged with the reasons.
+pub fn try_finalize<C: secp256k1::Verification>(
+    psbt: Psbt,
+    secp: &Secp256k1<C>,
+) -> (Psbt, bool, Vec<String>) {
+    let mut attempt = psbt.clone();
+    match attempt.finalize_mut(secp) {
+        Ok(()) => (attempt, true, Vec::new()),
+        Err(errors) => (psbt, false, errors.iter().map(ToString::to_string).collect()),
+    }
+}
+
+/// Finalizes a fully signed PSBT and extracts its transaction.
+///
+/// For offline flows (for example a recovery-path spend signed with the
+/// recovery key), where miniscript's finalizer enforces the timelocks.
+///
+/// # Errors
+/// The finalizer's or extractor's reasons, when an input cannot be satisfied.
+pub fn finalize_and_extract(psbt: &Psbt) -> Result<Transaction, Vec<String>> {
+    let secp = Secp256k1::verification_only();
+    let (psbt, finalized, reasons) = try_finalize(psbt.clone(), &secp);
+    if !finalized {
+        return Err(reasons);
+    }
+    psbt.extract(&secp).map_err(|e| vec![e.to_string()])
+}

@@ -1,0 +1,86 @@
+//! Policies over real HSM keys, and the helpers the custody tests share.
+
+use std::path::PathBuf;
+
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use bitcoin::{Network, ScriptBuf};
+use hsm_config::token::KeyInfo;
+use policies::{HsmKey, PolicyDocument, Template};
+
+use crate::recovery::TestRecoveryKey;
+
+/// The network every test policy uses.
+pub const NETWORK: Network = Network::Regtest;
+
+/// The recovery timelock of the test policies, in blocks: short enough to
+/// mine past in a test, and long enough to prove "not yet".
+pub const RECOVERY_AFTER: u16 = 144;
+
+/// The seed of the test recovery key (never use a fixed seed for real money).
+pub const RECOVERY_SEED: &[u8] = b"bastion test recovery seed 0001";
+
+/// The policy's view of a key generated in the token.
+pub fn hsm_key(info: &KeyInfo) -> HsmKey {
+    HsmKey::new(info.label.clone(), info.public_key)
+}
+
+/// The test recovery key.
+pub fn recovery_key() -> TestRecoveryKey {
+    TestRecoveryKey::from_seed(RECOVERY_SEED, NETWORK)
+}
+
+/// A cold `threshold`-of-n policy over `keys`, with the test recovery path.
+///
+/// # Panics
+/// If the template does not compile (a bug in the fixture or in `policies`).
+pub fn cold_policy(name: &str, threshold: usize, keys: &[KeyInfo]) -> PolicyDocument {
+    let template = Template::Cold {
+        threshold,
+        hsm_keys: keys.iter().map(hsm_key).collect(),
+        recovery: recovery_key().public,
+        recovery_after: RECOVERY_AFTER,
+    };
+    PolicyDocument::new(name, 1, NETWORK, &template).expect("cold template compiles")
+}
+
+/// A hot policy over one key, with the test recovery path.
+///
+/// # Panics
+/// If the template does not compile.
+pub fn hot_policy(name: &str, key: &KeyInfo) -> PolicyDocument {
+    let template = Template::Hot {
+        hsm_key: hsm_key(key),
+        recovery: recovery_key().public,
+        recovery_after: RECOVERY_AFTER,
+    };
+    PolicyDocument::new(name, 1, NETWORK, &template).expect("hot template compiles")
+}
+
+/// A P2WPKH destination outside every policy (a customer's withdrawal address).
+pub fn external_destination(seed: u8) -> ScriptBuf {
+    let secp = Secp256k1::new();
+    let secret = SecretKey::from_slice(&[seed.max(1); 32]).expect("a small nonzero scalar");
+    let key = bitcoin::CompressedPublicKey(secret.public_key(&secp));
+    ScriptBuf::new_p2wpkh(&key.wpubkey_hash())
+}
+
+/// The path of a workspace binary built next to the running test binary
+/// (`cargo nextest run --workspace` and `cargo test --workspace` build them).
+///
+/// # Panics
+/// If the binary was not built: build the workspace first.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests for the whole workspace (cargo nextest run --workspace)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,8 @@
+//! Whole-system test infrastructure: the stand-in chain, policy wallets built
+//! with bdk, the software recovery key, and custody set-ups over real SoftHSM2
+//! tokens. Used by the tests in `tests/`, the bench and the demo.
+
+pub mod chain;
+pub mod custody;
+pub mod recovery;
+pub mod wallet;
