@@ -390,17 +390,28 @@ pub fn hsm_signing_targets(
     }
     let psbt_txid = psbt.unsigned_tx.compute_txid();
     if analysis.txid != psbt_txid {
-        return Err(AnalysisError::PsbtMismatch { analysis: analysis.txid, psbt: psbt_txid });
+        return Err(AnalysisError::PsbtMismatch {
+            analysis: analysis.txid,
+            psbt: psbt_txid,
+        });
     }
     if !analysis.is_clean() {
-        return Err(AnalysisError::NotClean { codes: analysis.codes() });
+        return Err(AnalysisError::NotClean {
+            codes: analysis.codes(),
+        });
     }
     analysis
         .inputs
         .iter()
         .map(|input| {
-            let incomplete = |what| AnalysisError::IncompleteInput { index: input.index, what };
-            let witness_script = input.witness_script.clone().ok_or(incomplete("witness script"))?;
+            let incomplete = |what| AnalysisError::IncompleteInput {
+                index: input.index,
+                what,
+            };
+            let witness_script = input
+                .witness_script
+                .clone()
+                .ok_or(incomplete("witness script"))?;
             let amount = input.amount.ok_or(incomplete("proven amount"))?;
             let hsm_keys = input
                 .hsm_keys
@@ -466,18 +477,32 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
         .collect();
 
     if tx.input.is_empty() {
-        findings.tx(FindingCode::PsbtNoInputs, "transaction has no input".to_owned());
+        findings.tx(
+            FindingCode::PsbtNoInputs,
+            "transaction has no input".to_owned(),
+        );
     }
     if tx.output.is_empty() {
-        findings.tx(FindingCode::PsbtNoOutputs, "transaction has no output".to_owned());
+        findings.tx(
+            FindingCode::PsbtNoOutputs,
+            "transaction has no output".to_owned(),
+        );
     }
 
     let total_in = if duplicate {
         None
     } else {
-        sum(inputs.iter().map(|i| i.amount), "input amounts", &mut findings)
+        sum(
+            inputs.iter().map(|i| i.amount),
+            "input amounts",
+            &mut findings,
+        )
     };
-    let total_out = sum(outputs.iter().map(|o| Some(o.value)), "output values", &mut findings);
+    let total_out = sum(
+        outputs.iter().map(|o| Some(o.value)),
+        "output values",
+        &mut findings,
+    );
     let class_total = |pred: fn(&OutputClass) -> bool| {
         total_out.and_then(|_| {
             outputs
@@ -488,7 +513,8 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
     };
     let change_total = class_total(|c| matches!(c, OutputClass::Change { .. }));
     let receive_total = class_total(|c| matches!(c, OutputClass::Receive { .. }));
-    let external_total = class_total(|c| matches!(c, OutputClass::External | OutputClass::Unproven));
+    let external_total =
+        class_total(|c| matches!(c, OutputClass::External | OutputClass::Unproven));
 
     let fee = match (total_in, total_out) {
         (Some(total_in), Some(total_out)) => {
@@ -545,15 +571,30 @@ struct Findings {
 
 impl Findings {
     fn input(&mut self, index: usize, code: FindingCode, message: String) {
-        self.inputs.push(Finding { code, input: Some(index), output: None, message });
+        self.inputs.push(Finding {
+            code,
+            input: Some(index),
+            output: None,
+            message,
+        });
     }
 
     fn output(&mut self, index: usize, code: FindingCode, message: String) {
-        self.outputs.push(Finding { code, input: None, output: Some(index), message });
+        self.outputs.push(Finding {
+            code,
+            input: None,
+            output: Some(index),
+            message,
+        });
     }
 
     fn tx(&mut self, code: FindingCode, message: String) {
-        self.tx.push(Finding { code, input: None, output: None, message });
+        self.tx.push(Finding {
+            code,
+            input: None,
+            output: None,
+            message,
+        });
     }
 
     fn finish(self) -> Vec<Finding> {
@@ -730,8 +771,9 @@ fn analyze_input(
     }
     analysis.amount = proven_prevout.map(|o| o.value);
 
-    let spent_script =
-        proven_prevout.or(input.witness_utxo.as_ref()).map(|o| o.script_pubkey.clone());
+    let spent_script = proven_prevout
+        .or(input.witness_utxo.as_ref())
+        .map(|o| o.script_pubkey.clone());
     if let Some(script) = spent_script.as_ref().filter(|s| !s.is_p2wsh()) {
         findings.input(
             index,
@@ -741,7 +783,9 @@ fn analyze_input(
     }
 
     let (keychain, derivation_index) = match read_claim(policy, &input.bip32_derivation) {
-        Claim::None { names_hsm_key: false } => {
+        Claim::None {
+            names_hsm_key: false,
+        } => {
             findings.input(
                 index,
                 FindingCode::InputNotOurs,
@@ -749,7 +793,9 @@ fn analyze_input(
             );
             return analysis;
         }
-        Claim::None { names_hsm_key: true } => {
+        Claim::None {
+            names_hsm_key: true,
+        } => {
             findings.input(
                 index,
                 FindingCode::InputDerivationMissing,
@@ -779,22 +825,8 @@ fn analyze_input(
         }
     };
 
-    match &input.witness_script {
-        None => findings.input(
-            index,
-            FindingCode::InputWitnessScriptMissing,
-            format!("no witness script; expected the policy's at {keychain}/{derivation_index}"),
-        ),
-        Some(given) if *given != witness_script => findings.input(
-            index,
-            FindingCode::InputWitnessScriptMismatch,
-            format!(
-                "witness script differs from the policy's at {keychain}/{derivation_index}"
-            ),
-        ),
-        Some(_) => {}
-    }
-
+    // Whether the spent output is ours comes first: a foreign input is INPUT_NOT_OURS, not
+    // a witness script mismatch.
     let expected_script = derived.script_pubkey();
     match spent_script {
         // No script to compare: the missing previous transaction is already a finding.
@@ -812,7 +844,24 @@ fn analyze_input(
         Some(_) => {}
     }
 
-    analysis.ownership = Some(Ownership { keychain, derivation_index });
+    match &input.witness_script {
+        None => findings.input(
+            index,
+            FindingCode::InputWitnessScriptMissing,
+            format!("no witness script; expected the policy's at {keychain}/{derivation_index}"),
+        ),
+        Some(given) if *given != witness_script => findings.input(
+            index,
+            FindingCode::InputWitnessScriptMismatch,
+            format!("witness script differs from the policy's at {keychain}/{derivation_index}"),
+        ),
+        Some(_) => {}
+    }
+
+    analysis.ownership = Some(Ownership {
+        keychain,
+        derivation_index,
+    });
     analysis.witness_script = Some(witness_script);
     analysis.hsm_keys = hsm_labels(policy, &derived);
     analysis.max_satisfaction_weight = derived.max_weight_to_satisfy().ok();
@@ -850,7 +899,12 @@ fn hsm_labels(policy: &PolicyDocument, derived: &Descriptor<DefiniteDescriptorKe
         }
         true
     });
-    policy.hsm_keys.iter().filter(|k| present.contains(&k.label)).map(|k| k.label.clone()).collect()
+    policy
+        .hsm_keys
+        .iter()
+        .filter(|k| present.contains(&k.label))
+        .map(|k| k.label.clone())
+        .collect()
 }
 
 /// Names keys by label (`recovery` for the recovery key) and hashes by hex.
@@ -894,7 +948,9 @@ fn spending_paths(
     tx: &Transaction,
     sequence: Sequence,
 ) -> Result<Vec<SpendingPath>, String> {
-    let lifted = derived.lift().map_err(|e| format!("cannot lift the input's policy: {e}"))?;
+    let lifted = derived
+        .lift()
+        .map_err(|e| format!("cannot lift the input's policy: {e}"))?;
     let named = lifted
         .normalized()
         .translate_pk(&mut Labeler { policy })
@@ -904,7 +960,9 @@ fn spending_paths(
     // an age of zero then satisfies no `older`.
     let csv_active = u32::from_ne_bytes(tx.version.0.to_ne_bytes()) >= 2;
     let age = if csv_active {
-        sequence.to_relative_lock_time().unwrap_or(relative::LockTime::ZERO)
+        sequence
+            .to_relative_lock_time()
+            .unwrap_or(relative::LockTime::ZERO)
     } else {
         relative::LockTime::ZERO
     };
@@ -931,8 +989,11 @@ fn spending_paths(
                 }
                 true
             });
-            let satisfiable_now =
-                !alt.clone().at_age(age).at_lock_time(lock_time).is_unsatisfiable();
+            let satisfiable_now = !alt
+                .clone()
+                .at_age(age)
+                .at_lock_time(lock_time)
+                .is_unsatisfiable();
             SpendingPath {
                 description: alt.to_string(),
                 keys,
@@ -952,8 +1013,9 @@ fn analyze_output(
     psbt_output: Option<&psbt::Output>,
     findings: &mut Findings,
 ) -> OutputAnalysis {
-    let address =
-        Address::from_script(&txout.script_pubkey, policy.network).ok().map(|a| a.to_string());
+    let address = Address::from_script(&txout.script_pubkey, policy.network)
+        .ok()
+        .map(|a| a.to_string());
     let mut analysis = OutputAnalysis {
         index,
         value: txout.value,
@@ -965,7 +1027,10 @@ fn analyze_output(
         findings.output(
             index,
             FindingCode::AmountOverflow,
-            format!("output value {} sat exceeds 21 million bitcoin", txout.value.to_sat()),
+            format!(
+                "output value {} sat exceeds 21 million bitcoin",
+                txout.value.to_sat()
+            ),
         );
     }
     let Some(output) = psbt_output else {
@@ -976,24 +1041,31 @@ fn analyze_output(
         OutputClass::Unproven
     };
     analysis.class = match read_claim(policy, &output.bip32_derivation) {
-        Claim::None { names_hsm_key: false } => OutputClass::External,
-        Claim::None { names_hsm_key: true } => {
-            unproven("derivations name our hsm keys but none the recovery key".to_owned())
-        }
+        Claim::None {
+            names_hsm_key: false,
+        } => OutputClass::External,
+        Claim::None {
+            names_hsm_key: true,
+        } => unproven("derivations name our hsm keys but none the recovery key".to_owned()),
         Claim::Invalid(reason) => unproven(reason),
-        Claim::Ours(keychain, derivation_index) => match policy.derive(keychain, derivation_index)
-        {
-            Err(e) => unproven(e.to_string()),
-            Ok(derived) if derived.script_pubkey() != txout.script_pubkey => unproven(format!(
-                "claims {keychain}/{derivation_index} but pays {}, the policy gives {}",
-                txout.script_pubkey,
-                derived.script_pubkey()
-            )),
-            Ok(_) => match keychain {
-                Keychain::Change => OutputClass::Change { index: derivation_index },
-                Keychain::Receive => OutputClass::Receive { index: derivation_index },
-            },
-        },
+        Claim::Ours(keychain, derivation_index) => {
+            match policy.derive(keychain, derivation_index) {
+                Err(e) => unproven(e.to_string()),
+                Ok(derived) if derived.script_pubkey() != txout.script_pubkey => unproven(format!(
+                    "claims {keychain}/{derivation_index} but pays {}, the policy gives {}",
+                    txout.script_pubkey,
+                    derived.script_pubkey()
+                )),
+                Ok(_) => match keychain {
+                    Keychain::Change => OutputClass::Change {
+                        index: derivation_index,
+                    },
+                    Keychain::Receive => OutputClass::Receive {
+                        index: derivation_index,
+                    },
+                },
+            }
+        }
     };
     analysis
 }
@@ -1040,14 +1112,20 @@ impl fmt::Display for PsbtAnalysis {
                 input.sighash_type.as_deref().unwrap_or("ALL (default)")
             )?;
             for path in &input.spending_paths {
-                let sigs = path.signatures_needed.map_or("no".to_owned(), |n| n.to_string());
+                let sigs = path
+                    .signatures_needed
+                    .map_or("no".to_owned(), |n| n.to_string());
                 writeln!(
                     f,
                     "  path {}: {} signature(s) from [{}], {}",
                     path.description,
                     sigs,
                     path.keys.join(", "),
-                    if path.satisfiable_now { "satisfiable now" } else { "not satisfiable now" }
+                    if path.satisfiable_now {
+                        "satisfiable now"
+                    } else {
+                        "not satisfiable now"
+                    }
                 )?;
             }
         }
@@ -1058,8 +1136,18 @@ impl fmt::Display for PsbtAnalysis {
                 OutputClass::External => "external".to_owned(),
                 OutputClass::Unproven => "claims ours, unproven".to_owned(),
             };
-            let to = output.address.clone().unwrap_or_else(|| output.script_pubkey.to_string());
-            writeln!(f, "output {}: {} sat to {}, {}", output.index, output.value.to_sat(), to, class)?;
+            let to = output
+                .address
+                .clone()
+                .unwrap_or_else(|| output.script_pubkey.to_string());
+            writeln!(
+                f,
+                "output {}: {} sat to {}, {}",
+                output.index,
+                output.value.to_sat(),
+                to,
+                class
+            )?;
         }
         writeln!(
             f,
@@ -1102,13 +1190,30 @@ mod tests {
         let max = Some(Amount::MAX_MONEY);
         assert_eq!(sum([max].into_iter(), "x", &mut findings), max);
         assert!(findings.tx.is_empty());
-        assert_eq!(sum([max, Some(Amount::ONE_SAT)].into_iter(), "x", &mut findings), None);
+        assert_eq!(
+            sum([max, Some(Amount::ONE_SAT)].into_iter(), "x", &mut findings),
+            None
+        );
         assert_eq!(findings.tx.len(), 1);
         assert_eq!(findings.tx[0].code, FindingCode::AmountOverflow);
-        assert_eq!(sum([Some(Amount::MAX), Some(Amount::MAX)].into_iter(), "x", &mut findings), None);
+        assert_eq!(
+            sum(
+                [Some(Amount::MAX), Some(Amount::MAX)].into_iter(),
+                "x",
+                &mut findings
+            ),
+            None
+        );
         // An unproven amount makes the sum unproven without a finding of its own.
         let mut findings = Findings::default();
-        assert_eq!(sum([Some(Amount::ONE_SAT), None].into_iter(), "x", &mut findings), None);
+        assert_eq!(
+            sum(
+                [Some(Amount::ONE_SAT), None].into_iter(),
+                "x",
+                &mut findings
+            ),
+            None
+        );
         assert!(findings.tx.is_empty());
     }
 
@@ -1120,7 +1225,10 @@ mod tests {
         f.input(1, FindingCode::InputNotOurs, "i".into());
         let all = f.finish();
         let codes: Vec<&str> = all.iter().map(|x| x.code.code()).collect();
-        assert_eq!(codes, ["INPUT_NOT_OURS", "OUTPUT_CHANGE_UNPROVEN", "FEE_NEGATIVE"]);
+        assert_eq!(
+            codes,
+            ["INPUT_NOT_OURS", "OUTPUT_CHANGE_UNPROVEN", "FEE_NEGATIVE"]
+        );
         assert_eq!(all[0].to_string(), "INPUT_NOT_OURS (input 1): i");
     }
 }

@@ -12,8 +12,8 @@ use miniscript::{Descriptor, ForEachKey, TranslatePk, Translator};
 use serde::{Deserialize, Serialize};
 
 pub use crate::keys::Keychain;
-pub use crate::template::DescriptorPair;
 use crate::keys::{HsmKey, KeyError, RecoveryKey};
+pub use crate::template::DescriptorPair;
 use crate::template::{Template, TemplateError, check_keys};
 
 /// Errors from building, reading or using a [`PolicyDocument`].
@@ -71,7 +71,9 @@ pub enum PolicyError {
         reason: String,
     },
     /// A descriptor holds a key that is neither a listed HSM key nor the recovery key.
-    #[error("{keychain} descriptor holds key {key} that is not a listed hsm key nor the recovery key")]
+    #[error(
+        "{keychain} descriptor holds key {key} that is not a listed hsm key nor the recovery key"
+    )]
     UnexpectedKey {
         /// Which descriptor.
         keychain: Keychain,
@@ -93,7 +95,9 @@ pub enum PolicyError {
         keychain: Keychain,
     },
     /// The change descriptor is not the receive descriptor with `/1/*` instead of `/0/*`.
-    #[error("change descriptor {change} is not the receive descriptor with /1/* (expected {expected})")]
+    #[error(
+        "change descriptor {change} is not the receive descriptor with /1/* (expected {expected})"
+    )]
     ChangeMismatch {
         /// The change descriptor found.
         change: String,
@@ -155,12 +159,18 @@ impl std::str::FromStr for PolicyId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Only the lower-case spelling is accepted so an id has one string form.
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(format!("policy id {s:?} is not 64 lower-case hex digits"));
         }
         let mut bytes = [0u8; 32];
         for (i, byte) in bytes.iter_mut().enumerate() {
-            let pair = s.get(2 * i..2 * i + 2).ok_or_else(|| format!("policy id {s:?} is short"))?;
+            let pair = s
+                .get(2 * i..2 * i + 2)
+                .ok_or_else(|| format!("policy id {s:?} is short"))?;
             *byte = u8::from_str_radix(pair, 16).map_err(|e| format!("policy id {s:?}: {e}"))?;
         }
         Ok(PolicyId(bytes))
@@ -365,10 +375,15 @@ impl PolicyDocument {
     pub fn verify(&self) -> Result<(), PolicyError> {
         let computed = self.compute_id()?;
         if computed != self.id {
-            return Err(PolicyError::IdMismatch { stated: self.id, computed });
+            return Err(PolicyError::IdMismatch {
+                stated: self.id,
+                computed,
+            });
         }
         if !Template::KINDS.contains(&self.template.as_str()) {
-            return Err(PolicyError::UnknownTemplate { template: self.template.clone() });
+            return Err(PolicyError::UnknownTemplate {
+                template: self.template.clone(),
+            });
         }
         if self.name.trim().is_empty() {
             return Err(PolicyError::EmptyName);
@@ -387,7 +402,9 @@ impl PolicyDocument {
         let expected_change = self
             .descriptors
             .receive
-            .translate_pk(&mut ReceiveToChange { recovery: &self.recovery })
+            .translate_pk(&mut ReceiveToChange {
+                recovery: &self.recovery,
+            })
             .map_err(|_| PolicyError::ChangeMismatch {
                 change: self.descriptors.change.to_string(),
                 expected: "(receive descriptor does not translate)".to_owned(),
@@ -404,17 +421,27 @@ impl PolicyDocument {
     fn check_descriptor(&self, keychain: Keychain) -> Result<(), PolicyError> {
         let descriptor = self.descriptors.get(keychain);
         if !matches!(descriptor, Descriptor::Wsh(_)) {
-            return Err(PolicyError::NotWsh { keychain, descriptor: descriptor.to_string() });
+            return Err(PolicyError::NotWsh {
+                keychain,
+                descriptor: descriptor.to_string(),
+            });
         }
-        descriptor
-            .sanity_check()
-            .map_err(|e| PolicyError::Sanity { keychain, reason: e.to_string() })?;
+        descriptor.sanity_check().map_err(|e| PolicyError::Sanity {
+            keychain,
+            reason: e.to_string(),
+        })?;
         if !descriptor.has_wildcard() {
-            return Err(PolicyError::NotRanged { keychain, descriptor: descriptor.to_string() });
+            return Err(PolicyError::NotRanged {
+                keychain,
+                descriptor: descriptor.to_string(),
+            });
         }
         let recovery_key = self.recovery.descriptor_key(keychain);
-        let hsm_keys: BTreeMap<DescriptorPublicKey, &str> =
-            self.hsm_keys.iter().map(|k| (k.descriptor_key(), k.label.as_str())).collect();
+        let hsm_keys: BTreeMap<DescriptorPublicKey, &str> = self
+            .hsm_keys
+            .iter()
+            .map(|k| (k.descriptor_key(), k.label.as_str()))
+            .collect();
         let mut seen_hsm = BTreeSet::new();
         let mut seen_recovery = false;
         let mut unexpected = None;
@@ -434,8 +461,15 @@ impl PolicyDocument {
         if !seen_recovery {
             return Err(PolicyError::RecoveryNotInDescriptor { keychain });
         }
-        if let Some(k) = self.hsm_keys.iter().find(|k| !seen_hsm.contains(k.label.as_str())) {
-            return Err(PolicyError::HsmKeyNotInDescriptor { label: k.label.clone(), keychain });
+        if let Some(k) = self
+            .hsm_keys
+            .iter()
+            .find(|k| !seen_hsm.contains(k.label.as_str()))
+        {
+            return Err(PolicyError::HsmKeyNotInDescriptor {
+                label: k.label.clone(),
+                keychain,
+            });
         }
         Ok(())
     }
@@ -453,9 +487,14 @@ impl PolicyDocument {
         if index >= 0x8000_0000 {
             return Err(PolicyError::IndexOutOfRange { index });
         }
-        self.descriptors.get(keychain).at_derivation_index(index).map_err(|e| {
-            PolicyError::Derivation { keychain, index, reason: e.to_string() }
-        })
+        self.descriptors
+            .get(keychain)
+            .at_derivation_index(index)
+            .map_err(|e| PolicyError::Derivation {
+                keychain,
+                index,
+                reason: e.to_string(),
+            })
     }
 
     /// The address of a keychain at an index on the policy's network.
@@ -465,7 +504,11 @@ impl PolicyDocument {
     pub fn address(&self, keychain: Keychain, index: u32) -> Result<Address, PolicyError> {
         self.derive(keychain, index)?
             .address(self.network)
-            .map_err(|e| PolicyError::Derivation { keychain, index, reason: e.to_string() })
+            .map_err(|e| PolicyError::Derivation {
+                keychain,
+                index,
+                reason: e.to_string(),
+            })
     }
 
     /// The HSM key with this fingerprint, if listed.
@@ -537,8 +580,14 @@ mod tests {
 
     #[test]
     fn keychain_serde_is_lowercase() {
-        assert_eq!(serde_json::to_string(&Keychain::Change).unwrap(), "\"change\"");
-        assert_eq!(serde_json::from_str::<Keychain>("\"receive\"").unwrap(), Keychain::Receive);
+        assert_eq!(
+            serde_json::to_string(&Keychain::Change).unwrap(),
+            "\"change\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Keychain>("\"receive\"").unwrap(),
+            Keychain::Receive
+        );
         assert!(serde_json::from_str::<Keychain>("\"Receive\"").is_err());
     }
 }

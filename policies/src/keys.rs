@@ -129,7 +129,11 @@ impl HsmKey {
     ///
     /// The label is checked when the key is used in a template or a document.
     pub fn new(label: impl Into<String>, public_key: PublicKey) -> HsmKey {
-        HsmKey { label: label.into(), fingerprint: fingerprint_of(&public_key), public_key }
+        HsmKey {
+            label: label.into(),
+            fingerprint: fingerprint_of(&public_key),
+            public_key,
+        }
     }
 
     /// The key as it appears in descriptors: `[fingerprint]02ab...` (origin with an empty path).
@@ -178,18 +182,28 @@ pub fn fingerprint_of(public_key: &PublicKey) -> Fingerprint {
 /// # Errors
 /// [`KeyError::InvalidLabel`] or [`KeyError::ReservedLabel`].
 pub fn validate_label(label: &str) -> Result<(), KeyError> {
-    let invalid = |reason| KeyError::InvalidLabel { label: label.to_owned(), reason };
+    let invalid = |reason| KeyError::InvalidLabel {
+        label: label.to_owned(),
+        reason,
+    };
     if label.is_empty() {
         return Err(invalid("empty"));
     }
     if label.len() > MAX_LABEL_LEN {
         return Err(invalid("longer than 64 characters"));
     }
-    if !label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-        return Err(invalid("only letters, digits, '.', '_' and '-' are allowed"));
+    if !label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(invalid(
+            "only letters, digits, '.', '_' and '-' are allowed",
+        ));
     }
     if label == RECOVERY_NAME {
-        return Err(KeyError::ReservedLabel { label: label.to_owned() });
+        return Err(KeyError::ReservedLabel {
+            label: label.to_owned(),
+        });
     }
     Ok(())
 }
@@ -242,7 +256,11 @@ impl TryFrom<HsmKeyRepr> for HsmKey {
                 computed,
             });
         }
-        Ok(HsmKey { label: repr.label, public_key, fingerprint: computed })
+        Ok(HsmKey {
+            label: repr.label,
+            public_key,
+            fingerprint: computed,
+        })
     }
 }
 
@@ -321,9 +339,10 @@ impl RecoveryKey {
             return None;
         }
         match steps.get(prefix_steps.len()..)? {
-            [ChildNumber::Normal { index: keychain }, ChildNumber::Normal { index }] => {
-                Some((Keychain::from_child(*keychain)?, *index))
-            }
+            [
+                ChildNumber::Normal { index: keychain },
+                ChildNumber::Normal { index },
+            ] => Some((Keychain::from_child(*keychain)?, *index)),
             _ => None,
         }
     }
@@ -351,7 +370,10 @@ impl FromStr for RecoveryKey {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: String| KeyError::InvalidRecoveryKey { value: s.to_owned(), reason };
+        let invalid = |reason: String| KeyError::InvalidRecoveryKey {
+            value: s.to_owned(),
+            reason,
+        };
         let key = DescriptorPublicKey::from_str(s).map_err(|e| invalid(e.to_string()))?;
         match key {
             DescriptorPublicKey::XPub(x) => {
@@ -361,11 +383,14 @@ impl FromStr for RecoveryKey {
                             .to_owned(),
                     ));
                 }
-                Ok(RecoveryKey { origin: x.origin, xpub: x.xkey })
+                Ok(RecoveryKey {
+                    origin: x.origin,
+                    xpub: x.xkey,
+                })
             }
-            DescriptorPublicKey::Single(_) => {
-                Err(invalid("expected an extended public key, not a single key".to_owned()))
-            }
+            DescriptorPublicKey::Single(_) => Err(invalid(
+                "expected an extended public key, not a single key".to_owned(),
+            )),
             DescriptorPublicKey::MultiXPub(_) => {
                 Err(invalid("multipath keys are not accepted".to_owned()))
             }
@@ -432,17 +457,35 @@ mod tests {
     #[test]
     fn descriptor_key_has_fingerprint_origin() {
         let k = HsmKey::new("a", key(2));
-        assert_eq!(k.descriptor_key().to_string(), format!("[{}]{}", k.fingerprint, k.public_key));
+        assert_eq!(
+            k.descriptor_key().to_string(),
+            format!("[{}]{}", k.fingerprint, k.public_key)
+        );
     }
 
     #[test]
     fn labels() {
         assert!(validate_label("ops-a.1_b").is_ok());
-        assert!(matches!(validate_label(""), Err(KeyError::InvalidLabel { .. })));
-        assert!(matches!(validate_label("a,b"), Err(KeyError::InvalidLabel { .. })));
-        assert!(matches!(validate_label("pk(a)"), Err(KeyError::InvalidLabel { .. })));
-        assert!(matches!(validate_label(&"a".repeat(65)), Err(KeyError::InvalidLabel { .. })));
-        assert!(matches!(validate_label("recovery"), Err(KeyError::ReservedLabel { .. })));
+        assert!(matches!(
+            validate_label(""),
+            Err(KeyError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            validate_label("a,b"),
+            Err(KeyError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            validate_label("pk(a)"),
+            Err(KeyError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            validate_label(&"a".repeat(65)),
+            Err(KeyError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            validate_label("recovery"),
+            Err(KeyError::ReservedLabel { .. })
+        ));
     }
 
     #[test]
@@ -457,13 +500,28 @@ mod tests {
         assert_eq!(r.to_string(), s);
         assert_eq!(r.master_fingerprint(), fp);
         assert_eq!(RecoveryKey::from_str(&r.to_string()).unwrap(), r);
-        assert_eq!(r.descriptor_key(Keychain::Change).to_string(), format!("{s}/1/*"));
+        assert_eq!(
+            r.descriptor_key(Keychain::Change).to_string(),
+            format!("{s}/1/*")
+        );
 
-        let full = path.extend([ChildNumber::from_normal_idx(1).unwrap(), ChildNumber::from_normal_idx(7).unwrap()]);
-        assert_eq!(r.claimed_derivation(&(fp, full)), Some((Keychain::Change, 7)));
-        let hardened = path.extend([ChildNumber::from_normal_idx(0).unwrap(), ChildNumber::from_hardened_idx(7).unwrap()]);
+        let full = path.extend([
+            ChildNumber::from_normal_idx(1).unwrap(),
+            ChildNumber::from_normal_idx(7).unwrap(),
+        ]);
+        assert_eq!(
+            r.claimed_derivation(&(fp, full)),
+            Some((Keychain::Change, 7))
+        );
+        let hardened = path.extend([
+            ChildNumber::from_normal_idx(0).unwrap(),
+            ChildNumber::from_hardened_idx(7).unwrap(),
+        ]);
         assert_eq!(r.claimed_derivation(&(fp, hardened)), None);
-        let third = path.extend([ChildNumber::from_normal_idx(2).unwrap(), ChildNumber::from_normal_idx(7).unwrap()]);
+        let third = path.extend([
+            ChildNumber::from_normal_idx(2).unwrap(),
+            ChildNumber::from_normal_idx(7).unwrap(),
+        ]);
         assert_eq!(r.claimed_derivation(&(fp, third)), None);
         let short = DerivationPath::from_str("m/0/7").unwrap();
         assert_eq!(r.claimed_derivation(&(fp, short)), None);
@@ -475,6 +533,9 @@ mod tests {
         // Without origin, key sources use the xpub's own fingerprint and a bare 0|1/index.
         let bare = RecoveryKey::from_str(&xpub.to_string()).unwrap();
         let p = DerivationPath::from_str("m/0/3").unwrap();
-        assert_eq!(bare.claimed_derivation(&(xpub.fingerprint(), p)), Some((Keychain::Receive, 3)));
+        assert_eq!(
+            bare.claimed_derivation(&(xpub.fingerprint(), p)),
+            Some((Keychain::Receive, 3))
+        );
     }
 }

@@ -145,8 +145,11 @@ struct DescriptorPairRepr {
 impl Serialize for DescriptorPair {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // `Display` of a descriptor appends its checksum.
-        DescriptorPairRepr { receive: self.receive.to_string(), change: self.change.to_string() }
-            .serialize(serializer)
+        DescriptorPairRepr {
+            receive: self.receive.to_string(),
+            change: self.change.to_string(),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -248,7 +251,11 @@ impl Template {
         let keys = self.hsm_keys();
         check_keys(&keys)?;
         match self {
-            Template::Cold { threshold, recovery_after, .. } => {
+            Template::Cold {
+                threshold,
+                recovery_after,
+                ..
+            } => {
                 if *threshold == 0 {
                     return Err(TemplateError::ThresholdZero);
                 }
@@ -268,9 +275,15 @@ impl Template {
                 };
                 // The weights tell the compiler the HSM path is the usual one, so it gets
                 // the cheaper witness.
-                Ok(format!("or(99@{hsm},1@and(pk({RECOVERY_NAME}),older({recovery_after})))"))
+                Ok(format!(
+                    "or(99@{hsm},1@and(pk({RECOVERY_NAME}),older({recovery_after})))"
+                ))
             }
-            Template::Hot { hsm_key, recovery_after, .. } => {
+            Template::Hot {
+                hsm_key,
+                recovery_after,
+                ..
+            } => {
                 if *recovery_after == 0 {
                     return Err(TemplateError::RecoveryAfterZero);
                 }
@@ -295,9 +308,11 @@ impl Template {
     pub fn compile(&self) -> Result<DescriptorPair, TemplateError> {
         let policy_str = self.policy()?;
         let keys = self.hsm_keys();
-        let policy = Concrete::<String>::from_str(&policy_str).map_err(|e| {
-            TemplateError::PolicyParse { policy: policy_str.clone(), reason: e.to_string() }
-        })?;
+        let policy =
+            Concrete::<String>::from_str(&policy_str).map_err(|e| TemplateError::PolicyParse {
+                policy: policy_str.clone(),
+                reason: e.to_string(),
+            })?;
 
         let mut unknown = None;
         let mut used = BTreeSet::new();
@@ -315,14 +330,19 @@ impl Template {
             return Err(TemplateError::RecoveryNotUsed);
         }
         if let Some(k) = keys.iter().find(|k| !used.contains(&k.label)) {
-            return Err(TemplateError::UnusedHsmKey { label: k.label.clone() });
+            return Err(TemplateError::UnusedHsmKey {
+                label: k.label.clone(),
+            });
         }
 
         let ms = policy
             .compile::<Segwitv0>()
-            .map_err(|e| TemplateError::Compile { reason: e.to_string() })?;
-        let named = Descriptor::new_wsh(ms)
-            .map_err(|e| TemplateError::Compile { reason: e.to_string() })?;
+            .map_err(|e| TemplateError::Compile {
+                reason: e.to_string(),
+            })?;
+        let named = Descriptor::new_wsh(ms).map_err(|e| TemplateError::Compile {
+            reason: e.to_string(),
+        })?;
 
         let receive = instantiate(&named, &keys, self.recovery(), Keychain::Receive)?;
         let change = instantiate(&named, &keys, self.recovery(), Keychain::Change)?;
@@ -350,7 +370,9 @@ pub(crate) fn check_keys(keys: &[HsmKey]) -> Result<(), TemplateError> {
     for key in keys {
         key.validate()?;
         if labels.insert(key.label.as_str(), ()).is_some() {
-            return Err(TemplateError::DuplicateLabel { label: key.label.clone() });
+            return Err(TemplateError::DuplicateLabel {
+                label: key.label.clone(),
+            });
         }
         if let Some(first) = pubkeys.insert(key.public_key, key.label.clone()) {
             return Err(TemplateError::DuplicatePublicKey {
@@ -376,14 +398,23 @@ fn instantiate(
     recovery: &RecoveryKey,
     keychain: Keychain,
 ) -> Result<Descriptor<DescriptorPublicKey>, TemplateError> {
-    let mut translator = NameTranslator { keys, recovery, keychain };
+    let mut translator = NameTranslator {
+        keys,
+        recovery,
+        keychain,
+    };
     let descriptor = named.translate_pk(&mut translator).map_err(|e| match e {
         miniscript::TranslateErr::TranslatorErr(e) => e,
-        miniscript::TranslateErr::OuterError(e) => TemplateError::Compile { reason: e.to_string() },
+        miniscript::TranslateErr::OuterError(e) => TemplateError::Compile {
+            reason: e.to_string(),
+        },
     })?;
     descriptor
         .sanity_check()
-        .map_err(|e| TemplateError::Sanity { keychain, reason: e.to_string() })?;
+        .map_err(|e| TemplateError::Sanity {
+            keychain,
+            reason: e.to_string(),
+        })?;
     if !descriptor.has_wildcard() {
         return Err(TemplateError::NotRanged { keychain });
     }
@@ -397,7 +428,10 @@ struct NameTranslator<'a> {
 }
 
 fn parse_hash<H: FromStr>(kind: &'static str, value: &str) -> Result<H, TemplateError> {
-    H::from_str(value).map_err(|_| TemplateError::InvalidHash { kind, value: value.to_owned() })
+    H::from_str(value).map_err(|_| TemplateError::InvalidHash {
+        kind,
+        value: value.to_owned(),
+    })
 }
 
 impl Translator<String, DescriptorPublicKey, TemplateError> for NameTranslator<'_> {
@@ -453,7 +487,10 @@ mod tests {
             recovery,
             recovery_after: 6,
         };
-        assert_eq!(t.policy().unwrap(), "or(99@pk(solo),1@and(pk(recovery),older(6)))");
+        assert_eq!(
+            t.policy().unwrap(),
+            "or(99@pk(solo),1@and(pk(recovery),older(6)))"
+        );
         assert!(t.compile().is_ok());
         assert!(t.to_string().starts_with("cold template: or("));
     }

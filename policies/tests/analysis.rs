@@ -12,7 +12,9 @@ use bitcoin::psbt::{self, PsbtSighashType};
 use bitcoin::secp256k1::{Message, Secp256k1};
 use bitcoin::sighash::SighashCache;
 use bitcoin::transaction::Version;
-use bitcoin::{Amount, EcdsaSighashType, Network, OutPoint, Psbt, Sequence, Transaction, TxIn, TxOut};
+use bitcoin::{
+    Amount, EcdsaSighashType, Network, OutPoint, Psbt, Sequence, Transaction, TxIn, TxOut,
+};
 use miniscript::psbt::PsbtExt;
 use policies::{
     FindingCode, Keychain, OutputClass, Ownership, PolicyDocument, Template, analyze,
@@ -21,8 +23,16 @@ use policies::{
 
 use common::*;
 
-fn recovery_source_mut(policy: &PolicyDocument, map: &mut BTreeMap<bitcoin::secp256k1::PublicKey, bitcoin::bip32::KeySource>) -> bitcoin::secp256k1::PublicKey {
-    *map.iter().find(|(pk, s)| policy.hsm_key_by_pubkey(pk).is_none() && s.0 == policy.recovery.master_fingerprint()).unwrap().0
+fn recovery_source_mut(
+    policy: &PolicyDocument,
+    map: &mut BTreeMap<bitcoin::secp256k1::PublicKey, bitcoin::bip32::KeySource>,
+) -> bitcoin::secp256k1::PublicKey {
+    *map.iter()
+        .find(|(pk, s)| {
+            policy.hsm_key_by_pubkey(pk).is_none() && s.0 == policy.recovery.master_fingerprint()
+        })
+        .unwrap()
+        .0
 }
 
 fn recovery_path_for(keychain: u32, index: ChildNumber) -> DerivationPath {
@@ -31,7 +41,11 @@ fn recovery_path_for(keychain: u32, index: ChildNumber) -> DerivationPath {
 
 /// The output bdk made as change: the one not paying the external script.
 fn change_index(psbt: &Psbt) -> usize {
-    psbt.unsigned_tx.output.iter().position(|o| o.script_pubkey != external_script()).unwrap()
+    psbt.unsigned_tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey != external_script())
+        .unwrap()
 }
 
 fn only_codes(a: &policies::PsbtAnalysis) -> Vec<&'static str> {
@@ -48,10 +62,28 @@ fn good_psbt_is_clean_and_everything_is_proven() {
 
     assert_eq!(a.inputs.len(), 1);
     let input = &a.inputs[0];
-    assert_eq!(input.ownership, Some(Ownership { keychain: Keychain::Receive, derivation_index: 0 }));
+    assert_eq!(
+        input.ownership,
+        Some(Ownership {
+            keychain: Keychain::Receive,
+            derivation_index: 0
+        })
+    );
     assert_eq!(input.amount, Some(Amount::from_sat(100_000)));
-    assert_eq!(input.previous_output, psbt.unsigned_tx.input[0].previous_output);
-    assert_eq!(input.witness_script, Some(policy.derive(Keychain::Receive, 0).unwrap().explicit_script().unwrap()));
+    assert_eq!(
+        input.previous_output,
+        psbt.unsigned_tx.input[0].previous_output
+    );
+    assert_eq!(
+        input.witness_script,
+        Some(
+            policy
+                .derive(Keychain::Receive, 0)
+                .unwrap()
+                .explicit_script()
+                .unwrap()
+        )
+    );
     assert_eq!(input.hsm_keys, ["ops-a", "ops-b", "ops-c"]);
     assert!(input.max_satisfaction_weight.is_some());
 
@@ -59,22 +91,41 @@ fn good_psbt_is_clean_and_everything_is_proven() {
     let hsm_path = &input.spending_paths[0];
     assert_eq!(hsm_path.keys, ["ops-a", "ops-b", "ops-c"]);
     assert_eq!(hsm_path.signatures_needed, Some(2));
-    assert_eq!((hsm_path.relative_timelock, hsm_path.absolute_timelock), (None, None));
+    assert_eq!(
+        (hsm_path.relative_timelock, hsm_path.absolute_timelock),
+        (None, None)
+    );
     assert!(hsm_path.satisfiable_now);
     let recovery_path = &input.spending_paths[1];
     assert_eq!(recovery_path.keys, ["recovery"]);
     assert_eq!(recovery_path.signatures_needed, Some(1));
-    assert_eq!(recovery_path.relative_timelock, Some(u32::from(RECOVERY_AFTER)));
-    assert!(!recovery_path.satisfiable_now, "default nSequence {} must not satisfy older", input.sequence);
+    assert_eq!(
+        recovery_path.relative_timelock,
+        Some(u32::from(RECOVERY_AFTER))
+    );
+    assert!(
+        !recovery_path.satisfiable_now,
+        "default nSequence {} must not satisfy older",
+        input.sequence
+    );
 
     assert_eq!(a.outputs.len(), 2);
     let ext = output_index(&psbt, &external_script());
     assert_eq!(a.outputs[ext].class, OutputClass::External);
     assert_eq!(a.outputs[ext].value, Amount::from_sat(30_000));
-    assert!(a.outputs[ext].address.as_deref().unwrap().starts_with("bcrt1q"));
+    assert!(
+        a.outputs[ext]
+            .address
+            .as_deref()
+            .unwrap()
+            .starts_with("bcrt1q")
+    );
     let change = change_index(&psbt);
     assert_eq!(a.outputs[change].class, OutputClass::Change { index: 0 });
-    assert_eq!(a.outputs[change].script_pubkey, policy.address(Keychain::Change, 0).unwrap().script_pubkey());
+    assert_eq!(
+        a.outputs[change].script_pubkey,
+        policy.address(Keychain::Change, 0).unwrap().script_pubkey()
+    );
 
     let fee = psbt.fee().unwrap();
     assert_eq!(a.total_in, Some(Amount::from_sat(100_000)));
@@ -89,6 +140,9 @@ fn good_psbt_is_clean_and_everything_is_proven() {
     assert_eq!(a.version, 2);
 
     let text = a.to_string();
+    if std::env::var_os("SHOW_ANALYSIS").is_some() {
+        eprintln!("{text}");
+    }
     assert!(text.contains("ours receive/0"), "{text}");
     assert!(text.contains("change/0"), "{text}");
     assert!(text.contains("100000 sat"), "{text}");
@@ -112,7 +166,11 @@ fn signing_targets_produce_valid_signatures() {
     let a = analyze(&policy, &psbt);
     assert!(a.is_clean(), "{a}");
     assert_eq!(a.inputs.len(), 2);
-    let mut indexes: Vec<u32> = a.inputs.iter().map(|i| i.ownership.unwrap().derivation_index).collect();
+    let mut indexes: Vec<u32> = a
+        .inputs
+        .iter()
+        .map(|i| i.ownership.unwrap().derivation_index)
+        .collect();
     indexes.sort_unstable();
     assert_eq!(indexes, [0, 1]);
 
@@ -123,15 +181,26 @@ fn signing_targets_produce_valid_signatures() {
     let mut sigs = Vec::new();
     for t in &targets {
         assert_eq!(t.hsm_keys.len(), 3);
-        let sighash = cache.p2wsh_signature_hash(t.input_index, &t.witness_script, t.amount, t.sighash_type).unwrap();
+        let sighash = cache
+            .p2wsh_signature_hash(t.input_index, &t.witness_script, t.amount, t.sighash_type)
+            .unwrap();
         // Two of the three HSM keys (seeds 1 and 3).
         for (key, seed) in [(&t.hsm_keys[0], 1u8), (&t.hsm_keys[2], 3u8)] {
             let signature = secp.sign_ecdsa(&Message::from(sighash), &secret(seed));
-            sigs.push((t.input_index, key.public_key, bitcoin::ecdsa::Signature { signature, sighash_type: EcdsaSighashType::All }));
+            sigs.push((
+                t.input_index,
+                key.public_key,
+                bitcoin::ecdsa::Signature {
+                    signature,
+                    sighash_type: EcdsaSighashType::All,
+                },
+            ));
         }
     }
     for (i, pk, sig) in sigs {
-        psbt.inputs[i].partial_sigs.insert(bitcoin::PublicKey::new(pk), sig);
+        psbt.inputs[i]
+            .partial_sigs
+            .insert(bitcoin::PublicKey::new(pk), sig);
     }
     psbt.finalize_mut(&secp).unwrap();
     let prevouts: BTreeMap<OutPoint, TxOut> = psbt
@@ -146,7 +215,10 @@ fn signing_targets_produce_valid_signatures() {
     let real = tx.weight();
     let estimated = a.estimated_weight.unwrap();
     assert!(real <= estimated, "real {real} above estimate {estimated}");
-    assert!(estimated.to_wu() - real.to_wu() <= 16, "estimate {estimated} too far above real {real}");
+    assert!(
+        estimated.to_wu() - real.to_wu() <= 16,
+        "estimate {estimated} too far above real {real}"
+    );
 }
 
 #[test]
@@ -165,8 +237,14 @@ fn recovery_path_needs_sequence_and_version_2() {
     assert!(with(Sequence::from_height(RECOVERY_AFTER), 2));
     assert!(with(Sequence::from_height(RECOVERY_AFTER + 1), 2));
     assert!(!with(Sequence::from_height(RECOVERY_AFTER - 1), 2));
-    assert!(!with(Sequence::from_height(RECOVERY_AFTER), 1), "csv needs version 2");
-    assert!(!with(Sequence::from_512_second_intervals(RECOVERY_AFTER), 2), "time lock is not a height lock");
+    assert!(
+        !with(Sequence::from_height(RECOVERY_AFTER), 1),
+        "csv needs version 2"
+    );
+    assert!(
+        !with(Sequence::from_512_second_intervals(RECOVERY_AFTER), 2),
+        "time lock is not a height lock"
+    );
     assert!(!with(Sequence::MAX, 2));
     assert!(!with(Sequence(older | (1 << 31)), 2), "disable flag set");
 }
@@ -205,7 +283,11 @@ fn no_satisfiable_path_and_absolute_locktimes() {
     let a = analyze(&policy, &psbt);
     assert_eq!(only_codes(&a), ["INPUT_NO_SATISFIABLE_PATH"], "{a}");
     assert_eq!(a.findings()[0].input, Some(0));
-    let hsm = a.inputs[0].spending_paths.iter().find(|p| p.keys == ["ops-a"]).unwrap();
+    let hsm = a.inputs[0]
+        .spending_paths
+        .iter()
+        .find(|p| p.keys == ["ops-a"])
+        .unwrap();
     assert_eq!(hsm.absolute_timelock, Some(500));
 
     let mut later = psbt.clone();
@@ -215,7 +297,10 @@ fn no_satisfiable_path_and_absolute_locktimes() {
 
     // A final nSequence disables the locktime for this input.
     later.unsigned_tx.input[0].sequence = Sequence::MAX;
-    assert_eq!(only_codes(&analyze(&policy, &later)), ["INPUT_NO_SATISFIABLE_PATH"]);
+    assert_eq!(
+        only_codes(&analyze(&policy, &later)),
+        ["INPUT_NO_SATISFIABLE_PATH"]
+    );
 }
 
 #[test]
@@ -264,14 +349,32 @@ fn witness_utxo_differs_from_previous_tx() {
 #[test]
 fn wrong_or_missing_witness_script() {
     let (policy, _w, mut psbt) = cold_setup();
-    psbt.inputs[0].witness_script = Some(policy.derive(Keychain::Receive, 1).unwrap().explicit_script().unwrap());
+    psbt.inputs[0].witness_script = Some(
+        policy
+            .derive(Keychain::Receive, 1)
+            .unwrap()
+            .explicit_script()
+            .unwrap(),
+    );
     let a = analyze(&policy, &psbt);
     assert_eq!(only_codes(&a), ["INPUT_WITNESS_SCRIPT_MISMATCH"], "{a}");
     // The script to sign with is always the policy's, not the PSBT's.
-    assert_eq!(a.inputs[0].witness_script, Some(policy.derive(Keychain::Receive, 0).unwrap().explicit_script().unwrap()));
+    assert_eq!(
+        a.inputs[0].witness_script,
+        Some(
+            policy
+                .derive(Keychain::Receive, 0)
+                .unwrap()
+                .explicit_script()
+                .unwrap()
+        )
+    );
 
     psbt.inputs[0].witness_script = None;
-    assert_eq!(only_codes(&analyze(&policy, &psbt)), ["INPUT_WITNESS_SCRIPT_MISSING"]);
+    assert_eq!(
+        only_codes(&analyze(&policy, &psbt)),
+        ["INPUT_WITNESS_SCRIPT_MISSING"]
+    );
 }
 
 #[test]
@@ -281,10 +384,20 @@ fn foreign_input_is_not_ours() {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
         input: vec![],
-        output: vec![TxOut { value: Amount::from_sat(5_000), script_pubkey: external_script() }],
+        output: vec![TxOut {
+            value: Amount::from_sat(5_000),
+            script_pubkey: external_script(),
+        }],
     };
-    let outpoint = OutPoint { txid: foreign_prev.compute_txid(), vout: 0 };
-    psbt.unsigned_tx.input.push(TxIn { previous_output: outpoint, sequence: Sequence::ENABLE_RBF_NO_LOCKTIME, ..Default::default() });
+    let outpoint = OutPoint {
+        txid: foreign_prev.compute_txid(),
+        vout: 0,
+    };
+    psbt.unsigned_tx.input.push(TxIn {
+        previous_output: outpoint,
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        ..Default::default()
+    });
     psbt.inputs.push(psbt::Input {
         witness_utxo: Some(foreign_prev.output[0].clone()),
         non_witness_utxo: Some(foreign_prev),
@@ -304,7 +417,8 @@ fn derivation_claims_that_do_not_hold() {
     // Claims receive/1 while spending receive/0.
     let (policy, _w, mut psbt) = cold_setup();
     let pk = recovery_source_mut(&policy, &mut psbt.inputs[0].bip32_derivation);
-    psbt.inputs[0].bip32_derivation.get_mut(&pk).unwrap().1 = recovery_path_for(0, ChildNumber::from_normal_idx(1).unwrap());
+    psbt.inputs[0].bip32_derivation.get_mut(&pk).unwrap().1 =
+        recovery_path_for(0, ChildNumber::from_normal_idx(1).unwrap());
     let a = analyze(&policy, &psbt);
     assert!(a.has(FindingCode::InputNotOurs), "{a}");
     assert_eq!(a.inputs[0].ownership, None);
@@ -313,15 +427,26 @@ fn derivation_claims_that_do_not_hold() {
     // Hardened index.
     let (policy, _w, mut psbt) = cold_setup();
     let pk = recovery_source_mut(&policy, &mut psbt.inputs[0].bip32_derivation);
-    psbt.inputs[0].bip32_derivation.get_mut(&pk).unwrap().1 = recovery_path_for(0, ChildNumber::from_hardened_idx(0).unwrap());
-    assert_eq!(only_codes(&analyze(&policy, &psbt)), ["INPUT_DERIVATION_INVALID"]);
+    psbt.inputs[0].bip32_derivation.get_mut(&pk).unwrap().1 =
+        recovery_path_for(0, ChildNumber::from_hardened_idx(0).unwrap());
+    assert_eq!(
+        only_codes(&analyze(&policy, &psbt)),
+        ["INPUT_DERIVATION_INVALID"]
+    );
 
     // Recovery derivation removed; the HSM keys' entries remain.
     let (policy, _w, mut psbt) = cold_setup();
     let pk = recovery_source_mut(&policy, &mut psbt.inputs[0].bip32_derivation);
     psbt.inputs[0].bip32_derivation.remove(&pk);
-    assert_eq!(psbt.inputs[0].bip32_derivation.len(), 3, "bdk lists the three hsm keys");
-    assert_eq!(only_codes(&analyze(&policy, &psbt)), ["INPUT_DERIVATION_MISSING"]);
+    assert_eq!(
+        psbt.inputs[0].bip32_derivation.len(),
+        3,
+        "bdk lists the three hsm keys"
+    );
+    assert_eq!(
+        only_codes(&analyze(&policy, &psbt)),
+        ["INPUT_DERIVATION_MISSING"]
+    );
 
     // Nothing at all.
     psbt.inputs[0].bip32_derivation.clear();
@@ -335,10 +460,17 @@ fn sighash_other_than_all() {
     let a = analyze(&policy, &psbt);
     assert_eq!(only_codes(&a), ["INPUT_SIGHASH_NOT_ALL"], "{a}");
     assert_eq!(a.inputs[0].sighash_type.as_deref(), Some("SIGHASH_NONE"));
-    psbt.inputs[0].sighash_type = Some(PsbtSighashType::from(EcdsaSighashType::AllPlusAnyoneCanPay));
-    assert_eq!(only_codes(&analyze(&policy, &psbt)), ["INPUT_SIGHASH_NOT_ALL"]);
+    psbt.inputs[0].sighash_type =
+        Some(PsbtSighashType::from(EcdsaSighashType::AllPlusAnyoneCanPay));
+    assert_eq!(
+        only_codes(&analyze(&policy, &psbt)),
+        ["INPUT_SIGHASH_NOT_ALL"]
+    );
     psbt.inputs[0].sighash_type = Some(PsbtSighashType::from_u32(0x41));
-    assert_eq!(only_codes(&analyze(&policy, &psbt)), ["INPUT_SIGHASH_NOT_ALL"]);
+    assert_eq!(
+        only_codes(&analyze(&policy, &psbt)),
+        ["INPUT_SIGHASH_NOT_ALL"]
+    );
     psbt.inputs[0].sighash_type = Some(PsbtSighashType::from(EcdsaSighashType::All));
     assert!(analyze(&policy, &psbt).is_clean());
 }
@@ -348,17 +480,23 @@ fn change_claiming_index_5_with_the_script_of_6_is_unproven() {
     let (policy, _w, mut psbt) = cold_setup();
     let c = change_index(&psbt);
     let pk = recovery_source_mut(&policy, &mut psbt.outputs[c].bip32_derivation);
-    psbt.outputs[c].bip32_derivation.get_mut(&pk).unwrap().1 = recovery_path_for(1, ChildNumber::from_normal_idx(5).unwrap());
-    psbt.unsigned_tx.output[c].script_pubkey = policy.address(Keychain::Change, 6).unwrap().script_pubkey();
+    psbt.outputs[c].bip32_derivation.get_mut(&pk).unwrap().1 =
+        recovery_path_for(1, ChildNumber::from_normal_idx(5).unwrap());
+    psbt.unsigned_tx.output[c].script_pubkey =
+        policy.address(Keychain::Change, 6).unwrap().script_pubkey();
     let a = analyze(&policy, &psbt);
     assert_eq!(only_codes(&a), ["OUTPUT_CHANGE_UNPROVEN"], "{a}");
     assert_eq!(a.findings()[0].output, Some(c));
     assert_eq!(a.outputs[c].class, OutputClass::Unproven);
     assert_eq!(a.change_total, Some(Amount::ZERO));
-    assert_eq!(a.external_total, a.total_out, "unproven change counts as leaving");
+    assert_eq!(
+        a.external_total, a.total_out,
+        "unproven change counts as leaving"
+    );
 
     // Claiming 6 for the script of 6 is proven change at 6.
-    psbt.outputs[c].bip32_derivation.get_mut(&pk).unwrap().1 = recovery_path_for(1, ChildNumber::from_normal_idx(6).unwrap());
+    psbt.outputs[c].bip32_derivation.get_mut(&pk).unwrap().1 =
+        recovery_path_for(1, ChildNumber::from_normal_idx(6).unwrap());
     let a = analyze(&policy, &psbt);
     assert!(a.is_clean(), "{a}");
     assert_eq!(a.outputs[c].class, OutputClass::Change { index: 6 });
@@ -369,7 +507,10 @@ fn payment_to_our_own_receive_address() {
     let policy = cold_policy();
     let mut wallet = wallet_for(&policy);
     fund(&mut wallet, 100_000);
-    let own = policy.address(Keychain::Receive, 3).unwrap().script_pubkey();
+    let own = policy
+        .address(Keychain::Receive, 3)
+        .unwrap()
+        .script_pubkey();
     let mut builder = wallet.build_tx();
     builder
         .add_recipient(own.clone(), Amount::from_sat(40_000))
@@ -409,7 +550,9 @@ fn outputs_exceeding_inputs_and_overflow() {
 #[test]
 fn duplicate_inputs_and_structural_problems_do_not_panic() {
     let (policy, _w, mut psbt) = cold_setup();
-    psbt.unsigned_tx.input.push(psbt.unsigned_tx.input[0].clone());
+    psbt.unsigned_tx
+        .input
+        .push(psbt.unsigned_tx.input[0].clone());
     psbt.inputs.push(psbt.inputs[0].clone());
     let a = analyze(&policy, &psbt);
     assert_eq!(only_codes(&a), ["INPUT_DUPLICATE"], "{a}");
@@ -441,9 +584,15 @@ fn signing_targets_refuse_mismatches() {
     let a = analyze(&policy, &psbt);
     let mut other = psbt.clone();
     other.unsigned_tx.lock_time = LockTime::ZERO;
-    assert!(matches!(hsm_signing_targets(&policy, &other, &a), Err(policies::AnalysisError::PsbtMismatch { .. })));
+    assert!(matches!(
+        hsm_signing_targets(&policy, &other, &a),
+        Err(policies::AnalysisError::PsbtMismatch { .. })
+    ));
     let other_policy = PolicyDocument::new("other", 1, Network::Regtest, &cold_template()).unwrap();
-    assert!(matches!(hsm_signing_targets(&other_policy, &psbt, &a), Err(policies::AnalysisError::PolicyMismatch { .. })));
+    assert!(matches!(
+        hsm_signing_targets(&other_policy, &psbt, &a),
+        Err(policies::AnalysisError::PolicyMismatch { .. })
+    ));
     let mut bad = psbt.clone();
     bad.inputs[0].sighash_type = Some(PsbtSighashType::from(EcdsaSighashType::Single));
     let a = analyze(&policy, &bad);
@@ -455,15 +604,30 @@ fn signing_targets_refuse_mismatches() {
 fn finding_codes_are_stable_upper_snake_and_unique() {
     let codes: Vec<&str> = FindingCode::ALL.iter().map(FindingCode::code).collect();
     for required in [
-        "INPUT_NOT_OURS", "INPUT_PREVIOUS_TX_MISSING", "INPUT_PREVIOUS_TX_MISMATCH",
-        "INPUT_WITNESS_UTXO_MISMATCH", "INPUT_WITNESS_SCRIPT_MISMATCH", "INPUT_DERIVATION_MISSING",
-        "INPUT_NOT_SEGWIT_V0", "INPUT_SIGHASH_NOT_ALL", "INPUT_NO_SATISFIABLE_PATH",
-        "OUTPUT_CHANGE_UNPROVEN", "FEE_NEGATIVE", "PSBT_NO_INPUTS", "AMOUNT_OVERFLOW",
+        "INPUT_NOT_OURS",
+        "INPUT_PREVIOUS_TX_MISSING",
+        "INPUT_PREVIOUS_TX_MISMATCH",
+        "INPUT_WITNESS_UTXO_MISMATCH",
+        "INPUT_WITNESS_SCRIPT_MISMATCH",
+        "INPUT_DERIVATION_MISSING",
+        "INPUT_NOT_SEGWIT_V0",
+        "INPUT_SIGHASH_NOT_ALL",
+        "INPUT_NO_SATISFIABLE_PATH",
+        "OUTPUT_CHANGE_UNPROVEN",
+        "FEE_NEGATIVE",
+        "PSBT_NO_INPUTS",
+        "AMOUNT_OVERFLOW",
     ] {
         assert!(codes.contains(&required), "{required}");
     }
     let unique: std::collections::BTreeSet<_> = codes.iter().collect();
     assert_eq!(unique.len(), codes.len());
-    assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit())));
-    assert_eq!(serde_json::to_string(&FindingCode::FeeNegative).unwrap(), "\"FEE_NEGATIVE\"");
+    assert!(codes.iter().all(|c| {
+        c.chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit())
+    }));
+    assert_eq!(
+        serde_json::to_string(&FindingCode::FeeNegative).unwrap(),
+        "\"FEE_NEGATIVE\""
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use bitcoin::{Network, NetworkKind};
 use miniscript::ForEachKey;
-use miniscript::descriptor::{DescriptorPublicKey, DescriptorSecretKey};
+use miniscript::descriptor::DescriptorPublicKey;
 use policies::{Keychain, PolicyDocument, Template, TemplateError};
 
 use common::*;
@@ -43,15 +43,25 @@ fn cold_template_compiles_to_the_documented_shape() {
     };
     assert_eq!(strip_checksum(pair.receive.to_string()), expected(0));
     assert_eq!(strip_checksum(pair.change.to_string()), expected(1));
-    assert!(pair.receive.to_string().contains('#'), "display carries the checksum");
+    assert!(
+        pair.receive.to_string().contains('#'),
+        "display carries the checksum"
+    );
     // HSM keys appear with their fingerprint as origin and an empty path.
-    assert!(k(0).starts_with(&format!("[{}]02", keys[0].fingerprint)) || k(0).starts_with(&format!("[{}]03", keys[0].fingerprint)));
+    assert!(
+        k(0).starts_with(&format!("[{}]02", keys[0].fingerprint))
+            || k(0).starts_with(&format!("[{}]03", keys[0].fingerprint))
+    );
 }
 
 #[test]
 fn hot_and_custom_templates_compile() {
     let recovery = recovery(NetworkKind::Test);
-    let hot = Template::Hot { hsm_key: hsm("hot-1", 9), recovery: recovery.clone(), recovery_after: 10 };
+    let hot = Template::Hot {
+        hsm_key: hsm("hot-1", 9),
+        recovery: recovery.clone(),
+        recovery_after: 10,
+    };
     assert_eq!(hot.kind(), "hot");
     let pair = hot.compile().unwrap();
     let s = strip_checksum(pair.receive.to_string());
@@ -60,7 +70,8 @@ fn hot_and_custom_templates_compile() {
     assert!(s.contains(&format!("{recovery}/0/*")), "{s}");
 
     let custom = Template::Custom {
-        policy: "or(9@thresh(2,pk(ops-a),pk(ops-b),pk(ops-c)),1@and(pk(recovery),older(1000)))".into(),
+        policy: "or(9@thresh(2,pk(ops-a),pk(ops-b),pk(ops-c)),1@and(pk(recovery),older(1000)))"
+            .into(),
         hsm_keys: hsm_keys(),
         recovery: recovery.clone(),
     };
@@ -75,7 +86,8 @@ fn hot_and_custom_templates_compile() {
 #[test]
 fn addresses_are_distinct_while_hsm_keys_stay_fixed() {
     let policy = cold_policy();
-    let hsm: BTreeSet<DescriptorPublicKey> = policy.hsm_keys.iter().map(|k| k.descriptor_key()).collect();
+    let hsm: BTreeSet<DescriptorPublicKey> =
+        policy.hsm_keys.iter().map(|k| k.descriptor_key()).collect();
     let mut addresses = BTreeSet::new();
     for keychain in [Keychain::Receive, Keychain::Change] {
         for index in 0..25 {
@@ -90,7 +102,10 @@ fn addresses_are_distinct_while_hsm_keys_stay_fixed() {
             assert_eq!(fixed, hsm, "{keychain}/{index}");
             let address = policy.address(keychain, index).unwrap();
             assert!(address.to_string().starts_with("bcrt1q"));
-            assert!(addresses.insert(address.to_string()), "address repeats at {keychain}/{index}");
+            assert!(
+                addresses.insert(address.to_string()),
+                "address repeats at {keychain}/{index}"
+            );
         }
     }
     assert_eq!(addresses.len(), 50);
@@ -101,15 +116,41 @@ fn addresses_are_distinct_while_hsm_keys_stay_fixed() {
 #[test]
 fn bad_templates_are_refused_with_specific_errors() {
     let rec = recovery(NetworkKind::Test);
-    let cold = |threshold, keys, after| Template::Cold { threshold, hsm_keys: keys, recovery: rec.clone(), recovery_after: after };
-    let custom = |policy: &str, keys| Template::Custom { policy: policy.into(), hsm_keys: keys, recovery: rec.clone() };
+    let cold = |threshold, keys, after| Template::Cold {
+        threshold,
+        hsm_keys: keys,
+        recovery: rec.clone(),
+        recovery_after: after,
+    };
+    let custom = |policy: &str, keys| Template::Custom {
+        policy: policy.into(),
+        hsm_keys: keys,
+        recovery: rec.clone(),
+    };
 
-    assert_eq!(cold(0, hsm_keys(), 10).compile(), Err(TemplateError::ThresholdZero));
-    assert_eq!(cold(4, hsm_keys(), 10).compile(), Err(TemplateError::ThresholdTooLarge { threshold: 4, keys: 3 }));
-    assert_eq!(cold(2, hsm_keys(), 0).compile(), Err(TemplateError::RecoveryAfterZero));
+    assert_eq!(
+        cold(0, hsm_keys(), 10).compile(),
+        Err(TemplateError::ThresholdZero)
+    );
+    assert_eq!(
+        cold(4, hsm_keys(), 10).compile(),
+        Err(TemplateError::ThresholdTooLarge {
+            threshold: 4,
+            keys: 3
+        })
+    );
+    assert_eq!(
+        cold(2, hsm_keys(), 0).compile(),
+        Err(TemplateError::RecoveryAfterZero)
+    );
     assert_eq!(cold(1, vec![], 10).compile(), Err(TemplateError::NoHsmKeys));
     assert_eq!(
-        Template::Hot { hsm_key: hsm("h", 1), recovery: rec.clone(), recovery_after: 0 }.compile(),
+        Template::Hot {
+            hsm_key: hsm("h", 1),
+            recovery: rec.clone(),
+            recovery_after: 0
+        }
+        .compile(),
         Err(TemplateError::RecoveryAfterZero)
     );
     assert_eq!(
@@ -118,7 +159,10 @@ fn bad_templates_are_refused_with_specific_errors() {
     );
     assert_eq!(
         cold(1, vec![hsm("a", 1), hsm("b", 1)], 10).compile(),
-        Err(TemplateError::DuplicatePublicKey { first: "a".into(), second: "b".into() })
+        Err(TemplateError::DuplicatePublicKey {
+            first: "a".into(),
+            second: "b".into()
+        })
     );
     assert!(matches!(
         cold(1, vec![hsm("recovery", 1)], 10).compile(),
@@ -130,24 +174,44 @@ fn bad_templates_are_refused_with_specific_errors() {
     ));
 
     assert_eq!(
-        custom("or(pk(ops-a),and(pk(recovery),older(10)))", vec![hsm("ops-a", 1), hsm("ops-b", 2)]).compile(),
-        Err(TemplateError::UnusedHsmKey { label: "ops-b".into() })
+        custom(
+            "or(pk(ops-a),and(pk(recovery),older(10)))",
+            vec![hsm("ops-a", 1), hsm("ops-b", 2)]
+        )
+        .compile(),
+        Err(TemplateError::UnusedHsmKey {
+            label: "ops-b".into()
+        })
     );
     assert_eq!(
-        custom("or(pk(ops-a),and(pk(mallory),older(10)))", vec![hsm("ops-a", 1)]).compile(),
-        Err(TemplateError::UnknownKeyName { name: "mallory".into() })
+        custom(
+            "or(pk(ops-a),and(pk(mallory),older(10)))",
+            vec![hsm("ops-a", 1)]
+        )
+        .compile(),
+        Err(TemplateError::UnknownKeyName {
+            name: "mallory".into()
+        })
     );
     assert_eq!(
         custom("thresh(2,pk(ops-a),pk(ops-b),pk(ops-c))", hsm_keys()).compile(),
         Err(TemplateError::RecoveryNotUsed)
     );
     assert!(matches!(
-        custom("or(pk(ops-a),and(pk(recovery),older(10))", vec![hsm("ops-a", 1)]).compile(),
+        custom(
+            "or(pk(ops-a),and(pk(recovery),older(10))",
+            vec![hsm("ops-a", 1)]
+        )
+        .compile(),
         Err(TemplateError::PolicyParse { .. })
     ));
     // The same key twice: the compiler refuses it.
     assert!(matches!(
-        custom("or(pk(ops-a),and(pk(ops-a),pk(recovery)))", vec![hsm("ops-a", 1)]).compile(),
+        custom(
+            "or(pk(ops-a),and(pk(ops-a),pk(recovery)))",
+            vec![hsm("ops-a", 1)]
+        )
+        .compile(),
         Err(TemplateError::Compile { .. })
     ));
 }
@@ -167,12 +231,24 @@ fn template_serde_round_trip() {
 fn mainnet_document_needs_an_xpub() {
     let t = cold_template(); // tpub
     let err = PolicyDocument::new("p", 1, Network::Bitcoin, &t).unwrap_err();
-    assert!(matches!(err, policies::PolicyError::NetworkMismatch { .. }), "{err}");
-    let main = Template::Cold { threshold: 2, hsm_keys: hsm_keys(), recovery: recovery(NetworkKind::Main), recovery_after: 5 };
+    assert!(
+        matches!(err, policies::PolicyError::NetworkMismatch { .. }),
+        "{err}"
+    );
+    let main = Template::Cold {
+        threshold: 2,
+        hsm_keys: hsm_keys(),
+        recovery: recovery(NetworkKind::Main),
+        recovery_after: 5,
+    };
     let doc = PolicyDocument::new("p", 1, Network::Bitcoin, &main).unwrap();
-    assert!(doc.address(Keychain::Receive, 0).unwrap().to_string().starts_with("bc1q"));
+    assert!(
+        doc.address(Keychain::Receive, 0)
+            .unwrap()
+            .to_string()
+            .starts_with("bc1q")
+    );
     // A secret key must never be accepted where the recovery xpub goes.
     let xprv = recovery_xpriv(NetworkKind::Test).to_string();
     assert!(xprv.parse::<policies::RecoveryKey>().is_err());
-    let _unused: Option<DescriptorSecretKey> = None;
 }

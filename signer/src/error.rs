@@ -22,10 +22,10 @@ pub enum SignError {
     KeyMismatch {
         /// The key label.
         label: String,
-        /// The public key the policy names.
-        expected: bitcoin::secp256k1::PublicKey,
-        /// The public key the token holds under that label.
-        found: bitcoin::secp256k1::PublicKey,
+        /// The public key the policy names (compressed hex).
+        expected: String,
+        /// The public key the token holds under that label (compressed hex).
+        found: String,
     },
     /// This signer holds none of the policy's HSM keys.
     #[error("refused: this signer holds none of the policy's hsm keys ({policy_keys:?})")]

@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use bitcoin::secp256k1::{PublicKey, ecdsa::Signature};
+use hsm_config::ObjectHandle;
 use hsm_config::pin::UserPin;
 use hsm_config::token::{Module, TokenSession};
-use hsm_config::ObjectHandle;
 
 /// A key the HSM holds, as the signer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,8 +76,7 @@ const EXIT_REFUSED: u8 = 2;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -191,5 +190,5 @@ fn read_policy(path: &Path) -> anyhow::Result<PolicyDocument> {
 
 fn read_psbt(path: &Path) -> anyhow::Result<(bitcoin::Psbt, Encoding)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading psbt {}", path.display()))?;
-    Ok(psbt_io::decode(&bytes).with_context(|| format!("psbt {}", path.display()))?)
+    psbt_io::decode(&bytes).with_context(|| format!("psbt {}", path.display()))
 }

@@ -84,8 +84,8 @@ pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<
             if found != key.public_key {
                 return Err(SignError::KeyMismatch {
                     label: key.label.clone(),
-                    expected: key.public_key,
-                    found,
+                    expected: key.public_key.to_string(),
+                    found: found.to_string(),
                 });
             }
             held.push((key.label.as_str(), index, key.public_key));
@@ -173,7 +173,11 @@ pub fn try_finalize<C: secp256k1::Verification>(
     let mut attempt = psbt.clone();
     match attempt.finalize_mut(secp) {
         Ok(()) => (attempt, true, Vec::new()),
-        Err(errors) => (psbt, false, errors.iter().map(ToString::to_string).collect()),
+        Err(errors) => (
+            psbt,
+            false,
+            errors.iter().map(ToString::to_string).collect(),
+        ),
     }
 }
 

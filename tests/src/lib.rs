@@ -4,5 +4,6 @@
 
 pub mod chain;
 pub mod custody;
+pub mod process;
 pub mod recovery;
 pub mod wallet;

@@ -30,7 +30,9 @@ impl TestRecoveryKey {
         let path = DerivationPath::from_str(ACCOUNT_PATH).expect("constant path");
         let account = Xpub::from_priv(
             &secp,
-            &master.derive_priv(&secp, &path).expect("non-hardened depth is small"),
+            &master
+                .derive_priv(&secp, &path)
+                .expect("non-hardened depth is small"),
         );
         let fingerprint = master.fingerprint(&secp);
         let text = format!("[{fingerprint}/{}]{account}", &ACCOUNT_PATH[2..]);

@@ -69,7 +69,10 @@ impl PolicyWallet {
         let txs: Vec<Transaction> = amounts
             .iter()
             .map(|amount| {
-                let address = self.wallet.reveal_next_address(KeychainKind::External).address;
+                let address = self
+                    .wallet
+                    .reveal_next_address(KeychainKind::External)
+                    .address;
                 self.utxos.funding_tx(address.script_pubkey(), *amount)
             })
             .collect();

@@ -9,8 +9,8 @@
 use bitcoin::{Amount, Sequence};
 use hsm_config::softhsm::TestToken;
 use signer::{Hsm, Pkcs11Hsm, finalize_and_extract, sign_psbt};
-use system_tests::custody::{RECOVERY_AFTER, cold_policy, external_destination, hot_policy};
 use system_tests::custody::recovery_key;
+use system_tests::custody::{RECOVERY_AFTER, cold_policy, external_destination, hot_policy};
 use system_tests::wallet::{PolicyWallet, SpendPath};
 
 const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
@@ -36,13 +36,21 @@ fn cold_two_of_three_across_two_tokens_is_accepted_by_consensus() -> anyhow::Res
     let keys = vec![token.keys()[0].clone(), key_b, token.keys()[1].clone()];
     let policy = cold_policy("treasury", 2, &keys);
     assert_eq!(
-        policy.hsm_keys.iter().map(|k| k.label.as_str()).collect::<Vec<_>>(),
+        policy
+            .hsm_keys
+            .iter()
+            .map(|k| k.label.as_str())
+            .collect::<Vec<_>>(),
         COLD
     );
 
     let mut wallet = PolicyWallet::new(&policy)?;
     wallet.fund(&[Amount::from_sat(600_000), Amount::from_sat(250_000)])?;
-    let psbt = wallet.pay(external_destination(7), Amount::from_sat(700_000), SpendPath::Hsm)?;
+    let psbt = wallet.pay(
+        external_destination(7),
+        Amount::from_sat(700_000),
+        SpendPath::Hsm,
+    )?;
 
     let signer_a = Pkcs11Hsm::open(
         token.module(),
@@ -90,8 +98,7 @@ fn cold_two_of_three_across_two_tokens_is_accepted_by_consensus() -> anyhow::Res
 
 #[test]
 fn a_signer_holding_two_keys_finalizes_alone() -> anyhow::Result<()> {
-    let Some(token) =
-        TestToken::isolated("a_signer_holding_two_keys_finalizes_alone", &COLD)?
+    let Some(token) = TestToken::isolated("a_signer_holding_two_keys_finalizes_alone", &COLD)?
     else {
         return Ok(());
     };
@@ -115,14 +122,19 @@ fn a_signer_holding_two_keys_finalizes_alone() -> anyhow::Result<()> {
 
 #[test]
 fn hot_spend_with_change_is_accepted_by_consensus() -> anyhow::Result<()> {
-    let Some(token) = TestToken::isolated("hot_spend_with_change_is_accepted_by_consensus", &["hot-a"])?
+    let Some(token) =
+        TestToken::isolated("hot_spend_with_change_is_accepted_by_consensus", &["hot-a"])?
     else {
         return Ok(());
     };
     let policy = hot_policy("hot", &token.keys()[0]);
     let mut wallet = PolicyWallet::new(&policy)?;
     wallet.fund(&[Amount::from_sat(1_000_000)])?;
-    let psbt = wallet.pay(external_destination(9), Amount::from_sat(30_000), SpendPath::Hsm)?;
+    let psbt = wallet.pay(
+        external_destination(9),
+        Amount::from_sat(30_000),
+        SpendPath::Hsm,
+    )?;
     let hsm = Pkcs11Hsm::open(
         token.module(),
         token.token_label(),
@@ -139,7 +151,11 @@ fn hot_spend_with_change_is_accepted_by_consensus() -> anyhow::Result<()> {
     wallet.broadcast_and_mine(&tx)?;
 
     // The change is spendable in turn.
-    let again = wallet.pay(external_destination(10), Amount::from_sat(20_000), SpendPath::Hsm)?;
+    let again = wallet.pay(
+        external_destination(10),
+        Amount::from_sat(20_000),
+        SpendPath::Hsm,
+    )?;
     let signed = sign_psbt(&policy, &again, &hsm)?;
     wallet.broadcast_and_mine(&signed.psbt.extract_tx()?)?;
     Ok(())
@@ -147,8 +163,10 @@ fn hot_spend_with_change_is_accepted_by_consensus() -> anyhow::Result<()> {
 
 #[test]
 fn recovery_path_spends_after_its_timelock_and_not_before() -> anyhow::Result<()> {
-    let Some(token) =
-        TestToken::isolated("recovery_path_spends_after_its_timelock_and_not_before", &COLD)?
+    let Some(token) = TestToken::isolated(
+        "recovery_path_spends_after_its_timelock_and_not_before",
+        &COLD,
+    )?
     else {
         return Ok(());
     };
@@ -160,7 +178,10 @@ fn recovery_path_spends_after_its_timelock_and_not_before() -> anyhow::Result<()
 
     // The recovery path: nSequence = older(n), version 2, signed by the offline key only.
     let mut psbt = wallet.drain(external_destination(5), SpendPath::Recovery { after })?;
-    assert_eq!(psbt.unsigned_tx.input[0].sequence, Sequence::from_height(after));
+    assert_eq!(
+        psbt.unsigned_tx.input[0].sequence,
+        Sequence::from_height(after)
+    );
     let analysis = policies::analysis::analyze(&policy, &psbt);
     let recovery_path = analysis.inputs[0]
         .spending_paths
@@ -219,7 +240,10 @@ fn signing_fifty_inputs_splits_across_sessions() -> anyhow::Result<()> {
     )?;
     assert_eq!(hsm.keys().len(), 3);
     let signed = sign_psbt(&policy, &psbt, &hsm)?;
-    assert_eq!(signed.signatures, 150, "every held policy key signs every input");
+    assert_eq!(
+        signed.signatures, 150,
+        "every held policy key signs every input"
+    );
     assert!(signed.finalized);
     wallet.broadcast_and_mine(&signed.psbt.extract_tx()?)?;
     Ok(())

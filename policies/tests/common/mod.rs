@@ -10,7 +10,9 @@ use bdk_wallet::{KeychainKind, Wallet};
 use bitcoin::bip32::{DerivationPath, Xpriv, Xpub};
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
-use bitcoin::{Address, Amount, BlockHash, FeeRate, Network, NetworkKind, OutPoint, Psbt, ScriptBuf};
+use bitcoin::{
+    Address, Amount, BlockHash, FeeRate, Network, NetworkKind, OutPoint, Psbt, ScriptBuf,
+};
 use policies::{HsmKey, PolicyDocument, RecoveryKey, Template};
 
 /// Height of the block the funding outputs confirm in.
@@ -64,22 +66,31 @@ pub fn cold_policy() -> PolicyDocument {
 }
 
 pub fn wallet_for(policy: &PolicyDocument) -> Wallet {
-    Wallet::create(policy.descriptors.receive.to_string(), policy.descriptors.change.to_string())
-        .network(policy.network)
-        .create_wallet_no_persist()
-        .unwrap()
+    Wallet::create(
+        policy.descriptors.receive.to_string(),
+        policy.descriptors.change.to_string(),
+    )
+    .network(policy.network)
+    .create_wallet_no_persist()
+    .unwrap()
 }
 
 /// Pays `sats` to the wallet's next receive address in a block at [`FUNDING_HEIGHT`].
 ///
 /// Confirmed on purpose: bdk mishandles unconfirmed outputs of descriptors with `older()`.
 pub fn fund(wallet: &mut Wallet, sats: u64) -> OutPoint {
-    let block_id = BlockId { height: FUNDING_HEIGHT, hash: BlockHash::all_zeros() };
+    let block_id = BlockId {
+        height: FUNDING_HEIGHT,
+        hash: BlockHash::all_zeros(),
+    };
     insert_checkpoint(wallet, block_id);
     receive_output(
         wallet,
         Amount::from_sat(sats),
-        ConfirmationBlockTime { block_id, confirmation_time: 1_700_000_000 },
+        ConfirmationBlockTime {
+            block_id,
+            confirmation_time: 1_700_000_000,
+        },
     )
 }
 
@@ -110,7 +121,11 @@ pub fn cold_setup() -> (PolicyDocument, Wallet, Psbt) {
 
 /// Index of the output paying `script`.
 pub fn output_index(psbt: &Psbt, script: &ScriptBuf) -> usize {
-    psbt.unsigned_tx.output.iter().position(|o| &o.script_pubkey == script).unwrap()
+    psbt.unsigned_tx
+        .output
+        .iter()
+        .position(|o| &o.script_pubkey == script)
+        .unwrap()
 }
 
 pub fn keychain_kind(k: policies::Keychain) -> KeychainKind {
