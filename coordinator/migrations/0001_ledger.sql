@@ -40,9 +40,16 @@ CREATE TABLE ledger_balances (
     CHECK (allow_negative OR (settled >= 0 AND settled + pending >= 0))
 );
 
+-- Foreign keys. The posting path writes transactions, entries and outbox rows without
+-- foreign keys to journals, transactions and accounts: each would cost a trigger call per
+-- row (measured: about 40% of the batch statement's time). The writer only posts to
+-- journals and accounts it has read from this database, accounts and journals are never
+-- deleted, and `verify` reports any orphan. Balances keep their foreign key (they are
+-- written when an account is created, not when posting).
+
 CREATE TABLE ledger_transactions (
     id           UUID PRIMARY KEY,
-    journal_id   UUID NOT NULL REFERENCES ledger_journals (id),
+    journal_id   UUID NOT NULL,
     -- Caller-supplied idempotency key: posting it again returns this row.
     external_id  TEXT NOT NULL UNIQUE CHECK (length(external_id) BETWEEN 1 AND 200),
     -- SHA-256 of the posting's canonical content, to tell a replay from a different posting
@@ -54,9 +61,9 @@ CREATE TABLE ledger_transactions (
 );
 
 CREATE TABLE ledger_entries (
-    transaction_id  UUID NOT NULL REFERENCES ledger_transactions (id),
+    transaction_id  UUID NOT NULL,
     seq             SMALLINT NOT NULL CHECK (seq >= 0),
-    account_id      UUID NOT NULL REFERENCES ledger_accounts (id),
+    account_id      UUID NOT NULL,
     direction       TEXT NOT NULL CHECK (direction IN ('debit', 'credit')),
     layer           TEXT NOT NULL CHECK (layer IN ('settled', 'pending')),
     currency        TEXT NOT NULL,
@@ -71,10 +78,33 @@ CREATE INDEX ledger_entries_account_idx ON ledger_entries (account_id, transacti
 CREATE TABLE ledger_outbox (
     seq             BIGSERIAL PRIMARY KEY,
     event_type      TEXT NOT NULL,
-    transaction_id  UUID NOT NULL REFERENCES ledger_transactions (id),
+    transaction_id  UUID NOT NULL,
     payload         JSONB NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- The books are append-only: transactions, entries and journals are never changed or
+-- removed once written (a correction is a new, reversing transaction).
+CREATE FUNCTION ledger_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger: % is append-only (% refused)', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'P0002';
+END;
+$$;
+
+CREATE TRIGGER ledger_transactions_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+CREATE TRIGGER ledger_entries_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+CREATE TRIGGER ledger_accounts_no_delete
+    BEFORE DELETE OR TRUNCATE ON ledger_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+CREATE TRIGGER ledger_journals_no_delete
+    BEFORE DELETE OR TRUNCATE ON ledger_journals
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
 -- Raises when `ok` is false: lets a single statement abort itself (and so write nothing)
 -- when one of its data-modifying parts touched fewer rows than expected.

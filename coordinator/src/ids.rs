@@ -52,7 +52,31 @@ macro_rules! id_type {
 
 id_type!(
     /// A ledger account (a user wallet, an omnibus or a system account).
+    LedgerAccountId
+);
+id_type!(
+    /// A customer's account (holds wallets).
     AccountId
+);
+id_type!(
+    /// A wallet: the customer-facing view of one ledger account, with the same id.
+    WalletId
+);
+id_type!(
+    /// A registered user.
+    UserId
+);
+id_type!(
+    /// An API key.
+    ApiKeyId
+);
+id_type!(
+    /// A staff member.
+    StaffId
+);
+id_type!(
+    /// An internal payment.
+    PaymentId
 );
 id_type!(
     /// A ledger journal.

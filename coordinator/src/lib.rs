@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod amount;
+pub mod bank;
 pub mod db;
 pub mod ids;
 pub mod ledger;
 
 pub use amount::{AmountError, Msats, Sats};
-pub use ids::{AccountId, JournalId, TransactionId};
+pub use ids::{
+    AccountId, ApiKeyId, JournalId, LedgerAccountId, PaymentId, StaffId, TransactionId, UserId,
+    WalletId,
+};
 pub use ledger::{Ledger, LedgerConfig, LedgerError, Posting};

@@ -221,7 +221,7 @@ async fn unknown_accounts_and_journals_are_refused() {
     let l = &t.ledger;
     let alice = user(l, "alice").await;
     fund(l, alice, 100).await;
-    let ghost = coordinator::AccountId::new();
+    let ghost = coordinator::LedgerAccountId::new();
     match l.post(transfer("g", alice, ghost, 10)).await {
         Err(LedgerError::UnknownAccount { account_id }) => assert_eq!(account_id, ghost),
         other => panic!("{other:?}"),
@@ -242,7 +242,7 @@ async fn unknown_accounts_and_journals_are_refused() {
 
 #[tokio::test]
 async fn malformed_postings_never_reach_the_store() {
-    let alice = coordinator::AccountId::new();
+    let alice = coordinator::LedgerAccountId::new();
     let err = Posting::builder(system::MAIN_JOURNAL, "u")
         .debit(alice, msats(3))
         .credit(system::BANK_FEES, msats(2))
@@ -485,7 +485,29 @@ async fn verify_detects_tampering() {
     let p = l.post(transfer("x", alice, bob, 400)).await.unwrap();
     assert!(l.verify().await.unwrap().is_ok());
 
-    // An entry changed behind the ledger's back: unbalanced, and balances disagree.
+    // The books are append-only.
+    let refused =
+        sqlx::query("UPDATE ledger_entries SET amount = 401 WHERE transaction_id = $1 AND seq = 1")
+            .bind(p.id.as_uuid())
+            .execute(l.pool())
+            .await
+            .unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    for sql in [
+        "DELETE FROM ledger_transactions",
+        "TRUNCATE ledger_entries",
+        "DELETE FROM ledger_accounts",
+    ] {
+        let e = sqlx::query(sql).execute(l.pool()).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+
+    // An entry changed behind the ledger's back (its trigger disabled first): unbalanced,
+    // and balances disagree.
+    sqlx::query("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+        .execute(l.pool())
+        .await
+        .unwrap();
     sqlx::query("UPDATE ledger_entries SET amount = 401 WHERE transaction_id = $1 AND seq = 1")
         .bind(p.id.as_uuid())
         .execute(l.pool())
@@ -530,6 +552,26 @@ async fn verify_detects_tampering() {
         v,
         Violation::NegativeBalance { account_id, settled: -7, .. } if *account_id == alice
     )));
+
+    // An entry on an account that does not exist.
+    sqlx::query(
+        "INSERT INTO ledger_entries (transaction_id, seq, account_id, direction, layer, currency, amount) \
+         VALUES ($1, 9, $2, 'debit', 'settled', 'BTC', 1)",
+    )
+    .bind(p.id.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .execute(l.pool())
+    .await
+    .unwrap();
+    let report = l.verify().await.unwrap();
+    assert!(
+        report.violations.iter().any(|v| matches!(
+            v,
+            Violation::Orphan { row, missing, .. } if row == "entry" && missing == "account"
+        )),
+        "{:?}",
+        report.violations
+    );
 }
 
 #[tokio::test]
@@ -551,7 +593,7 @@ async fn accounts_are_created_with_their_rules() {
     assert_eq!(stored.kind, AccountKind::User);
     assert_eq!(stored.normal_balance, Direction::Credit);
     assert!(matches!(
-        l.account(coordinator::AccountId::new()).await,
+        l.account(coordinator::LedgerAccountId::new()).await,
         Err(LedgerError::NotFound { .. })
     ));
     // A duplicate code is refused.

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{fund, ledger, transfer, user};
-use coordinator::{AccountId, LedgerError};
+use coordinator::{LedgerAccountId, LedgerError};
 use rand::{Rng, SeedableRng};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -32,7 +32,7 @@ async fn sixteen_clients_ten_thousand_random_transfers_among_a_hundred_accounts(
         clients.spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
             // (from, to, amount) of every transfer that succeeded
-            let mut done: Vec<(AccountId, AccountId, i64)> = Vec::new();
+            let mut done: Vec<(LedgerAccountId, LedgerAccountId, i64)> = Vec::new();
             let mut refused = 0usize;
             let mut replays = 0usize;
             let mut posted_ids = Vec::new();
@@ -71,7 +71,7 @@ async fn sixteen_clients_ten_thousand_random_transfers_among_a_hundred_accounts(
         });
     }
 
-    let mut expected: HashMap<AccountId, i64> =
+    let mut expected: HashMap<LedgerAccountId, i64> =
         accounts.iter().map(|a| (*a, FUNDING as i64)).collect();
     let (mut succeeded, mut refused, mut replays) = (0, 0, 0);
     while let Some(r) = clients.join_next().await {

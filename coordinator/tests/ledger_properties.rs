@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use common::msats;
 use coordinator::ledger::{Currency, Direction, Layer, NewAccount, system};
-use coordinator::{AccountId, Ledger, LedgerError, Posting};
+use coordinator::{Ledger, LedgerAccountId, LedgerError, Posting};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -79,7 +79,7 @@ struct Model {
 }
 
 struct Account {
-    id: AccountId,
+    id: LedgerAccountId,
     normal: Direction,
     allow_negative: bool,
 }
@@ -89,8 +89,8 @@ struct Account {
 fn predict(
     posting: &Posting,
     accounts: &[Account],
-    model: &HashMap<AccountId, Model>,
-) -> Result<HashMap<AccountId, Model>, AccountId> {
+    model: &HashMap<LedgerAccountId, Model>,
+) -> Result<HashMap<LedgerAccountId, Model>, LedgerAccountId> {
     let mut next = model.clone();
     for e in posting.entries() {
         let acc = accounts
@@ -139,7 +139,7 @@ async fn run_case(ledger: &Ledger, case: usize, ops: Vec<Op>) -> Result<(), Test
     };
     accounts.push(onchain);
     accounts.push(fees);
-    let mut model: HashMap<AccountId, Model> = HashMap::new();
+    let mut model: HashMap<LedgerAccountId, Model> = HashMap::new();
     for a in &accounts {
         let b = ledger
             .balance(a.id)

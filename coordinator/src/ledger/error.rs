@@ -2,7 +2,7 @@
 
 use super::posting::PostingError;
 use super::types::Currency;
-use crate::ids::{AccountId, JournalId, TransactionId};
+use crate::ids::{JournalId, LedgerAccountId, TransactionId};
 
 /// Why a ledger operation failed. Apart from [`LedgerError::OutcomeUnknown`], a failed
 /// posting wrote nothing.
@@ -16,7 +16,7 @@ pub enum LedgerError {
     #[error("ledger: unknown account {account_id}")]
     UnknownAccount {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
     },
     /// The posting names a journal that does not exist.
     #[error("ledger: unknown journal {journal_id}")]
@@ -28,7 +28,7 @@ pub enum LedgerError {
     #[error("ledger: account {account_id} is in {account_currency}, entry in {entry_currency}")]
     CurrencyMismatch {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         /// The account's currency.
         account_currency: Currency,
         /// The entry's currency.
@@ -40,7 +40,7 @@ pub enum LedgerError {
     )]
     InsufficientBalance {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         /// Its settled balance before the posting.
         settled: i64,
         /// Its pending balance before the posting.
@@ -54,7 +54,7 @@ pub enum LedgerError {
     #[error("ledger: balance of account {account_id} would overflow")]
     Overflow {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
     },
     /// The external id was already used for a posting with different content.
     #[error(

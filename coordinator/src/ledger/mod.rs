@@ -31,7 +31,7 @@ pub use types::{
 pub use verify::{VerifyReport, Violation, verify};
 
 use crate::amount::Msats;
-use crate::ids::{AccountId, JournalId, TransactionId};
+use crate::ids::{JournalId, LedgerAccountId, TransactionId};
 
 /// Tuning of the ledger writer.
 #[derive(Clone, Debug)]
@@ -77,7 +77,7 @@ pub struct PostedTransaction {
 #[derive(Clone, Debug)]
 pub struct NewAccount {
     /// Its id (a fresh one if `None`).
-    pub id: Option<AccountId>,
+    pub id: Option<LedgerAccountId>,
     /// Well-known code for a system or omnibus account.
     pub code: Option<String>,
     /// Human-readable name.
@@ -110,7 +110,7 @@ pub struct StoredEntry {
     /// Position in the transaction.
     pub seq: i16,
     /// The account.
-    pub account_id: AccountId,
+    pub account_id: LedgerAccountId,
     /// Debit or credit.
     pub direction: Direction,
     /// Settled or pending.
@@ -180,12 +180,39 @@ impl HistoryLine {
     }
 }
 
+/// Counters of the writer, for metrics and the bench.
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    batches: std::sync::atomic::AtomicU64,
+    postings: std::sync::atomic::AtomicU64,
+}
+
+impl LedgerStats {
+    /// Batch statements committed.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// New postings committed (replays not counted).
+    pub fn postings(&self) -> u64 {
+        self.postings.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn committed(&self, postings: usize) {
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.postings
+            .fetch_add(postings as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Handle to the ledger; cheap to clone. The writer task stops when the last handle is
 /// dropped.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     pool: PgPool,
     tx: mpsc::Sender<writer::Request>,
+    stats: std::sync::Arc<LedgerStats>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> LedgerError {
@@ -208,9 +235,15 @@ impl Ledger {
         let options = (*pool.connect_options()).clone();
         let conn = writer::connect_with_lease(&options, config.lease_timeout).await?;
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
-        let w = writer::Writer::new(options, conn, config, rx).await?;
+        let stats = std::sync::Arc::new(LedgerStats::default());
+        let w = writer::Writer::new(options, conn, config, rx, stats.clone()).await?;
         tokio::spawn(w.run());
-        Ok(Ledger { pool, tx })
+        Ok(Ledger { pool, tx, stats })
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &LedgerStats {
+        &self.stats
     }
 
     /// The connection pool used for reads.
@@ -245,31 +278,7 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::Database`], for example when the code is taken.
     pub async fn create_account(&self, new: NewAccount) -> Result<LedgerAccount, LedgerError> {
-        let id = new.id.unwrap_or_else(AccountId::new);
-        sqlx::query(
-            "WITH a AS (INSERT INTO ledger_accounts \
-               (id, code, name, kind, normal_balance, currency, allow_negative) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, currency, allow_negative) \
-             INSERT INTO ledger_balances (account_id, currency, allow_negative) \
-             SELECT id, currency, allow_negative FROM a",
-        )
-        .bind(id.as_uuid())
-        .bind(&new.code)
-        .bind(&new.name)
-        .bind(new.kind.as_str())
-        .bind(new.normal_balance.as_str())
-        .bind(new.currency.code())
-        .bind(new.kind.allows_negative())
-        .execute(&self.pool)
-        .await?;
-        Ok(LedgerAccount {
-            id,
-            code: new.code,
-            name: new.name,
-            kind: new.kind,
-            normal_balance: new.normal_balance,
-            currency: new.currency,
-        })
+        create_account_in(&self.pool, new).await
     }
 
     /// Creates a journal.
@@ -291,7 +300,7 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::NotFound`] if there is none.
-    pub async fn account(&self, id: AccountId) -> Result<LedgerAccount, LedgerError> {
+    pub async fn account(&self, id: LedgerAccountId) -> Result<LedgerAccount, LedgerError> {
         let row = sqlx::query(
             "SELECT id, code, name, kind, normal_balance, currency FROM ledger_accounts \
              WHERE id = $1",
@@ -327,7 +336,7 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::NotFound`] if there is no such account.
-    pub async fn balance(&self, id: AccountId) -> Result<Balance, LedgerError> {
+    pub async fn balance(&self, id: LedgerAccountId) -> Result<Balance, LedgerError> {
         let row = sqlx::query(
             "SELECT currency, settled, pending, version FROM ledger_balances \
              WHERE account_id = $1",
@@ -409,7 +418,7 @@ impl Ledger {
             let currency: String = r.try_get(4)?;
             Ok(StoredEntry {
                 seq: r.try_get(0)?,
-                account_id: AccountId::from_uuid(r.try_get(1)?),
+                account_id: LedgerAccountId::from_uuid(r.try_get(1)?),
                 direction: direction.parse().map_err(corrupt)?,
                 layer: layer.parse().map_err(corrupt)?,
                 currency: currency.parse().map_err(corrupt)?,
@@ -435,7 +444,7 @@ impl Ledger {
     /// [`LedgerError::Database`] if PostgreSQL fails.
     pub async fn history(
         &self,
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         limit: u32,
         after: Option<HistoryCursor>,
     ) -> Result<Vec<HistoryLine>, LedgerError> {
@@ -484,6 +493,45 @@ impl Ledger {
     }
 }
 
+/// Creates an account with zero balances through `executor`, for example inside a
+/// transaction that also creates the records that refer to it.
+///
+/// # Errors
+/// [`LedgerError::Database`], for example when the code is taken.
+pub async fn create_account_in<'e, E>(
+    executor: E,
+    new: NewAccount,
+) -> Result<LedgerAccount, LedgerError>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let id = new.id.unwrap_or_else(LedgerAccountId::new);
+    sqlx::query(
+        "WITH a AS (INSERT INTO ledger_accounts \
+           (id, code, name, kind, normal_balance, currency, allow_negative) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, currency, allow_negative) \
+         INSERT INTO ledger_balances (account_id, currency, allow_negative) \
+         SELECT id, currency, allow_negative FROM a",
+    )
+    .bind(id.as_uuid())
+    .bind(&new.code)
+    .bind(&new.name)
+    .bind(new.kind.as_str())
+    .bind(new.normal_balance.as_str())
+    .bind(new.currency.code())
+    .bind(new.kind.allows_negative())
+    .execute(executor)
+    .await?;
+    Ok(LedgerAccount {
+        id,
+        code: new.code,
+        name: new.name,
+        kind: new.kind,
+        normal_balance: new.normal_balance,
+        currency: new.currency,
+    })
+}
+
 enum TxKey<'a> {
     Id(TransactionId),
     External(&'a str),
@@ -494,7 +542,7 @@ fn account_from_row(row: &PgRow) -> Result<LedgerAccount, LedgerError> {
     let normal: String = row.try_get(4)?;
     let currency: String = row.try_get(5)?;
     Ok(LedgerAccount {
-        id: AccountId::from_uuid(row.try_get(0)?),
+        id: LedgerAccountId::from_uuid(row.try_get(0)?),
         code: row.try_get(1)?,
         name: row.try_get(2)?,
         kind: kind.parse().map_err(corrupt)?,

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::types::{Currency, Direction, Layer};
 use crate::amount::Msats;
-use crate::ids::{AccountId, JournalId};
+use crate::ids::{JournalId, LedgerAccountId};
 
 /// Longest accepted external id, in bytes.
 pub const MAX_EXTERNAL_ID_LEN: usize = 200;
@@ -70,7 +70,7 @@ pub enum PostingError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct EntryInput {
     /// The account moved.
-    pub account_id: AccountId,
+    pub account_id: LedgerAccountId,
     /// Debit or credit.
     pub direction: Direction,
     /// Settled or pending.
@@ -117,7 +117,7 @@ impl PostingBuilder {
     /// Adds an entry.
     pub fn entry(
         mut self,
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         direction: Direction,
         layer: Layer,
         currency: Currency,
@@ -134,7 +134,7 @@ impl PostingBuilder {
     }
 
     /// Adds a settled BTC debit.
-    pub fn debit(self, account_id: AccountId, amount: Msats) -> Self {
+    pub fn debit(self, account_id: LedgerAccountId, amount: Msats) -> Self {
         self.entry(
             account_id,
             Direction::Debit,
@@ -145,7 +145,7 @@ impl PostingBuilder {
     }
 
     /// Adds a settled BTC credit.
-    pub fn credit(self, account_id: AccountId, amount: Msats) -> Self {
+    pub fn credit(self, account_id: LedgerAccountId, amount: Msats) -> Self {
         self.entry(
             account_id,
             Direction::Credit,
@@ -228,8 +228,8 @@ impl Posting {
     pub fn transfer(
         journal_id: JournalId,
         external_id: impl Into<String>,
-        from: AccountId,
-        to: AccountId,
+        from: LedgerAccountId,
+        to: LedgerAccountId,
         amount: Msats,
         description: impl Into<String>,
     ) -> Result<Posting, PostingError> {
@@ -306,8 +306,8 @@ mod tests {
 
     #[test]
     fn rejects_malformed_postings() {
-        let a = AccountId::new();
-        let b = AccountId::new();
+        let a = LedgerAccountId::new();
+        let b = LedgerAccountId::new();
         assert_eq!(
             Posting::transfer(MAIN_JOURNAL, "", a, b, m(1), "").unwrap_err(),
             PostingError::BadExternalId { len: 0 }
@@ -351,8 +351,8 @@ mod tests {
 
     #[test]
     fn fingerprint_depends_on_content() {
-        let a = AccountId::new();
-        let b = AccountId::new();
+        let a = LedgerAccountId::new();
+        let b = LedgerAccountId::new();
         let p1 = Posting::transfer(MAIN_JOURNAL, "t", a, b, m(5), "memo").unwrap();
         let p2 = Posting::transfer(MAIN_JOURNAL, "t", a, b, m(5), "memo").unwrap();
         let p3 = Posting::transfer(MAIN_JOURNAL, "t", a, b, m(6), "memo").unwrap();

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AccountId, JournalId};
+use crate::ids::{JournalId, LedgerAccountId};
 
 /// A currency the ledger keeps. Amounts are integers in the currency's ledger unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -170,7 +170,7 @@ impl FromStr for AccountKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LedgerAccount {
     /// Its id.
-    pub id: AccountId,
+    pub id: LedgerAccountId,
     /// Well-known code of a system or omnibus account.
     pub code: Option<String>,
     /// Human-readable name.
@@ -188,7 +188,7 @@ pub struct LedgerAccount {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Balance {
     /// The account.
-    pub account_id: AccountId,
+    pub account_id: LedgerAccountId,
     /// Its currency.
     pub currency: Currency,
     /// Settled balance.
@@ -208,22 +208,22 @@ impl Balance {
 
 /// Ids of the accounts and journal created by the first migration.
 pub mod system {
-    use super::{AccountId, JournalId};
+    use super::{JournalId, LedgerAccountId};
     use uuid::Uuid;
 
     /// The main journal.
     pub const MAIN_JOURNAL: JournalId =
         JournalId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000001));
     /// Bank on-chain assets (omnibus, debit-normal).
-    pub const BANK_ONCHAIN: AccountId =
-        AccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000101));
+    pub const BANK_ONCHAIN: LedgerAccountId =
+        LedgerAccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000101));
     /// Bank Lightning assets (omnibus, debit-normal).
-    pub const BANK_LIGHTNING: AccountId =
-        AccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000102));
+    pub const BANK_LIGHTNING: LedgerAccountId =
+        LedgerAccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000102));
     /// Fee revenue (system, credit-normal).
-    pub const BANK_FEES: AccountId =
-        AccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000103));
+    pub const BANK_FEES: LedgerAccountId =
+        LedgerAccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000103));
     /// Bank equity (system, credit-normal).
-    pub const BANK_EQUITY: AccountId =
-        AccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000104));
+    pub const BANK_EQUITY: LedgerAccountId =
+        LedgerAccountId::from_uuid(Uuid::from_u128(0x01900000_0000_7000_8000_000000000104));
 }

@@ -7,7 +7,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::error::LedgerError;
-use crate::ids::{AccountId, TransactionId};
+use crate::ids::{LedgerAccountId, TransactionId};
 
 /// Most violations reported per kind.
 const LIMIT: i64 = 100;
@@ -46,7 +46,7 @@ pub enum Violation {
     /// An account that may not go negative is below zero.
     NegativeBalance {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         /// Settled balance.
         settled: i64,
         /// Pending balance.
@@ -55,7 +55,7 @@ pub enum Violation {
     /// A stored balance differs from the sum of the account's entries.
     BalanceMismatch {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
         /// Stored settled balance.
         stored_settled: i64,
         /// Stored pending balance.
@@ -70,12 +70,21 @@ pub enum Violation {
         /// The transaction.
         transaction_id: TransactionId,
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
+    },
+    /// A row refers to a journal, transaction or account that does not exist.
+    Orphan {
+        /// What kind of row ("entry", "transaction", "outbox event").
+        row: String,
+        /// What is missing ("transaction", "account", "journal").
+        missing: String,
+        /// The missing id.
+        id: Uuid,
     },
     /// An account has no balance row, or its row disagrees with it on currency or sign rule.
     BalanceRowMismatch {
         /// The account.
-        account_id: AccountId,
+        account_id: LedgerAccountId,
     },
 }
 
@@ -126,6 +135,9 @@ impl fmt::Display for Violation {
                 f,
                 "transaction {transaction_id} has an entry on {account_id} in another currency"
             ),
+            Violation::Orphan { row, missing, id } => {
+                write!(f, "{row} refers to missing {missing} {id}")
+            }
             Violation::BalanceRowMismatch { account_id } => {
                 write!(
                     f,
@@ -164,7 +176,8 @@ fn big(s: &str) -> Result<i128, LedgerError> {
 /// Checks the ledger invariants: every transaction balances per currency and layer and has
 /// at least two entries; the balances of each currency and layer sum to zero; no account
 /// that may not go negative is below zero; every stored balance equals the sum of its
-/// entries; entries are in their account's currency. Reads in one repeatable-read
+/// entries; entries are in their account's currency; no entry, transaction or outbox event
+/// refers to a missing transaction, account or journal. Reads in one repeatable-read
 /// snapshot, so it can run while postings go on.
 ///
 /// # Errors
@@ -254,7 +267,7 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .await?
     {
         report.violations.push(Violation::NegativeBalance {
-            account_id: AccountId::from_uuid(r.try_get(0)?),
+            account_id: LedgerAccountId::from_uuid(r.try_get(0)?),
             settled: r.try_get(1)?,
             pending: r.try_get(2)?,
         });
@@ -284,7 +297,7 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
         let es: String = r.try_get(3)?;
         let ep: String = r.try_get(4)?;
         report.violations.push(Violation::BalanceMismatch {
-            account_id: AccountId::from_uuid(r.try_get(0)?),
+            account_id: LedgerAccountId::from_uuid(r.try_get(0)?),
             stored_settled: r.try_get(1)?,
             stored_pending: r.try_get(2)?,
             entries_settled: big(&es)?,
@@ -302,7 +315,7 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     {
         report.violations.push(Violation::CurrencyMismatch {
             transaction_id: TransactionId::from_uuid(r.try_get(0)?),
-            account_id: AccountId::from_uuid(r.try_get(1)?),
+            account_id: LedgerAccountId::from_uuid(r.try_get(1)?),
         });
     }
 
@@ -317,8 +330,45 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     {
         let id: Uuid = r.try_get(0)?;
         report.violations.push(Violation::BalanceRowMismatch {
-            account_id: AccountId::from_uuid(id),
+            account_id: LedgerAccountId::from_uuid(id),
         });
+    }
+    let orphans: [(&str, &str, &str); 4] = [
+        (
+            "entry",
+            "transaction",
+            "SELECT DISTINCT e.transaction_id FROM ledger_entries e \
+             LEFT JOIN ledger_transactions t ON t.id = e.transaction_id \
+             WHERE t.id IS NULL LIMIT $1",
+        ),
+        (
+            "entry",
+            "account",
+            "SELECT DISTINCT e.account_id FROM ledger_entries e \
+             LEFT JOIN ledger_accounts a ON a.id = e.account_id WHERE a.id IS NULL LIMIT $1",
+        ),
+        (
+            "transaction",
+            "journal",
+            "SELECT DISTINCT t.journal_id FROM ledger_transactions t \
+             LEFT JOIN ledger_journals j ON j.id = t.journal_id WHERE j.id IS NULL LIMIT $1",
+        ),
+        (
+            "outbox event",
+            "transaction",
+            "SELECT DISTINCT o.transaction_id FROM ledger_outbox o \
+             LEFT JOIN ledger_transactions t ON t.id = o.transaction_id \
+             WHERE t.id IS NULL LIMIT $1",
+        ),
+    ];
+    for (row, missing, sql) in orphans {
+        for r in sqlx::query(sql).bind(LIMIT).fetch_all(&mut *tx).await? {
+            report.violations.push(Violation::Orphan {
+                row: row.to_owned(),
+                missing: missing.to_owned(),
+                id: r.try_get(0)?,
+            });
+        }
     }
     tx.commit().await?;
     Ok(report)

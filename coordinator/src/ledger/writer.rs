@@ -10,6 +10,7 @@
 //! expected. Each caller is answered only after the commit.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,8 +22,8 @@ use uuid::Uuid;
 use super::error::LedgerError;
 use super::posting::Posting;
 use super::types::{Currency, Direction, Layer};
-use super::{LedgerConfig, PostedTransaction};
-use crate::ids::{AccountId, JournalId, TransactionId};
+use super::{LedgerConfig, LedgerStats, PostedTransaction};
+use crate::ids::{JournalId, LedgerAccountId, TransactionId};
 
 /// Key of the session advisory lock that makes one process the ledger writer.
 pub(crate) const LEASE_KEY: i64 = 0x6c65_6467_6572; // "ledger"
@@ -59,7 +60,7 @@ struct Accepted {
 struct Plan {
     accepted: Vec<Accepted>,
     rejected: Vec<(usize, Request, LedgerError)>,
-    overlay: HashMap<AccountId, Touched>,
+    overlay: HashMap<LedgerAccountId, Touched>,
 }
 
 struct Existing {
@@ -137,10 +138,11 @@ pub(crate) async fn connect_with_lease(
 pub(crate) struct Writer {
     options: PgConnectOptions,
     conn: Option<PgConnection>,
-    accounts: HashMap<AccountId, CachedAccount>,
+    accounts: HashMap<LedgerAccountId, CachedAccount>,
     journals: HashSet<JournalId>,
     config: LedgerConfig,
     rx: mpsc::Receiver<Request>,
+    stats: Arc<LedgerStats>,
 }
 
 const WRITE_BATCH: &str = r#"
@@ -184,6 +186,7 @@ impl Writer {
         conn: PgConnection,
         config: LedgerConfig,
         rx: mpsc::Receiver<Request>,
+        stats: Arc<LedgerStats>,
     ) -> Result<Writer, LedgerError> {
         let mut w = Writer {
             options,
@@ -192,6 +195,7 @@ impl Writer {
             journals: HashSet::new(),
             config,
             rx,
+            stats,
         };
         w.reload_journals().await.map_err(|f| f.to_error())?;
         Ok(w)
@@ -342,12 +346,12 @@ impl Writer {
         .await
         .map_err(|e| Failure::from_sqlx(&e))?;
         for row in rows {
-            let parsed = (|| -> Result<(AccountId, CachedAccount), String> {
+            let parsed = (|| -> Result<(LedgerAccountId, CachedAccount), String> {
                 let id: Uuid = row.try_get(0).map_err(|e| e.to_string())?;
                 let normal: String = row.try_get(1).map_err(|e| e.to_string())?;
                 let currency: String = row.try_get(2).map_err(|e| e.to_string())?;
                 Ok((
-                    AccountId::from_uuid(id),
+                    LedgerAccountId::from_uuid(id),
                     CachedAccount {
                         normal: normal.parse().map_err(|e| format!("{e}"))?,
                         currency: currency.parse().map_err(|e| format!("{e}"))?,
@@ -378,15 +382,15 @@ impl Writer {
     fn apply(
         &self,
         posting: &Posting,
-        overlay: &HashMap<AccountId, Touched>,
-    ) -> Result<Vec<(AccountId, CachedAccount)>, LedgerError> {
+        overlay: &HashMap<LedgerAccountId, Touched>,
+    ) -> Result<Vec<(LedgerAccountId, CachedAccount)>, LedgerError> {
         if !self.journals.contains(&posting.journal_id()) {
             return Err(LedgerError::UnknownJournal {
                 journal_id: posting.journal_id(),
             });
         }
         // (account, state before, settled change, pending change)
-        let mut local: Vec<(AccountId, CachedAccount, i64, i64)> = Vec::with_capacity(4);
+        let mut local: Vec<(LedgerAccountId, CachedAccount, i64, i64)> = Vec::with_capacity(4);
         for e in posting.entries() {
             let idx = match local.iter().position(|l| l.0 == e.account_id) {
                 Some(i) => i,
@@ -628,6 +632,7 @@ impl Writer {
                 let now = Utc::now();
                 match self.write(&plan, now).await {
                     Ok(()) => {
+                        self.stats.committed(plan.accepted.len());
                         for (id, t) in &plan.overlay {
                             self.accounts.insert(
                                 *id,

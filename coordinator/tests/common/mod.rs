@@ -3,7 +3,7 @@
 
 use coordinator::db::ScratchDatabase;
 use coordinator::ledger::{NewAccount, system};
-use coordinator::{AccountId, Ledger, LedgerConfig, Msats, Posting};
+use coordinator::{Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
 
 pub struct TestLedger {
     pub ledger: Ledger,
@@ -27,7 +27,7 @@ pub fn msats(v: u64) -> Msats {
     Msats::new(v).expect("test amount in range")
 }
 
-pub async fn user(ledger: &Ledger, name: &str) -> AccountId {
+pub async fn user(ledger: &Ledger, name: &str) -> LedgerAccountId {
     ledger
         .create_account(NewAccount::user_wallet(name))
         .await
@@ -36,7 +36,7 @@ pub async fn user(ledger: &Ledger, name: &str) -> AccountId {
 }
 
 /// A deposit: debit the on-chain omnibus account, credit the user.
-pub async fn fund(ledger: &Ledger, account: AccountId, amount: u64) {
+pub async fn fund(ledger: &Ledger, account: LedgerAccountId, amount: u64) {
     let p = Posting::transfer(
         system::MAIN_JOURNAL,
         format!("fund-{}", uuid::Uuid::now_v7()),
@@ -50,7 +50,7 @@ pub async fn fund(ledger: &Ledger, account: AccountId, amount: u64) {
 }
 
 /// Moves `amount` from one user wallet to another (both credit-normal: debit the payer).
-pub fn transfer(ext: &str, from: AccountId, to: AccountId, amount: u64) -> Posting {
+pub fn transfer(ext: &str, from: LedgerAccountId, to: LedgerAccountId, amount: u64) -> Posting {
     Posting::transfer(
         system::MAIN_JOURNAL,
         ext,

@@ -1,0 +1,72 @@
+//! The bank service's error type.
+
+use super::notifier::NotifyError;
+use super::secrets::HashError;
+use super::types::ParseError;
+use crate::ledger::LedgerError;
+
+/// Why a bank operation failed. Nothing was changed when one is returned, except that a
+/// wrong one-time code counts as an attempt.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BankError {
+    /// Input that does not parse.
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    /// The e-mail address or phone number is registered already.
+    #[error("bank: identity already registered")]
+    IdentityTaken,
+    /// Unknown identity or wrong password.
+    #[error("bank: invalid credentials")]
+    InvalidCredentials,
+    /// The registration code was not confirmed yet.
+    #[error("bank: identity not verified")]
+    NotVerified,
+    /// A wrong, used or expired one-time code, or too many attempts.
+    #[error("bank: invalid or expired code")]
+    InvalidCode,
+    /// No valid credential.
+    #[error("bank: not authenticated")]
+    Unauthenticated,
+    /// The credential lacks a scope or role.
+    #[error("bank: forbidden (needs {needed})")]
+    Forbidden {
+        /// What was needed.
+        needed: &'static str,
+    },
+    /// Not found (or not visible to the caller).
+    #[error("bank: {what} not found")]
+    NotFound {
+        /// What.
+        what: &'static str,
+    },
+    /// The username belongs to another account.
+    #[error("bank: username taken")]
+    UsernameTaken,
+    /// The account has a username already.
+    #[error("bank: username already set")]
+    UsernameAlreadySet,
+    /// A status change that is not allowed.
+    #[error("bank: status cannot change from {from} to {to}")]
+    InvalidTransition {
+        /// Status now.
+        from: &'static str,
+        /// Status asked for.
+        to: &'static str,
+    },
+    /// A stored value could not be read back.
+    #[error("bank: corrupt stored value: {0}")]
+    Corrupt(String),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    /// Password hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The database failed.
+    #[error("bank: database error")]
+    Database(#[from] sqlx::Error),
+}
