@@ -11,7 +11,7 @@ use std::fmt;
 use bitcoin::bip32::KeySource;
 use bitcoin::hashes::{hash160, ripemd160, sha256};
 use bitcoin::psbt::{self, Psbt};
-use bitcoin::secp256k1::PublicKey;
+use bitcoin::secp256k1::{PublicKey, Secp256k1, VerifyOnly};
 use bitcoin::{
     Address, Amount, EcdsaSighashType, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxOut,
     Txid, Weight, absolute, relative,
@@ -246,6 +246,11 @@ pub struct InputAnalysis {
     pub spending_paths: Vec<SpendingPath>,
     /// Upper bound on the witness weight of the input once satisfied.
     pub max_satisfaction_weight: Option<Weight>,
+    /// The policy descriptor at the proven derivation, with concrete keys: what a finalizer
+    /// satisfies. `None` unless ownership is proven. Not serialised (the witness script and
+    /// the ownership say the same).
+    #[serde(skip)]
+    pub descriptor: Option<Descriptor<bitcoin::PublicKey>>,
 }
 
 /// How an output is classified.
@@ -436,6 +441,7 @@ pub fn hsm_signing_targets(
 pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
     let tx = &psbt.unsigned_tx;
     let mut findings = Findings::default();
+    let secp = Secp256k1::verification_only();
 
     let txid = tx.compute_txid();
     if psbt.inputs.len() != tx.input.len() || psbt.outputs.len() != tx.output.len() {
@@ -463,7 +469,14 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
                 format!("{} is spent twice", txin.previous_output),
             );
         }
-        let input = analyze_input(policy, tx, index, psbt.inputs.get(index), &mut findings);
+        let input = analyze_input(
+            policy,
+            &secp,
+            tx,
+            index,
+            psbt.inputs.get(index),
+            &mut findings,
+        );
         inputs.push(input);
     }
 
@@ -472,7 +485,14 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
         .iter()
         .enumerate()
         .map(|(index, txout)| {
-            analyze_output(policy, index, txout, psbt.outputs.get(index), &mut findings)
+            analyze_output(
+                policy,
+                &secp,
+                index,
+                txout,
+                psbt.outputs.get(index),
+                &mut findings,
+            )
         })
         .collect();
 
@@ -678,6 +698,7 @@ fn read_claim(policy: &PolicyDocument, derivations: &BTreeMap<PublicKey, KeySour
 
 fn analyze_input(
     policy: &PolicyDocument,
+    secp: &Secp256k1<VerifyOnly>,
     tx: &Transaction,
     index: usize,
     psbt_input: Option<&psbt::Input>,
@@ -697,6 +718,7 @@ fn analyze_input(
         hsm_keys: Vec::new(),
         spending_paths: Vec::new(),
         max_satisfaction_weight: None,
+        descriptor: None,
     };
     // The missing map is already a PSBT_MALFORMED finding.
     let Some(input) = psbt_input else {
@@ -817,7 +839,16 @@ fn analyze_input(
             return analysis;
         }
     };
-    let witness_script = match derived.explicit_script() {
+    // Scripts come from one concrete derivation with a shared context: converting each
+    // descriptor key on demand would build a fresh secp256k1 context per key.
+    let concrete = match derived.derived_descriptor(secp) {
+        Ok(c) => c,
+        Err(e) => {
+            findings.input(index, FindingCode::InputDerivationInvalid, e.to_string());
+            return analysis;
+        }
+    };
+    let witness_script = match concrete.explicit_script() {
         Ok(s) => s,
         Err(e) => {
             findings.input(index, FindingCode::InputDerivationInvalid, e.to_string());
@@ -827,7 +858,7 @@ fn analyze_input(
 
     // Whether the spent output is ours comes first: a foreign input is INPUT_NOT_OURS, not
     // a witness script mismatch.
-    let expected_script = derived.script_pubkey();
+    let expected_script = concrete.script_pubkey();
     match spent_script {
         // No script to compare: the missing previous transaction is already a finding.
         None => return analysis,
@@ -863,6 +894,7 @@ fn analyze_input(
         derivation_index,
     });
     analysis.witness_script = Some(witness_script);
+    analysis.descriptor = Some(concrete);
     analysis.hsm_keys = hsm_labels(policy, &derived);
     analysis.max_satisfaction_weight = derived.max_weight_to_satisfy().ok();
     match spending_paths(policy, &derived, tx, sequence) {
@@ -1008,6 +1040,7 @@ fn spending_paths(
 
 fn analyze_output(
     policy: &PolicyDocument,
+    secp: &Secp256k1<VerifyOnly>,
     index: usize,
     txout: &TxOut,
     psbt_output: Option<&psbt::Output>,
@@ -1049,12 +1082,16 @@ fn analyze_output(
         } => unproven("derivations name our hsm keys but none the recovery key".to_owned()),
         Claim::Invalid(reason) => unproven(reason),
         Claim::Ours(keychain, derivation_index) => {
-            match policy.derive(keychain, derivation_index) {
-                Err(e) => unproven(e.to_string()),
-                Ok(derived) if derived.script_pubkey() != txout.script_pubkey => unproven(format!(
-                    "claims {keychain}/{derivation_index} but pays {}, the policy gives {}",
+            let expected = policy
+                .derive(keychain, derivation_index)
+                .map_err(|e| e.to_string())
+                .and_then(|d| d.derived_descriptor(secp).map_err(|e| e.to_string()))
+                .map(|d| d.script_pubkey());
+            match expected {
+                Err(e) => unproven(e),
+                Ok(expected) if expected != txout.script_pubkey => unproven(format!(
+                    "claims {keychain}/{derivation_index} but pays {}, the policy gives {expected}",
                     txout.script_pubkey,
-                    derived.script_pubkey()
                 )),
                 Ok(_) => match keychain {
                     Keychain::Change => OutputClass::Change {

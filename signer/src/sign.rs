@@ -98,6 +98,7 @@ pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<
     }
 
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    let mut sighashes = Vec::with_capacity(psbt.inputs.len());
     let mut requests = Vec::new();
     // (input index, public key) for each request, in request order.
     let mut targets = Vec::new();
@@ -118,6 +119,7 @@ pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<
                 input: i,
                 reason: e.to_string(),
             })?;
+        sighashes.push(secp256k1::Message::from_digest(sighash.to_byte_array()));
         let before = requests.len();
         for (label, index, public_key) in &held {
             if report.hsm_keys.iter().any(|k| k == label) {
@@ -147,7 +149,11 @@ pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<
     }
 
     let secp = Secp256k1::verification_only();
-    let (psbt, finalized, not_finalized_because) = try_finalize(signed, &secp);
+    let (psbt, finalized, not_finalized_because) =
+        match finalize_with_policy(&signed, &analysis, &sighashes, &held, &secp) {
+            Ok(finalized) => (finalized, true, Vec::new()),
+            Err(reasons) => (signed, false, reasons),
+        };
     tracing::info!(
         policy = %policy.id,
         txid = %psbt.unsigned_tx.compute_txid(),
@@ -162,6 +168,70 @@ pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<
         finalized,
         not_finalized_because,
     })
+}
+
+/// Finalizes every input by satisfying the policy's own descriptor at the
+/// proven derivation (miniscript's non-malleable satisfier over the PSBT's
+/// signatures), if every input can be satisfied.
+///
+/// Unlike miniscript's PSBT finalizer this neither re-parses the witness
+/// script (the analysis proved it is the policy's) nor re-verifies the
+/// signatures the HSM just made (each was verified when it was made); it does
+/// verify every signature that came from elsewhere, so an invalid one can never
+/// end up in a witness.
+fn finalize_with_policy<C: secp256k1::Verification>(
+    signed: &Psbt,
+    analysis: &PsbtAnalysis,
+    sighashes: &[secp256k1::Message],
+    ours: &[(&str, usize, secp256k1::PublicKey)],
+    secp: &Secp256k1<C>,
+) -> Result<Psbt, Vec<String>> {
+    let mut reasons = Vec::new();
+    let mut witnesses = Vec::with_capacity(signed.inputs.len());
+    for (i, (input, report)) in signed.inputs.iter().zip(&analysis.inputs).enumerate() {
+        for (key, signature) in &input.partial_sigs {
+            if ours.iter().any(|(_, _, k)| *k == key.inner) {
+                continue;
+            }
+            if signature.sighash_type != EcdsaSighashType::All
+                || secp
+                    .verify_ecdsa(&sighashes[i], &signature.signature, &key.inner)
+                    .is_err()
+            {
+                reasons.push(format!(
+                    "input {i}: invalid partial signature for key {key}"
+                ));
+            }
+        }
+        let Some(descriptor) = &report.descriptor else {
+            reasons.push(format!("input {i}: no proven descriptor"));
+            continue;
+        };
+        let satisfier = miniscript::psbt::PsbtInputSatisfier::new(signed, i);
+        match descriptor.get_satisfaction(&satisfier) {
+            Ok((witness, script_sig)) if script_sig.is_empty() => witnesses.push(witness),
+            Ok(_) => reasons.push(format!("input {i}: unexpected script_sig for a wsh input")),
+            Err(e) => reasons.push(format!("input {i}: {e}")),
+        }
+    }
+    if !reasons.is_empty() {
+        return Err(reasons);
+    }
+    let mut finalized = signed.clone();
+    for (input, witness) in finalized.inputs.iter_mut().zip(witnesses) {
+        input.final_script_witness = Some(bitcoin::Witness::from_slice(&witness));
+        // BIP174 finalizer: everything but the UTXOs and the final fields goes.
+        input.partial_sigs.clear();
+        input.sighash_type = None;
+        input.redeem_script = None;
+        input.witness_script = None;
+        input.bip32_derivation.clear();
+        input.ripemd160_preimages.clear();
+        input.sha256_preimages.clear();
+        input.hash160_preimages.clear();
+        input.hash256_preimages.clear();
+    }
+    Ok(finalized)
 }
 
 /// Finalizes every input with miniscript if all of them can be; otherwise
