@@ -248,3 +248,43 @@ fn signing_fifty_inputs_splits_across_sessions() -> anyhow::Result<()> {
     wallet.broadcast_and_mine(&signed.psbt.extract_tx()?)?;
     Ok(())
 }
+
+#[test]
+fn custom_policy_spends_with_hsm_keys() -> anyhow::Result<()> {
+    let Some(token) =
+        TestToken::isolated("custom_policy_spends_with_hsm_keys", &["ops-a", "ops-b"])?
+    else {
+        return Ok(());
+    };
+    // Two of: ops-a, ops-b, and the recovery key once 1000 blocks have passed.
+    let template = policies::Template::Custom {
+        policy: "thresh(2,pk(ops-a),pk(ops-b),and(pk(recovery),older(1000)))".into(),
+        hsm_keys: token
+            .keys()
+            .iter()
+            .map(system_tests::custody::hsm_key)
+            .collect(),
+        recovery: recovery_key().public,
+    };
+    let policy =
+        policies::PolicyDocument::new("ops", 1, system_tests::custody::NETWORK, &template)?;
+    assert_eq!(policy.template, "custom");
+    let mut wallet = PolicyWallet::new(&policy)?;
+    wallet.fund(&[Amount::from_sat(90_000), Amount::from_sat(60_000)])?;
+    let psbt = wallet.pay(
+        external_destination(12),
+        Amount::from_sat(120_000),
+        SpendPath::Hsm,
+    )?;
+    let hsm = Pkcs11Hsm::open(
+        token.module(),
+        token.token_label(),
+        &TestToken::user_pin(),
+        &labels(&["ops-a", "ops-b"]),
+        2,
+    )?;
+    let signed = sign_psbt(&policy, &psbt, &hsm)?;
+    assert!(signed.finalized, "{:?}", signed.not_finalized_because);
+    wallet.broadcast_and_mine(&signed.psbt.extract_tx()?)?;
+    Ok(())
+}
