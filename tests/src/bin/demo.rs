@@ -27,17 +27,11 @@ const KEYS: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
 fn main() -> ExitCode {
     let dir = work_dir();
     // The parent prepares the directory; the child (with SOFTHSM2_CONF set) runs the demo.
-    if hsm_config::softhsm::conf_from_env().is_none() {
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .and_then(|()| std::fs::create_dir_all(dir.join("softhsm")))
-        {
-            eprintln!("error: preparing {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if hsm_config::softhsm::conf_from_env().is_none()
+        && let Err(e) = fresh_dir(&dir)
+    {
+        eprintln!("error: preparing {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     match with_private_softhsm(Some(&dir.join("softhsm"))) {
         Ok(Some(code)) => return code,
@@ -56,16 +50,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Run the custody demo on a private SoftHSM2 token.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Where the token, the policy and the PSBTs are written (emptied first).
+    #[arg(long, default_value = "demo-work")]
+    dir: PathBuf,
+}
+
 fn work_dir() -> PathBuf {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--dir" {
-            if let Some(dir) = args.next() {
-                return PathBuf::from(dir);
-            }
-        }
+    <Args as clap::Parser>::parse().dir
+}
+
+fn fresh_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    PathBuf::from("demo-work")
+    std::fs::create_dir_all(dir.join("softhsm"))
 }
 
 fn step(n: u32, title: &str) {
