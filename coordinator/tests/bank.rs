@@ -5,83 +5,14 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::{bank, bank_with, id, last_code, pw, signed_up, staff};
+
 use std::time::Duration;
 
-use coordinator::AccountId;
 use coordinator::bank::{
-    AccountQuery, AccountStatus, Actor, AuthMethod, Bank, BankConfig, BankError, Identity, Level,
-    NewPassword, OutboxNotifier, PasswordCost, Principal, Scope, Secret, StaffPrincipal, StaffRole,
+    AccountQuery, AccountStatus, Actor, AuthMethod, Bank, BankConfig, BankError, Level, Scope,
+    Secret, StaffRole,
 };
-
-struct TestBank {
-    bank: Bank,
-    _t: common::TestLedger,
-}
-
-async fn bank_with(mut config: BankConfig) -> TestBank {
-    let t = common::ledger().await;
-    config.password_cost = PasswordCost::insecure_for_tests();
-    let notifier = Arc::new(OutboxNotifier::new(t.ledger.pool().clone()));
-    TestBank {
-        bank: Bank::new(t.ledger.clone(), notifier, config),
-        _t: t,
-    }
-}
-
-async fn bank() -> TestBank {
-    bank_with(BankConfig::default()).await
-}
-
-fn id(s: &str) -> Identity {
-    s.parse().unwrap()
-}
-
-fn pw(s: &str) -> NewPassword {
-    NewPassword::new(Secret::new(s)).unwrap()
-}
-
-/// The code in the latest message to `recipient`.
-async fn last_code(bank: &Bank, recipient: &str) -> String {
-    let body: String = sqlx::query_scalar(
-        "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(recipient)
-    .fetch_one(bank.ledger().pool())
-    .await
-    .unwrap();
-    body.split_whitespace()
-        .find(|w| {
-            w.trim_end_matches('.').len() == 6
-                && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
-        })
-        .unwrap()
-        .trim_end_matches('.')
-        .to_owned()
-}
-
-/// A registered, verified user: their session token, account and principal.
-async fn signed_up(bank: &Bank, who: &str) -> (Secret, AccountId, Principal) {
-    let identity = id(who);
-    bank.register(&identity, &pw("a long password"))
-        .await
-        .unwrap();
-    let code = last_code(bank, &identity.to_string()).await;
-    let (session, account) = bank.confirm_code(&identity, &code).await.unwrap();
-    let principal = bank.authenticate(session.token.expose()).await.unwrap();
-    (session.token, account, principal)
-}
-
-async fn staff(bank: &Bank, email: &str, role: StaffRole) -> StaffPrincipal {
-    bank.create_staff(&email.parse().unwrap(), &pw("staff password"), role)
-        .await
-        .unwrap();
-    let s = bank
-        .staff_login(&email.parse().unwrap(), &Secret::new("staff password"))
-        .await
-        .unwrap();
-    bank.authenticate_staff(s.token.expose()).await.unwrap()
-}
 
 #[tokio::test]
 async fn register_confirm_and_log_in_by_email() {

@@ -54,6 +54,37 @@ pub enum BankError {
         /// Status asked for.
         to: &'static str,
     },
+    /// The amount is zero or too large.
+    #[error("bank: invalid amount")]
+    InvalidAmount,
+    /// The sending wallet lacks the funds.
+    #[error("bank: insufficient balance")]
+    InsufficientBalance,
+    /// The payment would pass the account's rolling 24-hour limit.
+    #[error("bank: limit exceeded: limit {limit}, used {used}, asked {amount}")]
+    LimitExceeded {
+        /// The limit.
+        limit: crate::amount::Sats,
+        /// Used in the last 24 hours.
+        used: crate::amount::Sats,
+        /// The payment's amount.
+        amount: crate::amount::Sats,
+    },
+    /// The sending account is locked or closed.
+    #[error("bank: account is {status}")]
+    AccountNotActive {
+        /// Its status.
+        status: &'static str,
+    },
+    /// The recipient wallet is the sending wallet.
+    #[error("bank: cannot pay the same wallet")]
+    SelfPayment,
+    /// The recipient's account is closed.
+    #[error("bank: recipient cannot receive")]
+    RecipientUnavailable,
+    /// The idempotency key was used for a different payment.
+    #[error("bank: idempotency key reused with different content")]
+    IdempotencyConflict,
     /// A stored value could not be read back.
     #[error("bank: corrupt stored value: {0}")]
     Corrupt(String),

@@ -5,6 +5,7 @@
 mod config;
 mod error;
 mod notifier;
+mod payments;
 mod secrets;
 mod types;
 
@@ -18,6 +19,10 @@ use uuid::Uuid;
 pub use config::{BankConfig, LevelLimits, LimitsConfig};
 pub use error::BankError;
 pub use notifier::{Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
+pub use payments::{
+    MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest, TransactionPage,
+    TxDirection, WalletTransaction,
+};
 pub use secrets::{PasswordCost, Secret};
 pub use types::{
     AccountStatus, Email, Identity, Level, NewPassword, ParseError, Phone, Scope, StaffAction,

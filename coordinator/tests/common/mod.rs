@@ -1,9 +1,15 @@
 //! Helpers shared by the integration tests: a fresh database per test and funding.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+use std::sync::Arc;
+
+use coordinator::bank::{
+    Bank, BankConfig, Identity, NewPassword, OutboxNotifier, PasswordCost, Principal, Secret,
+    StaffPrincipal, StaffRole,
+};
 use coordinator::db::ScratchDatabase;
 use coordinator::ledger::{NewAccount, system};
-use coordinator::{Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
+use coordinator::{AccountId, Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
 
 pub struct TestLedger {
     pub ledger: Ledger,
@@ -60,4 +66,88 @@ pub fn transfer(ext: &str, from: LedgerAccountId, to: LedgerAccountId, amount: u
         "transfer",
     )
     .expect("valid posting")
+}
+
+pub struct TestBank {
+    pub bank: Bank,
+    pub t: TestLedger,
+}
+
+pub async fn bank_with(mut config: BankConfig) -> TestBank {
+    let t = ledger().await;
+    config.password_cost = PasswordCost::insecure_for_tests();
+    let notifier = Arc::new(OutboxNotifier::new(t.ledger.pool().clone()));
+    TestBank {
+        bank: Bank::new(t.ledger.clone(), notifier, config),
+        t,
+    }
+}
+
+pub async fn bank() -> TestBank {
+    bank_with(BankConfig::default()).await
+}
+
+pub fn id(s: &str) -> Identity {
+    s.parse().expect("test helper")
+}
+
+pub fn pw(s: &str) -> NewPassword {
+    NewPassword::new(Secret::new(s)).expect("test helper")
+}
+
+/// The code in the latest message to `recipient`.
+pub async fn last_code(bank: &Bank, recipient: &str) -> String {
+    let body: String = sqlx::query_scalar(
+        "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(recipient)
+    .fetch_one(bank.ledger().pool())
+    .await
+    .expect("test helper");
+    body.split_whitespace()
+        .find(|w| {
+            w.trim_end_matches('.').len() == 6
+                && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
+        })
+        .expect("test helper")
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+/// A registered, verified user: their session token, account and principal.
+pub async fn signed_up(bank: &Bank, who: &str) -> (Secret, AccountId, Principal) {
+    let identity = id(who);
+    bank.register(&identity, &pw("a long password"))
+        .await
+        .expect("test helper");
+    let code = last_code(bank, &identity.to_string()).await;
+    let (session, account) = bank
+        .confirm_code(&identity, &code)
+        .await
+        .expect("test helper");
+    let principal = bank
+        .authenticate(session.token.expose())
+        .await
+        .expect("test helper");
+    (session.token, account, principal)
+}
+
+pub async fn staff(bank: &Bank, email: &str, role: StaffRole) -> StaffPrincipal {
+    bank.create_staff(
+        &email.parse().expect("test helper"),
+        &pw("staff password"),
+        role,
+    )
+    .await
+    .expect("test helper");
+    let s = bank
+        .staff_login(
+            &email.parse().expect("test helper"),
+            &Secret::new("staff password"),
+        )
+        .await
+        .expect("test helper");
+    bank.authenticate_staff(s.token.expose())
+        .await
+        .expect("test helper")
 }

@@ -1,0 +1,543 @@
+//! Internal transfers: outcomes, idempotency, limits, status, authorization, crash resume
+//! and history, against a real PostgreSQL.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+
+mod common;
+
+use common::{TestBank, bank, signed_up, staff};
+use coordinator::bank::{
+    AccountStatus, Actor, Bank, BankError, PaymentStatus, Principal, Recipient, Scope, SendRequest,
+    StaffRole, TxDirection,
+};
+use coordinator::ledger::system;
+use coordinator::{AccountId, Posting, Sats, WalletId};
+
+fn sats(v: u64) -> Sats {
+    Sats::new(v).unwrap()
+}
+
+struct Customer {
+    account: AccountId,
+    wallet: WalletId,
+    me: Principal,
+}
+
+async fn customer(b: &Bank, email: &str, deposit: u64) -> Customer {
+    let (_, account, me) = signed_up(b, email).await;
+    let wallet = b.account(account).await.unwrap().default_wallet_id;
+    if deposit > 0 {
+        let p = Posting::transfer(
+            system::MAIN_JOURNAL,
+            format!("deposit-{wallet}"),
+            system::BANK_ONCHAIN,
+            Bank::ledger_account(wallet),
+            sats(deposit).to_msats(),
+            "deposit",
+        )
+        .unwrap();
+        b.ledger().post(p).await.unwrap();
+    }
+    Customer {
+        account,
+        wallet,
+        me,
+    }
+}
+
+fn send(from: &Customer, to: Recipient, amount: u64, key: Option<&str>) -> SendRequest {
+    SendRequest {
+        wallet_id: from.wallet,
+        recipient: to,
+        amount: sats(amount),
+        memo: Some("lunch".into()),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+async fn balance(b: &Bank, w: WalletId) -> u64 {
+    b.ledger()
+        .balance(Bank::ledger_account(w))
+        .await
+        .unwrap()
+        .settled as u64
+        / 1000
+}
+
+async fn setup() -> (TestBank, Customer, Customer) {
+    let t = bank().await;
+    let alice = customer(&t.bank, "alice@example.com", 50_000).await;
+    let bob = customer(&t.bank, "bob@example.com", 0).await;
+    (t, alice, bob)
+}
+
+#[tokio::test]
+async fn send_by_wallet_or_username_and_see_it_in_both_histories() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    b.set_username(&bob.me, &"bob".parse().unwrap())
+        .await
+        .unwrap();
+    let r = b
+        .send_internal(
+            &alice.me,
+            &send(
+                &alice,
+                Recipient::Username("BOB".parse().unwrap()),
+                1_200,
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, PaymentStatus::Success);
+    let r2 = b
+        .send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 300, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r2.status, PaymentStatus::Success);
+    assert_eq!(balance(b, alice.wallet).await, 50_000 - 1_500);
+    assert_eq!(balance(b, bob.wallet).await, 1_500);
+    // The ledger transaction carries the memo and the payment id.
+    let tx = b
+        .ledger()
+        .transaction(r.transaction_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(tx.description, "lunch");
+    assert_eq!(tx.external_id, format!("intraledger:{}", r.payment_id));
+
+    let a_hist = b
+        .transactions(&alice.me, alice.wallet, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(a_hist.lines.len(), 3);
+    assert!(!a_hist.has_next_page);
+    let newest = &a_hist.lines[0];
+    assert_eq!(newest.direction, TxDirection::Send);
+    assert_eq!(newest.amount, sats(300));
+    assert_eq!(newest.counterparty_wallet_id, Some(bob.wallet));
+    assert_eq!(newest.counterparty_username.as_deref(), Some("bob"));
+    assert_eq!(newest.status, "SUCCESS");
+    assert_eq!(a_hist.lines[2].memo, "deposit");
+    assert_eq!(a_hist.lines[2].direction, TxDirection::Receive);
+    assert_eq!(a_hist.lines[2].counterparty_wallet_id, None);
+
+    let b_hist = b.transactions(&bob.me, bob.wallet, 10, None).await.unwrap();
+    assert_eq!(b_hist.lines.len(), 2);
+    assert_eq!(b_hist.lines[1].direction, TxDirection::Receive);
+    assert_eq!(b_hist.lines[1].counterparty_wallet_id, Some(alice.wallet));
+    assert_eq!(b_hist.lines[1].amount, sats(1_200));
+    // Nobody reads another's history.
+    assert!(matches!(
+        b.transactions(&alice.me, bob.wallet, 10, None).await,
+        Err(BankError::NotFound { .. })
+    ));
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_pays_once() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    let req = send(
+        &alice,
+        Recipient::Wallet(bob.wallet),
+        1_000,
+        Some("order-7"),
+    );
+    let first = b.send_internal(&alice.me, &req).await.unwrap();
+    assert_eq!(first.status, PaymentStatus::Success);
+    let again = b.send_internal(&alice.me, &req).await.unwrap();
+    assert_eq!(again.status, PaymentStatus::AlreadyPaid);
+    assert_eq!(again.payment_id, first.payment_id);
+    assert_eq!(again.transaction_id, first.transaction_id);
+    let other = send(
+        &alice,
+        Recipient::Wallet(bob.wallet),
+        1_001,
+        Some("order-7"),
+    );
+    assert!(matches!(
+        b.send_internal(&alice.me, &other).await,
+        Err(BankError::IdempotencyConflict)
+    ));
+    assert_eq!(balance(b, bob.wallet).await, 1_000);
+    // The same key from another account is another payment.
+    let carol = customer(b, "carol@example.com", 5_000).await;
+    let theirs = send(
+        &carol,
+        Recipient::Wallet(bob.wallet),
+        1_000,
+        Some("order-7"),
+    );
+    assert_eq!(
+        b.send_internal(&carol.me, &theirs).await.unwrap().status,
+        PaymentStatus::Success
+    );
+    assert_eq!(balance(b, bob.wallet).await, 2_000);
+}
+
+#[tokio::test]
+async fn refusals_move_nothing() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    // Insufficient funds: the payment fails and does not count against the limit.
+    let r = b
+        .send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 60_000, Some("big")),
+        )
+        .await;
+    assert!(matches!(r, Err(BankError::InsufficientBalance)), "{r:?}");
+    assert_eq!(
+        b.limits(alice.account)
+            .await
+            .unwrap()
+            .internal_send
+            .used
+            .to_sat(),
+        0
+    );
+    // Replaying the failed key reports the same failure.
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 60_000, Some("big"))
+        )
+        .await,
+        Err(BankError::InsufficientBalance)
+    ));
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(alice.wallet), 1, None)
+        )
+        .await,
+        Err(BankError::SelfPayment)
+    ));
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 0, None)
+        )
+        .await,
+        Err(BankError::InvalidAmount)
+    ));
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(WalletId::new()), 1, None)
+        )
+        .await,
+        Err(BankError::NotFound { what: "recipient" })
+    ));
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(
+                &alice,
+                Recipient::Username("nobody".parse().unwrap()),
+                1,
+                None
+            )
+        )
+        .await,
+        Err(BankError::NotFound { .. })
+    ));
+    // Bob cannot spend from Alice's wallet.
+    assert!(matches!(
+        b.send_internal(
+            &bob.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 1, None)
+        )
+        .await,
+        Err(BankError::NotFound { what: "wallet" })
+    ));
+    let mut long = send(&alice, Recipient::Wallet(bob.wallet), 1, None);
+    long.memo = Some("x".repeat(1_001));
+    assert!(matches!(
+        b.send_internal(&alice.me, &long).await,
+        Err(BankError::Invalid(_))
+    ));
+    assert_eq!(balance(b, alice.wallet).await, 50_000);
+    assert_eq!(balance(b, bob.wallet).await, 0);
+}
+
+#[tokio::test]
+async fn api_key_scopes_are_enforced_on_sends() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    for scopes in [
+        vec![Scope::Read],
+        vec![Scope::Receive],
+        vec![Scope::Read, Scope::Receive],
+    ] {
+        let (_, secret) = b
+            .create_api_key(&alice.me, "k", &scopes, None)
+            .await
+            .unwrap();
+        let key = b.authenticate(secret.expose()).await.unwrap();
+        assert!(matches!(
+            b.send_internal(&key, &send(&alice, Recipient::Wallet(bob.wallet), 1, None))
+                .await,
+            Err(BankError::Forbidden { needed: "write" })
+        ));
+    }
+    let (_, secret) = b
+        .create_api_key(&alice.me, "w", &[Scope::Write], None)
+        .await
+        .unwrap();
+    let key = b.authenticate(secret.expose()).await.unwrap();
+    b.send_internal(&key, &send(&alice, Recipient::Wallet(bob.wallet), 1, None))
+        .await
+        .unwrap();
+    // Write without read cannot list history.
+    assert!(matches!(
+        b.transactions(&key, alice.wallet, 10, None).await,
+        Err(BankError::Forbidden { needed: "read" })
+    ));
+}
+
+#[tokio::test]
+async fn locked_and_closed_accounts() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    let support = staff(b, "support@bank.example", StaffRole::Support).await;
+    let compliance = staff(b, "compliance@bank.example", StaffRole::Compliance).await;
+    b.staff_set_status(
+        &support,
+        alice.account,
+        AccountStatus::Locked,
+        "fraud report",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 1, None)
+        )
+        .await,
+        Err(BankError::AccountNotActive { status: "LOCKED" })
+    ));
+    // A locked account still receives.
+    let carol = customer(b, "carol@example.com", 1_000).await;
+    b.send_internal(
+        &carol.me,
+        &send(&carol, Recipient::Wallet(alice.wallet), 100, None),
+    )
+    .await
+    .unwrap();
+    b.staff_set_status(&support, alice.account, AccountStatus::Active, "cleared")
+        .await
+        .unwrap();
+    b.send_internal(
+        &alice.me,
+        &send(&alice, Recipient::Wallet(bob.wallet), 1, None),
+    )
+    .await
+    .unwrap();
+    // A closed account neither sends nor receives.
+    b.set_status(
+        Actor::User(bob.me.user_id),
+        bob.account,
+        AccountStatus::Closed,
+        "leaving",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 1, None)
+        )
+        .await,
+        Err(BankError::RecipientUnavailable)
+    ));
+    assert!(matches!(
+        b.send_internal(
+            &bob.me,
+            &send(&bob, Recipient::Wallet(alice.wallet), 1, None)
+        )
+        .await,
+        Err(BankError::AccountNotActive { status: "CLOSED" })
+    ));
+    let _ = compliance;
+}
+
+#[tokio::test]
+async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
+    let t = bank().await;
+    let b = &t.bank;
+    let alice = customer(b, "alice@example.com", 1_000_000).await;
+    let bob = customer(b, "bob@example.com", 0).await;
+    let limit = b.config().limits.level0.internal_send.to_sat();
+    assert_eq!(limit, 100_000);
+    // 20 concurrent sends of 10,000 against a 100,000 limit: exactly 10 pass.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let b = b.clone();
+        let me = alice.me.clone();
+        let req = send(
+            &alice,
+            Recipient::Wallet(bob.wallet),
+            10_000,
+            Some(&format!("k{i}")),
+        );
+        set.spawn(async move { b.send_internal(&me, &req).await });
+    }
+    let (mut ok, mut limited) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(BankError::LimitExceeded { limit, .. }) => {
+                assert_eq!(limit.to_sat(), 100_000);
+                limited += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 10));
+    assert_eq!(balance(b, bob.wallet).await, 100_000);
+    let l = b.limits(alice.account).await.unwrap();
+    assert_eq!(
+        (
+            l.internal_send.used.to_sat(),
+            l.internal_send.remaining.to_sat()
+        ),
+        (100_000, 0)
+    );
+
+    // Payments older than 24 hours leave the window.
+    sqlx::query("UPDATE intraledger_payments SET created_at = now() - interval '25 hours'")
+        .execute(b.ledger().pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.limits(alice.account)
+            .await
+            .unwrap()
+            .internal_send
+            .used
+            .to_sat(),
+        0
+    );
+    b.send_internal(
+        &alice.me,
+        &send(&alice, Recipient::Wallet(bob.wallet), 100_000, None),
+    )
+    .await
+    .unwrap();
+    // A higher level has a higher limit.
+    let compliance = staff(b, "c@bank.example", StaffRole::Compliance).await;
+    b.set_level(
+        &compliance,
+        alice.account,
+        coordinator::bank::Level::new(1).unwrap(),
+        "id checked",
+    )
+    .await
+    .unwrap();
+    b.send_internal(
+        &alice.me,
+        &send(&alice, Recipient::Wallet(bob.wallet), 500_000, None),
+    )
+    .await
+    .unwrap();
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_payment_interrupted_by_a_crash_is_finished_once() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    let pool = b.ledger().pool();
+    // Crash after the PENDING row committed, before the posting.
+    let p1 = uuid::Uuid::now_v7();
+    // Crash after the posting, before the row was marked.
+    let p2 = uuid::Uuid::now_v7();
+    for p in [p1, p2] {
+        sqlx::query(
+            "INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id, \
+               recipient_wallet_id, amount_sats, memo, status) VALUES ($1, $2, $3, $4, 700, 'x', 'PENDING')",
+        )
+        .bind(p)
+        .bind(alice.account.as_uuid())
+        .bind(alice.wallet.as_uuid())
+        .bind(bob.wallet.as_uuid())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let posting = Posting::builder(system::MAIN_JOURNAL, format!("intraledger:{p2}"))
+        .description("x")
+        .metadata(serde_json::json!({ "type": "intraledger", "payment_id": p2 }))
+        .debit(Bank::ledger_account(alice.wallet), sats(700).to_msats())
+        .credit(Bank::ledger_account(bob.wallet), sats(700).to_msats())
+        .build()
+        .unwrap();
+    b.ledger().post(posting).await.unwrap();
+    assert_eq!(balance(b, bob.wallet).await, 700);
+    // Pending payments count against the limit meanwhile.
+    assert_eq!(
+        b.limits(alice.account)
+            .await
+            .unwrap()
+            .internal_send
+            .used
+            .to_sat(),
+        1_400
+    );
+
+    assert_eq!(b.resume_pending_payments().await.unwrap(), 2);
+    assert_eq!(b.resume_pending_payments().await.unwrap(), 0);
+    assert_eq!(balance(b, bob.wallet).await, 1_400);
+    assert_eq!(balance(b, alice.wallet).await, 50_000 - 1_400);
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM intraledger_payments ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(states, vec!["SUCCESS", "SUCCESS"]);
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn history_pages_with_cursors() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    for i in 1..=25u64 {
+        b.send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), i, None),
+        )
+        .await
+        .unwrap();
+    }
+    let mut after: Option<String> = None;
+    let mut amounts = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = b
+            .transactions(&bob.me, bob.wallet, 10, after.as_deref())
+            .await
+            .unwrap();
+        pages += 1;
+        amounts.extend(page.lines.iter().map(|l| l.amount.to_sat()));
+        if !page.has_next_page {
+            break;
+        }
+        after = page.lines.last().map(|l| l.cursor.clone());
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(amounts, (1..=25u64).rev().collect::<Vec<_>>());
+    assert!(matches!(
+        b.transactions(&bob.me, bob.wallet, 10, Some("garbage"))
+            .await,
+        Err(BankError::Invalid(_))
+    ));
+}
