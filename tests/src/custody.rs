@@ -1,7 +1,5 @@
 //! Policies over real HSM keys, and the helpers the custody tests share.
 
-use std::path::PathBuf;
-
 use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use bitcoin::{Network, ScriptBuf};
 use hsm_config::token::KeyInfo;
@@ -62,25 +60,4 @@ pub fn external_destination(seed: u8) -> ScriptBuf {
     let secret = SecretKey::from_slice(&[seed.max(1); 32]).expect("a small nonzero scalar");
     let key = bitcoin::CompressedPublicKey(secret.public_key(&secp));
     ScriptBuf::new_p2wpkh(&key.wpubkey_hash())
-}
-
-/// The path of a workspace binary built next to the running test binary
-/// (`cargo nextest run --workspace` and `cargo test --workspace` build them).
-///
-/// # Panics
-/// If the binary was not built: build the workspace first.
-pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
-    let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests for the whole workspace (cargo nextest run --workspace)",
-        path.display()
-    );
-    path
 }

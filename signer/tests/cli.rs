@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use bitcoin::Amount;
 use hsm_config::softhsm::{TEST_USER_PIN, TestToken};
 use signer::psbt_io::{self, Encoding};
-use system_tests::custody::{cold_policy, external_destination, workspace_binary};
+use system_tests::custody::{cold_policy, external_destination};
 use system_tests::wallet::{PolicyWallet, SpendPath};
 
 struct Ceremony {
@@ -57,7 +57,7 @@ fn ceremony(name: &str) -> Option<Ceremony> {
 }
 
 fn signer(dir: &Path, args: &[&str], pin: Option<&str>) -> Output {
-    let mut command = Command::new(workspace_binary("signer"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_signer"));
     command
         .current_dir(dir)
         .args(args)
