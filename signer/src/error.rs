@@ -88,3 +88,43 @@ impl SignError {
         !matches!(self, SignError::Hsm(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use policies::analysis::FindingCode;
+
+    use super::*;
+
+    /// Operators read the codes in the README: every one must be documented.
+    #[test]
+    fn every_code_is_documented() {
+        let readme = include_str!("../README.md");
+        let signer_errors = [
+            SignError::KeyMismatch {
+                label: String::new(),
+                expected: String::new(),
+                found: String::new(),
+            },
+            SignError::NoPolicyKeysHeld {
+                policy_keys: Vec::new(),
+            },
+            SignError::InputAlreadyFinal { input: 0 },
+            SignError::NothingToSign { input: 0 },
+            SignError::Sighash {
+                input: 0,
+                reason: String::new(),
+            },
+            SignError::Hsm(HsmError::WorkerGone),
+        ];
+        let codes = FindingCode::ALL
+            .iter()
+            .map(FindingCode::code)
+            .chain(signer_errors.iter().map(SignError::code));
+        for code in codes {
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "{code} is not in the README"
+            );
+        }
+    }
+}
