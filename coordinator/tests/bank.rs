@@ -64,6 +64,11 @@ async fn register_confirm_and_log_in_by_email() {
         .unwrap();
     assert_eq!(ledger_account.kind, coordinator::ledger::AccountKind::User);
 
+    let user = b.user(me.user_id).await.unwrap();
+    assert_eq!(user.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(user.phone, None);
+    assert!(user.verified);
+
     let s2 = b
         .login(&alice, &Secret::new("a long password"))
         .await
@@ -294,6 +299,12 @@ async fn usernames_are_unique_case_insensitive_and_payable() {
         b.set_username(&a, &"another".parse().unwrap()).await,
         Err(BankError::UsernameAlreadySet)
     ));
+    assert!(
+        !b.username_available(&"satoshi".parse().unwrap())
+            .await
+            .unwrap()
+    );
+    assert!(b.username_available(&"hal".parse().unwrap()).await.unwrap());
     let wallet = b
         .wallet_of_username(&"SATOSHI".parse().unwrap())
         .await

@@ -102,6 +102,29 @@ async fn send_by_wallet_or_username_and_see_it_in_both_histories() {
     assert_eq!(balance(b, alice.wallet).await, 50_000 - 1_500);
     assert_eq!(balance(b, bob.wallet).await, 1_500);
     // The ledger transaction carries the memo and the payment id.
+    let line = b
+        .sender_transaction(alice.wallet, r.transaction_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (line.direction, line.amount),
+        (TxDirection::Send, sats(1_200))
+    );
+    assert_eq!(line.counterparty_wallet_id, Some(bob.wallet));
+    let seen_by_bob = b
+        .sender_transaction(bob.wallet, r.transaction_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen_by_bob.direction, TxDirection::Receive);
+    let carols = customer(b, "carol@example.com", 0).await;
+    assert_eq!(
+        b.sender_transaction(carols.wallet, r.transaction_id.unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     let tx = b
         .ledger()
         .transaction(r.transaction_id.unwrap())

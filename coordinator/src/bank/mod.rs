@@ -145,6 +145,21 @@ pub struct AccountView {
     pub created_at: DateTime<Utc>,
 }
 
+/// A user as they see themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    /// Their id.
+    pub id: UserId,
+    /// E-mail address, if registered with one.
+    pub email: Option<String>,
+    /// Phone number, if registered with one.
+    pub phone: Option<String>,
+    /// Whether the registration code was confirmed.
+    pub verified: bool,
+    /// When they registered.
+    pub created_at: DateTime<Utc>,
+}
+
 /// A wallet with its balances in satoshis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalletView {
@@ -790,6 +805,40 @@ impl Bank {
             }
         };
         account_from_row(&row.ok_or(BankError::NotFound { what: "account" })?)
+    }
+
+    /// A user.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
+        let row = sqlx::query(
+            "SELECT email, phone, verified_at IS NOT NULL, created_at FROM users WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::NotFound { what: "user" })?;
+        Ok(UserView {
+            id,
+            email: row.try_get(0)?,
+            phone: row.try_get(1)?,
+            verified: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+
+    /// Whether a username is free.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn username_available(&self, username: &Username) -> Result<bool, BankError> {
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1)")
+                .bind(username.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(!taken)
     }
 
     /// The principal's own account.

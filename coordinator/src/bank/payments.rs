@@ -387,6 +387,25 @@ impl Bank {
         self.wallet_transactions(wallet, first, after).await
     }
 
+    /// The line of one transaction in a wallet's history, if the transaction touched it.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn sender_transaction(
+        &self,
+        wallet: WalletId,
+        transaction: TransactionId,
+    ) -> Result<Option<WalletTransaction>, BankError> {
+        // Lines strictly before (transaction, i16::MAX): the first is this transaction's,
+        // if it has one on this wallet.
+        let cursor = encode_cursor(HistoryCursor {
+            transaction_id: transaction,
+            seq: i16::MAX,
+        });
+        let page = self.wallet_transactions(wallet, 1, Some(&cursor)).await?;
+        Ok(page.lines.into_iter().find(|l| l.id == transaction))
+    }
+
     /// A wallet's transactions without an ownership check (staff and internal use).
     ///
     /// # Errors
