@@ -462,6 +462,66 @@ async fn the_writer_survives_a_killed_connection() {
 }
 
 #[tokio::test]
+async fn postings_fail_fast_while_the_database_is_unreachable_and_resume_after() {
+    let config = LedgerConfig {
+        lease_timeout: Duration::from_millis(200),
+        ..LedgerConfig::default()
+    };
+    let t = ledger_with(config).await;
+    let l = &t.ledger;
+    let alice = user(l, "alice").await;
+    let bob = user(l, "bob").await;
+    fund(l, alice, 10_000).await;
+    let admin = coordinator::db::connect(&coordinator::db::database_url_from_env(), 1)
+        .await
+        .unwrap();
+    let name = t.db.name().to_owned();
+    // No new connections, and the writer's connection is killed.
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d \
+         ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = $1",
+    )
+    .bind(&name)
+    .execute(&admin)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let l = l.clone();
+        set.spawn(async move { l.post(transfer(&format!("down-{i}"), alice, bob, 10)).await });
+    }
+    while let Some(r) = set.join_next().await {
+        assert!(
+            matches!(r.unwrap(), Err(LedgerError::OutcomeUnknown { .. })),
+            "postings fail while the database is unreachable"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Back: a retry with the same external id posts once.
+    let p = l.post(transfer("down-7", alice, bob, 10)).await.unwrap();
+    assert!(!p.replayed);
+    assert_eq!(l.balance(bob).await.unwrap().settled, 10);
+    assert!(l.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
 async fn only_one_writer_holds_the_lease() {
     let t = ledger().await;
     let config = LedgerConfig {

@@ -116,7 +116,12 @@ pub(crate) async fn connect_with_lease(
 ) -> Result<PgConnection, LedgerError> {
     let mut conn = PgConnection::connect_with(options).await?;
     // The batch statement has array parameters: one generic plan avoids re-planning it.
+    // A statement that hangs (a stuck disk, a lock held by hand) fails after 30 s instead of
+    // stopping every posting for ever.
     sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("SET statement_timeout = '30s'")
         .execute(&mut conn)
         .await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -239,14 +244,24 @@ impl Writer {
                 );
                 self.reset(&failure);
                 let mut deferred = Vec::new();
+                // Set when the database cannot be reached: the rest fail at once instead of
+                // each waiting for a connection.
+                let mut unreachable: Option<Failure> = None;
                 // Each posting alone: a bad one cannot fail the others, and a posting whose
                 // outcome was unknown is found by its external id if it did commit.
                 for request in failed {
+                    if let Some(f) = &unreachable {
+                        let _ = request.reply.send(Err(f.to_error()));
+                        continue;
+                    }
                     match self.attempt(vec![request]).await {
                         Ok(d) => deferred.extend(d),
                         Err((failed_one, failure)) => {
                             tracing::warn!(reason = %failure.reason, "ledger posting failed");
                             self.reset(&failure);
+                            if self.conn.is_none() {
+                                unreachable = Some(failure.clone());
+                            }
                             for r in failed_one {
                                 let _ = r.reply.send(Err(failure.to_error()));
                             }
