@@ -2,7 +2,7 @@
 # Prints a PostgreSQL URL for the coordinator's tests, bench and demo.
 #
 # If a server answers on 127.0.0.1:5432 (or on PGHOST/PGPORT when set), its URL is printed.
-# Otherwise a private cluster is created under the git-ignored folder
+# A stopped Debian system cluster is started first. Otherwise a private cluster is created under the git-ignored folder
 # coordinator/.pg (trust authentication, loopback only) and started on port 54329
 # (PG_UP_PORT to change it), and its URL is printed. Idempotent: a running private
 # cluster is reused. `pg-up.sh stop` stops the private cluster.
@@ -39,6 +39,21 @@ fi
 if answers "$host" "$port"; then
     echo "postgres://postgres@$host:$port/postgres"
     exit 0
+fi
+
+# A Debian system cluster that is installed but stopped: start it.
+if [[ "$host:$port" == "127.0.0.1:5432" ]] && command -v pg_ctlcluster >/dev/null 2>&1 \
+    && [[ -d /etc/postgresql ]]; then
+    for version in $(ls /etc/postgresql); do
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true
+    done
+    for _ in $(seq 1 20); do
+        if answers "$host" "$port"; then
+            echo "postgres://postgres@$host:$port/postgres"
+            exit 0
+        fi
+        sleep 0.5
+    done
 fi
 
 if ! answers 127.0.0.1 "$private_port"; then
