@@ -58,6 +58,9 @@ struct Args {
     /// Balance reads measured.
     #[arg(long, default_value_t = 20_000)]
     reads: usize,
+    /// Writer yields to gather concurrent postings (see `LedgerConfig::gather_yields`).
+    #[arg(long, default_value_t = 2)]
+    gather_yields: usize,
     /// Skip the balance-read case.
     #[arg(long)]
     skip_reads: bool,
@@ -357,7 +360,14 @@ async fn main() -> anyhow::Result<()> {
 
     // The ledger's scratch database, with funded accounts.
     let (db, pool) = ScratchDatabase::migrated("coordinator_bench", 40).await?;
-    let ledger = Ledger::start(pool, LedgerConfig::default()).await?;
+    let ledger = Ledger::start(
+        pool,
+        LedgerConfig {
+            gather_yields: args.gather_yields,
+            ..LedgerConfig::default()
+        },
+    )
+    .await?;
     let mut accounts = Vec::with_capacity(args.accounts);
     for i in 0..args.accounts {
         let a = ledger

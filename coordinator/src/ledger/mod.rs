@@ -44,6 +44,9 @@ pub struct LedgerConfig {
     pub lease_timeout: Duration,
     /// Postings that may wait for the writer before callers are slowed down.
     pub queue_depth: usize,
+    /// Under concurrency, how many times the writer yields to let answered callers post
+    /// again before it writes the next batch (0 to turn off).
+    pub gather_yields: usize,
 }
 
 impl Default for LedgerConfig {
@@ -53,6 +56,7 @@ impl Default for LedgerConfig {
             cache_capacity: 1_000_000,
             lease_timeout: Duration::from_secs(5),
             queue_depth: 16_384,
+            gather_yields: 2,
         }
     }
 }

@@ -208,6 +208,7 @@ impl Writer {
 
     pub(crate) async fn run(mut self) {
         let mut deferred: Vec<Request> = Vec::new();
+        let mut last_batch = 0usize;
         loop {
             let mut batch: Vec<Request> = Vec::new();
             let take = deferred.len().min(self.config.max_batch);
@@ -218,16 +219,36 @@ impl Writer {
                     None => break,
                 }
             }
-            while batch.len() < self.config.max_batch {
-                match self.rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+            self.drain(&mut batch);
+            // Under concurrency (the last batch had more than one posting), the callers
+            // answered a moment ago are about to post again: let them run a little and take
+            // what they post, so that one commit serves more of them. A lone caller never
+            // waits for this.
+            if last_batch > 1 {
+                for _ in 0..self.config.gather_yields {
+                    let before = batch.len();
+                    tokio::task::yield_now().await;
+                    self.drain(&mut batch);
+                    if batch.len() == before || batch.len() >= self.config.max_batch {
+                        break;
+                    }
                 }
             }
+            last_batch = batch.len();
             let carried = self.process(batch).await;
             deferred.extend(carried);
         }
         tracing::debug!("ledger writer stopped");
+    }
+
+    /// Moves queued requests into `batch`, up to the batch size.
+    fn drain(&mut self, batch: &mut Vec<Request>) {
+        while batch.len() < self.config.max_batch {
+            match self.rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Processes one batch; returns requests deferred to the next batch (a second posting
