@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod amount;
+pub mod api;
 pub mod bank;
 pub mod db;
 pub mod ids;

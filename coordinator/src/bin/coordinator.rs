@@ -1,4 +1,4 @@
-//! The `coordinator` command: migrations and ledger checks.
+//! The `coordinator` command: migrations, ledger checks and the API server.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,6 +18,22 @@ struct Cli {
 enum Command {
     /// Runs the database migrations.
     Migrate,
+    /// Migrates, then serves the HTTP API until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "COORDINATOR_BIND", default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Development mode: serves the GraphiQL pages.
+        #[arg(long, env = "COORDINATOR_DEV")]
+        dev: bool,
+        /// A TOML file with the limits per KYC level (`level0 = { internal_send = ..,
+        /// withdrawal = .. }` to `level3`); the built-in defaults otherwise.
+        #[arg(long, env = "COORDINATOR_LIMITS")]
+        limits: Option<std::path::PathBuf>,
+        /// Database connections.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
     /// Ledger tools.
     Ledger {
         #[command(subcommand)]
@@ -42,6 +58,22 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Serve {
+        bind,
+        dev,
+        limits,
+        connections,
+    } = &cli.command
+    {
+        return serve(
+            &cli.database_url,
+            *bind,
+            *dev,
+            limits.as_deref(),
+            *connections,
+        )
+        .await;
+    }
     let pool = coordinator::db::connect(&cli.database_url, 2)
         .await
         .context("connecting to PostgreSQL")?;
@@ -51,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             coordinator::db::migrate(&pool).await.context("migrating")?;
             writeln!(out, "migrations applied")?;
         }
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Ledger {
             command: LedgerCommand::Verify { json },
         } => {
@@ -79,4 +112,80 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn serve(
+    database_url: &str,
+    bind: std::net::SocketAddr,
+    dev: bool,
+    limits: Option<&std::path::Path>,
+    connections: u32,
+) -> anyhow::Result<()> {
+    use coordinator::bank::{Bank, BankConfig, OutboxNotifier};
+    let mut config = BankConfig::default();
+    if let Some(path) = limits {
+        let text = std::fs::read_to_string(path).context("reading the limits file")?;
+        config.limits = toml::from_str(&text).context("parsing the limits file")?;
+    }
+    let pool = coordinator::db::connect(database_url, connections)
+        .await
+        .context("connecting to PostgreSQL")?;
+    coordinator::db::migrate(&pool).await.context("migrating")?;
+    let ledger = coordinator::Ledger::start(pool.clone(), coordinator::LedgerConfig::default())
+        .await
+        .context("starting the ledger")?;
+    // Codes land in the notification outbox table until an SMTP/SMS notifier exists.
+    let notifier = std::sync::Arc::new(OutboxNotifier::new(pool));
+    let bank = Bank::new(ledger, notifier, config);
+    // Payments interrupted by a crash are finished before new ones come in.
+    let resumed = bank
+        .resume_pending_payments()
+        .await
+        .context("resuming pending payments")?;
+    let api = coordinator::api::ApiConfig {
+        dev_mode: dev,
+        ..Default::default()
+    };
+    let app = coordinator::api::router(bank, api);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    tracing::info!(%bind, dev, resumed, "serving the API");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server stops.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

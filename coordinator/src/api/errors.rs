@@ -1,0 +1,211 @@
+//! The one mapping from domain errors to stable API codes and safe messages. Internal
+//! detail (database errors, corrupt rows, ledger failures) goes to tracing with its full
+//! chain, never to the client. GraphQL carries the code in `extensions.code` (top-level
+//! errors) or in `errors { code message path }` (Blink's payload errors); REST sends
+//! `{"code", "message"}` with the HTTP status below.
+
+use async_graphql::ErrorExtensions;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::bank::BankError;
+use crate::ledger::LedgerError;
+
+/// A stable, machine-readable error for API clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable code, e.g. `INSUFFICIENT_BALANCE`.
+    pub code: &'static str,
+    /// Safe, human-readable message.
+    pub message: String,
+    /// HTTP status for REST.
+    pub http_status: u16,
+}
+
+fn e(code: &'static str, message: impl Into<String>, http_status: u16) -> ApiError {
+    ApiError {
+        code,
+        message: message.into(),
+        http_status,
+    }
+}
+
+impl ApiError {
+    /// Input that does not parse or is out of range.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        e("INVALID_INPUT", message, 400)
+    }
+
+    /// No (valid) credential.
+    pub fn unauthenticated() -> ApiError {
+        e("NOT_AUTHENTICATED", "not authenticated", 401)
+    }
+
+    /// Too many attempts from one address or for one identity.
+    pub fn rate_limited() -> ApiError {
+        e("RATE_LIMITED", "too many requests; try again later", 429)
+    }
+
+    /// A POST without an `Idempotency-Key` header.
+    pub fn idempotency_key_required() -> ApiError {
+        e(
+            "IDEMPOTENCY_KEY_REQUIRED",
+            "the Idempotency-Key header (1 to 200 characters) is required on POST",
+            400,
+        )
+    }
+
+    /// The idempotency key was used for a different request.
+    pub fn idempotency_key_reused() -> ApiError {
+        e(
+            "IDEMPOTENCY_CONFLICT",
+            "idempotency key reused with different content",
+            409,
+        )
+    }
+
+    /// The first request with this idempotency key is still running.
+    pub fn request_in_progress() -> ApiError {
+        e(
+            "REQUEST_IN_PROGRESS",
+            "a request with this idempotency key is in progress; retry later",
+            409,
+        )
+    }
+
+    /// An unexpected failure whose detail was logged.
+    pub fn internal(detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        e("INTERNAL_ERROR", "internal error", 500)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// As a GraphQL top-level error with `extensions.code`.
+    pub fn to_graphql(&self) -> async_graphql::Error {
+        let code = self.code;
+        async_graphql::Error::new(self.message.clone()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+impl From<&BankError> for ApiError {
+    fn from(err: &BankError) -> ApiError {
+        match err {
+            BankError::Invalid(p) => e("INVALID_INPUT", p.to_string(), 400),
+            BankError::IdentityTaken => e("IDENTITY_TAKEN", "already registered", 409),
+            BankError::InvalidCredentials => e("INVALID_CREDENTIALS", "invalid credentials", 401),
+            BankError::NotVerified => e("NOT_VERIFIED", "confirm the code sent to you first", 403),
+            BankError::InvalidCode => e("INVALID_CODE", "invalid or expired code", 400),
+            BankError::Unauthenticated => ApiError::unauthenticated(),
+            BankError::Forbidden { needed } => e(
+                "NOT_AUTHORIZED",
+                format!("not authorized (needs {needed})"),
+                403,
+            ),
+            BankError::NotFound { what } => e("NOT_FOUND", format!("{what} not found"), 404),
+            BankError::UsernameTaken => e("USERNAME_TAKEN", "username taken", 409),
+            BankError::UsernameAlreadySet => e("USERNAME_ALREADY_SET", "username already set", 409),
+            BankError::InvalidTransition { from, to } => e(
+                "INVALID_STATUS_CHANGE",
+                format!("status cannot change from {from} to {to}"),
+                409,
+            ),
+            BankError::InvalidAmount => e("INVALID_AMOUNT", "invalid amount", 400),
+            BankError::InsufficientBalance => {
+                e("INSUFFICIENT_BALANCE", "insufficient balance", 422)
+            }
+            BankError::LimitExceeded { limit, used, .. } => e(
+                "LIMIT_EXCEEDED",
+                format!(
+                    "limit exceeded: {} sats per 24 hours, {} used",
+                    limit.to_sat(),
+                    used.to_sat()
+                ),
+                422,
+            ),
+            BankError::AccountNotActive { status } => {
+                e("ACCOUNT_NOT_ACTIVE", format!("account is {status}"), 403)
+            }
+            BankError::SelfPayment => e("SELF_PAYMENT", "cannot pay the same wallet", 400),
+            BankError::RecipientUnavailable => {
+                e("RECIPIENT_UNAVAILABLE", "recipient cannot receive", 422)
+            }
+            BankError::IdempotencyConflict => ApiError::idempotency_key_reused(),
+            BankError::Ledger(LedgerError::OutcomeUnknown { .. }) => {
+                tracing::warn!(error = %err, "ledger outcome unknown");
+                e(
+                    "OUTCOME_UNKNOWN",
+                    "outcome unknown; retry with the same idempotency key",
+                    503,
+                )
+            }
+            other => ApiError::internal(&ErrorChain(other)),
+        }
+    }
+}
+
+impl From<BankError> for ApiError {
+    fn from(err: BankError) -> ApiError {
+        ApiError::from(&err)
+    }
+}
+
+/// Displays an error with its sources, for the log.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// The REST error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Safe human-readable message.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status(),
+            Json(ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_detail_does_not_leak() {
+        let db = BankError::Database(sqlx::Error::Protocol("secret table xyz".into()));
+        let api = ApiError::from(&db);
+        assert_eq!(api.code, "INTERNAL_ERROR");
+        assert!(!api.message.contains("xyz"));
+        assert_eq!(
+            ApiError::from(&BankError::InsufficientBalance).code,
+            "INSUFFICIENT_BALANCE"
+        );
+        assert_eq!(ApiError::from(&BankError::Unauthenticated).http_status, 401);
+    }
+}

@@ -1,0 +1,199 @@
+//! GraphQL: the public schema at `/graphql` (subscriptions at `/graphql/ws`) and the staff
+//! schema at `/admin/graphql`. Both are generated from our Rust types; their SDL is
+//! committed next to this module and a test fails when it drifts.
+
+mod admin;
+mod public;
+mod scalars;
+mod types;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{Data, EmptySubscription, Schema, SchemaBuilder};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub(crate) use public::{find_line, send_payment};
+pub(crate) use types::page_size;
+
+use super::{AppState, ClientAddr, RequestMeta, authenticate, authenticate_staff, idempotency_key};
+
+/// The public schema.
+pub type PublicSchema = Schema<public::Query, public::Mutation, public::Subscription>;
+/// The staff schema.
+pub type AdminSchema = Schema<admin::AdminQuery, admin::AdminMutation, EmptySubscription>;
+
+fn public_builder() -> SchemaBuilder<public::Query, public::Mutation, public::Subscription> {
+    Schema::build(public::Query, public::Mutation, public::Subscription)
+}
+
+fn admin_builder() -> SchemaBuilder<admin::AdminQuery, admin::AdminMutation, EmptySubscription> {
+    Schema::build(admin::AdminQuery, admin::AdminMutation, EmptySubscription)
+}
+
+fn sdl_options() -> async_graphql::SDLExportOptions {
+    async_graphql::SDLExportOptions::new()
+        .sorted_fields()
+        .sorted_arguments()
+        .sorted_enum_items()
+}
+
+/// The public schema's SDL, as committed in `schema.graphql`.
+pub fn public_sdl() -> String {
+    public_builder().finish().sdl_with_options(sdl_options())
+}
+
+/// The staff schema's SDL, as committed in `admin-schema.graphql`.
+pub fn admin_sdl() -> String {
+    admin_builder().finish().sdl_with_options(sdl_options())
+}
+
+#[derive(Clone)]
+struct GraphqlState {
+    app: AppState,
+    public: PublicSchema,
+    admin: AdminSchema,
+}
+
+pub(crate) fn routes(app: AppState) -> Router {
+    let depth = app.config.max_query_depth;
+    let public = public_builder()
+        .data(app.clone())
+        .limit_depth(depth)
+        .finish();
+    let admin = admin_builder()
+        .data(app.clone())
+        .limit_depth(depth)
+        .finish();
+    let dev = app.config.dev_mode;
+    let state = GraphqlState { app, public, admin };
+    let mut r = Router::new()
+        .route("/graphql", post(public_handler))
+        .route("/graphql/ws", get(ws_handler))
+        .route("/admin/graphql", post(admin_handler));
+    if dev {
+        r = r
+            .route(
+                "/graphql",
+                get(|| async {
+                    Html(
+                        GraphiQLSource::build()
+                            .endpoint("/graphql")
+                            .subscription_endpoint("/graphql/ws")
+                            .finish(),
+                    )
+                }),
+            )
+            .route(
+                "/admin/graphql",
+                get(|| async { Html(GraphiQLSource::build().endpoint("/admin/graphql").finish()) }),
+            );
+    }
+    r.with_state(state)
+}
+
+fn error_response(e: &super::ApiError) -> Response {
+    let body = async_graphql::Response::from_errors(vec![
+        e.to_graphql()
+            .into_server_error(async_graphql::Pos::default()),
+    ]);
+    (e.status(), GraphQLResponse::from(body)).into_response()
+}
+
+async fn public_handler(
+    State(s): State<GraphqlState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> Response {
+    let (principal, bearer) = match authenticate(&s.app.bank, &headers).await {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let idempotency_key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let meta = RequestMeta {
+        principal,
+        bearer,
+        idempotency_key,
+        client,
+    };
+    GraphQLResponse::from(s.public.execute(req.into_inner().data(meta)).await).into_response()
+}
+
+async fn admin_handler(
+    State(s): State<GraphqlState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> Response {
+    let staff = match authenticate_staff(&s.app.bank, &headers).await {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let meta = admin::AdminMeta { staff, client };
+    GraphQLResponse::from(s.admin.execute(req.into_inner().data(meta)).await).into_response()
+}
+
+/// Reads the credential from the `connection_init` payload, as Blink's clients send it
+/// (`{"Authorization": "Bearer ..."}` or `{"X-API-KEY": "..."}`), falling back to the
+/// upgrade request's headers.
+async fn ws_init(
+    app: AppState,
+    mut headers: HeaderMap,
+    client: String,
+    payload: serde_json::Value,
+) -> async_graphql::Result<Data> {
+    if let serde_json::Value::Object(map) = &payload {
+        for (k, v) in map {
+            let name = k.to_ascii_lowercase();
+            if (name == "authorization" || name == "x-api-key")
+                && let (Ok(n), Some(Ok(v))) = (
+                    HeaderName::try_from(name.as_str()),
+                    v.as_str().map(HeaderValue::from_str),
+                )
+            {
+                headers.insert(n, v);
+            }
+        }
+    }
+    let (principal, bearer) = authenticate(&app.bank, &headers)
+        .await
+        .map_err(|e| e.to_graphql())?;
+    let mut data = Data::default();
+    data.insert(RequestMeta {
+        principal,
+        bearer,
+        idempotency_key: None,
+        client,
+    });
+    Ok(data)
+}
+
+async fn ws_handler(
+    State(s): State<GraphqlState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Only the credential headers matter to the connection.
+    let headers: HeaderMap = headers
+        .iter()
+        .filter(|(k, _)| *k == axum::http::header::AUTHORIZATION || k.as_str() == "x-api-key")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let app = s.app.clone();
+            GraphQLWebSocket::new(stream, s.public.clone(), protocol)
+                .on_connection_init(move |payload| ws_init(app, headers, client, payload))
+                .serve()
+        })
+}

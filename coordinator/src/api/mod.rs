@@ -1,0 +1,233 @@
+//! The HTTP API of the coordinator: Blink-compatible GraphQL at `/graphql` (with
+//! subscriptions over WebSocket at `/graphql/ws`), REST under `/v1` with its OpenAPI
+//! document at `/v1/openapi.json`, staff GraphQL at `/admin/graphql`, and `/healthz`.
+//!
+//! The handlers are thin: they turn requests into typed domain values and call
+//! [`Bank`]. Decisions and their reasons are in this module's README.
+#![doc = include_str!("README.md")]
+
+mod errors;
+mod gql;
+mod idempotency;
+mod ratelimit;
+mod rest;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::routing::get;
+use tokio::sync::broadcast;
+
+pub use errors::ApiError;
+pub use gql::{admin_sdl, public_sdl};
+pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use rest::openapi_json;
+
+use crate::Sats;
+use crate::bank::{AuthMethod, Bank, Principal, Secret, StaffPrincipal};
+use crate::ids::{TransactionId, WalletId};
+
+/// How the API is configured.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Serve the GraphiQL pages (development only: they load scripts from a CDN).
+    pub dev_mode: bool,
+    /// Limits on registration, login and code requests.
+    pub rate_limit: RateLimitConfig,
+    /// Deepest GraphQL selection accepted.
+    pub max_query_depth: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            dev_mode: false,
+            rate_limit: RateLimitConfig::default(),
+            max_query_depth: 16,
+        }
+    }
+}
+
+/// An internal transfer that just succeeded, for `myUpdates` subscribers.
+#[derive(Clone, Copy, Debug)]
+pub struct PaymentEvent {
+    /// The paying wallet.
+    pub sender_wallet: WalletId,
+    /// The receiving wallet.
+    pub recipient_wallet: WalletId,
+    /// The ledger transaction.
+    pub transaction_id: TransactionId,
+    /// The amount.
+    pub amount: Sats,
+}
+
+/// State shared by every handler and resolver.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub(crate) bank: Bank,
+    pub(crate) events: broadcast::Sender<PaymentEvent>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    /// The state for a bank.
+    pub fn new(bank: Bank, config: ApiConfig) -> AppState {
+        // Subscribers that fall more than 1024 events behind skip ahead (and log it).
+        let (events, _) = broadcast::channel(1024);
+        AppState {
+            bank,
+            events,
+            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// What a GraphQL resolver knows about the request besides its body.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestMeta {
+    /// The authenticated user, if any.
+    pub principal: Option<Principal>,
+    /// The session token of the request (for `userLogout`); never logged.
+    pub bearer: Option<Secret>,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// The client's address, for rate limits.
+    pub client: String,
+}
+
+/// The client's IP address, when the server was started with connect info.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The peer address only: X-Forwarded-For is not trusted (a client could rotate
+        // it to escape the rate limits). Behind a proxy, limits are per proxy.
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ))
+    }
+}
+
+/// The credential of a request: `X-API-KEY: <key>` or `Authorization: Bearer <token>`.
+pub(crate) enum Credential {
+    /// An API key.
+    ApiKey(Secret),
+    /// A session token.
+    Bearer(Secret),
+}
+
+/// Reads the credential headers. Two credentials, or one of the wrong kind for its
+/// header, are refused rather than guessed between.
+pub(crate) fn credential(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+    let key = headers
+        .get("x-api-key")
+        .map(|v| v.to_str().map(|s| s.trim().to_owned()));
+    let bearer = headers.get(axum::http::header::AUTHORIZATION).map(|v| {
+        v.to_str().map(|s| {
+            let s = s.trim();
+            s.strip_prefix("Bearer ")
+                .or_else(|| s.strip_prefix("bearer "))
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+    });
+    match (key, bearer) {
+        (None, None) => Ok(None),
+        (Some(Ok(k)), None) if k.starts_with("key_") => {
+            Ok(Some(Credential::ApiKey(Secret::new(k))))
+        }
+        (None, Some(Ok(b))) if b.starts_with("sess_") => {
+            Ok(Some(Credential::Bearer(Secret::new(b))))
+        }
+        _ => Err(ApiError::unauthenticated()),
+    }
+}
+
+/// Resolves the request's user credential.
+pub(crate) async fn authenticate(
+    bank: &Bank,
+    headers: &HeaderMap,
+) -> Result<(Option<Principal>, Option<Secret>), ApiError> {
+    match credential(headers)? {
+        None => Ok((None, None)),
+        Some(Credential::ApiKey(k)) => {
+            let p = bank
+                .authenticate(k.expose())
+                .await
+                .map_err(ApiError::from)?;
+            if !matches!(p.method, AuthMethod::ApiKey(_)) {
+                return Err(ApiError::unauthenticated());
+            }
+            Ok((Some(p), None))
+        }
+        Some(Credential::Bearer(t)) => {
+            let p = bank
+                .authenticate(t.expose())
+                .await
+                .map_err(ApiError::from)?;
+            if p.method != AuthMethod::Session {
+                return Err(ApiError::unauthenticated());
+            }
+            Ok((Some(p), Some(t)))
+        }
+    }
+}
+
+/// Resolves a staff session (`Authorization: Bearer <staff token>`).
+pub(crate) async fn authenticate_staff(
+    bank: &Bank,
+    headers: &HeaderMap,
+) -> Result<Option<StaffPrincipal>, ApiError> {
+    match credential(headers)? {
+        None => Ok(None),
+        Some(Credential::ApiKey(_)) => Err(ApiError::unauthenticated()),
+        Some(Credential::Bearer(t)) => bank
+            .authenticate_staff(t.expose())
+            .await
+            .map(Some)
+            .map_err(ApiError::from),
+    }
+}
+
+/// The `Idempotency-Key` header, checked: 1 to 200 visible characters.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::idempotency_key_required())?
+        .trim();
+    if s.is_empty() || s.len() > 200 {
+        return Err(ApiError::idempotency_key_required());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The whole HTTP API over a bank.
+pub fn router(bank: Bank, config: ApiConfig) -> Router {
+    let state = AppState::new(bank, config);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(gql::routes(state.clone()))
+        .merge(rest::routes(state))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

@@ -1,0 +1,972 @@
+//! The public GraphQL API through the real router: Blink client documents, payments and
+//! their idempotent replay, the authorization matrix, validation, account status,
+//! limits, pagination, login and rate limits.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+
+mod api_common;
+mod common;
+
+use api_common::{
+    Cred, SEND, api, api_key, api_with, balance, customer, error_code, send_input, strict_limits,
+};
+use axum::http::StatusCode;
+use coordinator::bank::{AccountStatus, Actor, Scope};
+use serde_json::{Value, json};
+
+const ME: &str = "query me {
+  me {
+    id
+    username
+    defaultAccount {
+      id
+      level
+      wallets {
+        id
+        walletCurrency
+        balance
+        pendingIncomingBalance
+      }
+    }
+  }
+}";
+
+const WALLET_TRANSACTIONS: &str =
+    "query walletTransactions($walletId: WalletId!, $first: Int, $after: String) {
+  me {
+    defaultAccount {
+      walletById(walletId: $walletId) {
+        __typename
+        ... on BTCWallet {
+          id
+          walletCurrency
+          balance
+          transactions(first: $first, after: $after) {
+            ...TransactionList
+          }
+        }
+      }
+    }
+  }
+}
+
+fragment TransactionList on TransactionConnection {
+  pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  edges {
+    cursor
+    node {
+      __typename
+      id
+      status
+      direction
+      memo
+      createdAt
+      settlementAmount
+      settlementFee
+      settlementCurrency
+      settlementDisplayAmount
+      settlementDisplayFee
+      settlementDisplayCurrency
+      settlementPrice { base offset currencyUnit formattedAmount }
+      initiationVia {
+        __typename
+        ... on InitiationViaIntraLedger { counterPartyWalletId counterPartyUsername }
+      }
+      settlementVia {
+        __typename
+        ... on SettlementViaIntraLedger { counterPartyWalletId counterPartyUsername }
+      }
+    }
+  }
+}";
+
+const ACCOUNT_TRANSACTIONS: &str = "query transactions($first: Int, $after: String) {
+  me {
+    defaultAccount {
+      transactions(first: $first, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        edges { cursor node { id direction settlementAmount memo } }
+      }
+    }
+  }
+}";
+
+const LIMITS: &str = "query accountLimits {
+  me {
+    defaultAccount {
+      limits {
+        withdrawal { totalLimit remainingLimit interval }
+        internalSend { totalLimit remainingLimit interval }
+        convert { totalLimit remainingLimit interval }
+      }
+    }
+  }
+}";
+
+const USERNAME: &str = "mutation userUpdateUsername($input: UserUpdateUsernameInput!) {
+  userUpdateUsername(input: $input) {
+    errors { code message }
+    user { id username }
+  }
+}";
+
+const DEFAULT_WALLET: &str =
+    "query accountDefaultWallet($username: Username!, $walletCurrency: WalletCurrency) {
+  accountDefaultWallet(username: $username, walletCurrency: $walletCurrency) {
+    id
+    walletCurrency
+  }
+}";
+
+const API_KEYS: &str = "mutation ApiKeyCreate($input: ApiKeyCreateInput!) {
+  apiKeyCreate(input: $input) {
+    apiKey { id name createdAt revoked expired expiresAt readOnly scopes }
+    apiKeySecret
+  }
+}";
+
+const LIST_KEYS: &str =
+    "query ApiKeys { me { apiKeys { id name revoked expired readOnly scopes } } }";
+
+const REVOKE_KEY: &str = "mutation ApiKeyRevoke($input: ApiKeyRevokeInput!) {
+  apiKeyRevoke(input: $input) { apiKey { id revoked } }
+}";
+
+fn ok(status: StatusCode, v: &Value) {
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+}
+
+/// Operation documents written the way Blink's clients write them validate against our
+/// schema and run with real results.
+#[tokio::test]
+async fn blink_documents_validate_and_run() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 50_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let auth = Cred::Bearer(&alice.token);
+
+    let (s, v) = a.gql(auth, ME, json!({})).await;
+    ok(s, &v);
+    let me = &v["data"]["me"];
+    assert_eq!(me["defaultAccount"]["id"], alice.account.to_string());
+    assert_eq!(me["defaultAccount"]["level"], "ZERO");
+    let w = &me["defaultAccount"]["wallets"][0];
+    assert_eq!(w["id"], alice.wallet.to_string());
+    assert_eq!(w["walletCurrency"], "BTC");
+    assert_eq!(w["balance"], 50_000);
+    assert_eq!(w["pendingIncomingBalance"], 0);
+
+    let (s, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            USERNAME,
+            json!({"input": {"username": "Bob"}}),
+        )
+        .await;
+    ok(s, &v);
+    assert_eq!(v["data"]["userUpdateUsername"]["user"]["username"], "bob");
+    assert_eq!(v["data"]["userUpdateUsername"]["errors"], json!([]));
+
+    let (s, v) = a
+        .gql(
+            Cred::None,
+            DEFAULT_WALLET,
+            json!({"username": "bob", "walletCurrency": "BTC"}),
+        )
+        .await;
+    ok(s, &v);
+    assert_eq!(
+        v["data"]["accountDefaultWallet"]["id"],
+        bob.wallet.to_string()
+    );
+
+    let (s, v) = a
+        .gql(auth, SEND, send_input(alice.wallet, bob.wallet, 1_200))
+        .await;
+    ok(s, &v);
+    assert_eq!(v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS");
+    assert_eq!(v["data"]["intraLedgerPaymentSend"]["errors"], json!([]));
+
+    let (s, v) = a
+        .gql(
+            auth,
+            WALLET_TRANSACTIONS,
+            json!({"walletId": alice.wallet.to_string(), "first": 10}),
+        )
+        .await;
+    ok(s, &v);
+    let wallet = &v["data"]["me"]["defaultAccount"]["walletById"];
+    assert_eq!(wallet["__typename"], "BTCWallet");
+    assert_eq!(wallet["balance"], 48_800);
+    let edges = wallet["transactions"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "the deposit and the payment");
+    let sent = &edges[0]["node"];
+    assert_eq!(sent["direction"], "SEND");
+    assert_eq!(sent["status"], "SUCCESS");
+    assert_eq!(sent["memo"], "lunch");
+    assert_eq!(sent["settlementAmount"], -1_200);
+    assert_eq!(sent["settlementFee"], 0);
+    assert_eq!(sent["settlementCurrency"], "BTC");
+    assert_eq!(sent["settlementDisplayAmount"], "-0.00001200");
+    assert_eq!(sent["settlementDisplayCurrency"], "BTC");
+    assert_eq!(sent["settlementPrice"]["base"], 1);
+    assert_eq!(
+        sent["initiationVia"]["__typename"],
+        "InitiationViaIntraLedger"
+    );
+    assert_eq!(
+        sent["initiationVia"]["counterPartyWalletId"],
+        bob.wallet.to_string()
+    );
+    assert_eq!(
+        sent["settlementVia"]["__typename"],
+        "SettlementViaIntraLedger"
+    );
+    assert_eq!(sent["settlementVia"]["counterPartyUsername"], "bob");
+    assert!(
+        sent["createdAt"].as_i64().unwrap() > 1_700_000_000,
+        "unix seconds"
+    );
+
+    let (s, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            ACCOUNT_TRANSACTIONS,
+            json!({"first": 5}),
+        )
+        .await;
+    ok(s, &v);
+    let node = &v["data"]["me"]["defaultAccount"]["transactions"]["edges"][0]["node"];
+    assert_eq!(node["direction"], "RECEIVE");
+    assert_eq!(node["settlementAmount"], 1_200);
+
+    let (s, v) = a.gql(auth, LIMITS, json!({})).await;
+    ok(s, &v);
+    let l = &v["data"]["me"]["defaultAccount"]["limits"];
+    assert_eq!(l["internalSend"][0]["totalLimit"], 100_000);
+    assert_eq!(l["internalSend"][0]["remainingLimit"], 98_800);
+    assert_eq!(l["internalSend"][0]["interval"], 86_400);
+    assert_eq!(l["withdrawal"][0]["totalLimit"], 0);
+    assert_eq!(l["convert"], json!([]));
+
+    let (s, v) = a
+        .gql(
+            auth,
+            API_KEYS,
+            json!({"input": {"name": "pos", "scopes": ["READ"], "expireInDays": 30}}),
+        )
+        .await;
+    ok(s, &v);
+    let created = &v["data"]["apiKeyCreate"];
+    assert_eq!(created["apiKey"]["readOnly"], true);
+    assert_eq!(created["apiKey"]["scopes"], json!(["READ"]));
+    let key = created["apiKeySecret"].as_str().unwrap().to_owned();
+    let key_id = created["apiKey"]["id"].as_str().unwrap().to_owned();
+    // The key works with Blink's header.
+    let (s, v) = a.gql(Cred::Key(&key), ME, json!({})).await;
+    ok(s, &v);
+    let (s, v) = a.gql(auth, LIST_KEYS, json!({})).await;
+    ok(s, &v);
+    assert_eq!(v["data"]["me"]["apiKeys"][0]["name"], "pos");
+    // Default scopes are Blink's [READ, WRITE].
+    let (s, v) = a
+        .gql(auth, API_KEYS, json!({"input": {"name": "bot"}}))
+        .await;
+    ok(s, &v);
+    let mut scopes: Vec<String> =
+        serde_json::from_value(v["data"]["apiKeyCreate"]["apiKey"]["scopes"].clone()).unwrap();
+    scopes.sort();
+    assert_eq!(scopes, ["READ", "WRITE"]);
+    let (s, v) = a
+        .gql(auth, REVOKE_KEY, json!({"input": {"id": key_id}}))
+        .await;
+    ok(s, &v);
+    assert_eq!(v["data"]["apiKeyRevoke"]["apiKey"]["revoked"], true);
+    let (s, v) = a.gql(Cred::Key(&key), ME, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a revoked key is refused: {v}");
+
+    let (s, v) = a
+        .gql(auth, "query { authorization { scopes } }", json!({}))
+        .await;
+    ok(s, &v);
+    assert_eq!(
+        v["data"]["authorization"]["scopes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn payment_replay_with_the_same_key_is_already_paid_and_moves_nothing() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let auth = Cred::Bearer(&alice.token);
+    let input = send_input(alice.wallet, bob.wallet, 1_000);
+
+    // The HTTP header.
+    let hdr = [("idempotency-key", "pay-1")];
+    let (_, v) = a
+        .gql_headers("/graphql", auth, &hdr, SEND, input.clone())
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
+        "{v}"
+    );
+    let (_, v) = a
+        .gql_headers("/graphql", auth, &hdr, SEND, input.clone())
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "ALREADY_PAID",
+        "{v}"
+    );
+    assert_eq!(balance(a.bank(), alice.wallet).await, 9_000);
+    assert_eq!(balance(a.bank(), bob.wallet).await, 1_000);
+
+    // Our input extension field.
+    let mut with_field = input.clone();
+    with_field["input"]["idempotencyKey"] = json!("pay-2");
+    let (_, v) = a.gql(auth, SEND, with_field.clone()).await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
+        "{v}"
+    );
+    let (_, v) = a.gql(auth, SEND, with_field.clone()).await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "ALREADY_PAID",
+        "{v}"
+    );
+    assert_eq!(balance(a.bank(), alice.wallet).await, 8_000);
+
+    // The same key for another payment is refused and moves nothing.
+    let (_, v) = a
+        .gql_headers(
+            "/graphql",
+            auth,
+            &hdr,
+            SEND,
+            send_input(alice.wallet, bob.wallet, 5),
+        )
+        .await;
+    let r = &v["data"]["intraLedgerPaymentSend"];
+    assert_eq!(r["status"], "FAILURE");
+    assert_eq!(r["errors"][0]["code"], "IDEMPOTENCY_CONFLICT");
+    // Header and field disagreeing is refused.
+    let (_, v) = a
+        .gql_headers(
+            "/graphql",
+            auth,
+            &[("idempotency-key", "other")],
+            SEND,
+            with_field,
+        )
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"],
+        "INVALID_INPUT"
+    );
+    assert_eq!(balance(a.bank(), alice.wallet).await, 8_000);
+    assert_eq!(balance(a.bank(), bob.wallet).await, 2_000);
+}
+
+#[tokio::test]
+async fn a_user_cannot_read_or_move_another_users_money() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let mallory = customer(a.bank(), "mallory@example.com", 0).await;
+    let m = Cred::Bearer(&mallory.token);
+
+    let (_, v) = a
+        .gql(m, SEND, send_input(alice.wallet, mallory.wallet, 5_000))
+        .await;
+    let r = &v["data"]["intraLedgerPaymentSend"];
+    assert_eq!(r["status"], "FAILURE", "{v}");
+    assert_eq!(r["errors"][0]["code"], "NOT_FOUND");
+
+    let (_, v) = a
+        .gql(
+            m,
+            WALLET_TRANSACTIONS,
+            json!({"walletId": alice.wallet.to_string()}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_FOUND"), "{v}");
+    assert!(v["data"]["me"].is_null() || v["data"]["me"]["defaultAccount"]["walletById"].is_null());
+
+    let (_, v) = a
+        .gql(
+            m,
+            ACCOUNT_TRANSACTIONS
+                .replace(
+                    "transactions(first: $first, after: $after)",
+                    "transactions(first: $first, after: $after, walletIds: [$w])",
+                )
+                .replace(
+                    "query transactions($first: Int, $after: String)",
+                    "query transactions($first: Int, $after: String, $w: WalletId)",
+                )
+                .as_str(),
+            json!({"w": alice.wallet.to_string()}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_FOUND"), "{v}");
+
+    // Her key cannot be used as a bearer token, nor a made-up one.
+    let (s, _) = a.gql(Cred::Bearer("sess_forged"), ME, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
+    assert_eq!(balance(a.bank(), mallory.wallet).await, 0);
+}
+
+#[tokio::test]
+async fn each_api_key_scope_allows_only_its_operations() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let read = api_key(a.bank(), &alice, &[Scope::Read]).await;
+    let write = api_key(a.bank(), &alice, &[Scope::Write]).await;
+    let receive = api_key(a.bank(), &alice, &[Scope::Receive]).await;
+    let all = api_key(a.bank(), &alice, &[Scope::Read, Scope::Write]).await;
+
+    // read: reads, cannot send or change settings or make keys.
+    let (s, v) = a.gql(Cred::Key(&read), ME, json!({})).await;
+    ok(s, &v);
+    let (_, v) = a
+        .gql(
+            Cred::Key(&read),
+            SEND,
+            send_input(alice.wallet, bob.wallet, 100),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    let (_, v) = a
+        .gql(
+            Cred::Key(&read),
+            USERNAME,
+            json!({"input": {"username": "alice"}}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+
+    // write: sends, cannot read.
+    let (_, v) = a.gql(Cred::Key(&write), ME, json!({})).await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    let (_, v) = a.gql(Cred::Key(&write), LIMITS, json!({})).await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    let (_, v) = a
+        .gql(
+            Cred::Key(&write),
+            SEND,
+            send_input(alice.wallet, bob.wallet, 100),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
+        "{v}"
+    );
+
+    // receive: neither reads nor sends.
+    let (_, v) = a.gql(Cred::Key(&receive), ME, json!({})).await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    let (_, v) = a
+        .gql(
+            Cred::Key(&receive),
+            SEND,
+            send_input(alice.wallet, bob.wallet, 100),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    let (_, v) = a
+        .gql(
+            Cred::Key(&receive),
+            "query { authorization { scopes } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["authorization"]["scopes"], json!(["RECEIVE"]));
+
+    // No key, whatever its scopes, can make or revoke keys: only a login session.
+    let (_, v) = a
+        .gql(
+            Cred::Key(&all),
+            API_KEYS,
+            json!({"input": {"name": "more"}}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+
+    // A key in the Bearer header is refused, as is a session in X-API-KEY.
+    let (s, _) = a.gql(Cred::Bearer(&read), ME, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = a.gql(Cred::Key(&alice.token), ME, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(balance(a.bank(), alice.wallet).await, 9_900);
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_are_refused() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    for doc in [ME, LIMITS, LIST_KEYS] {
+        let (_, v) = a.gql(Cred::None, doc, json!({})).await;
+        assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"), "{v}");
+    }
+    let (_, v) = a
+        .gql(Cred::None, SEND, send_input(alice.wallet, bob.wallet, 100))
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"), "{v}");
+    let (s, v) = a.gql(Cred::Key("key_unknown"), ME, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"));
+    assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
+}
+
+#[tokio::test]
+async fn bad_payments_get_specific_errors_and_change_nothing() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let auth = Cred::Bearer(&alice.token);
+    let code_of = |v: &Value| {
+        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    let cases: Vec<(Value, &str)> = vec![
+        (send_input(alice.wallet, bob.wallet, 0), "INVALID_AMOUNT"),
+        (
+            send_input(alice.wallet, bob.wallet, 10_001),
+            "INSUFFICIENT_BALANCE",
+        ),
+        (send_input(alice.wallet, alice.wallet, 10), "SELF_PAYMENT"),
+        (
+            send_input(alice.wallet, coordinator::WalletId::new(), 10),
+            "NOT_FOUND",
+        ),
+        (
+            json!({"input": {"walletId": "not-a-uuid", "recipientWalletId": bob.wallet.to_string(), "amount": 10}}),
+            "INVALID_INPUT",
+        ),
+        (
+            json!({"input": {"walletId": alice.wallet.to_string(), "recipientWalletId": bob.wallet.to_string(), "amount": 10, "memo": "x".repeat(1001)}}),
+            "INVALID_INPUT",
+        ),
+    ];
+    for (input, code) in cases {
+        let (_, v) = a.gql(auth, SEND, input).await;
+        assert_eq!(
+            v["data"]["intraLedgerPaymentSend"]["status"], "FAILURE",
+            "{v}"
+        );
+        assert_eq!(code_of(&v).as_deref(), Some(code), "{v}");
+    }
+    let (_, v) = a
+        .gql(auth, SEND, json!({"input": {"walletId": "x", "recipientWalletId": bob.wallet.to_string(), "amount": 10}}))
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["errors"][0]["path"],
+        json!(["input", "walletId"])
+    );
+    // Amounts are integers: a float or a negative number does not even reach the domain.
+    for amount in [json!(1.5), json!(-3), json!("10")] {
+        let (_, v) = a
+            .gql(auth, SEND, json!({"input": {"walletId": alice.wallet.to_string(), "recipientWalletId": bob.wallet.to_string(), "amount": amount}}))
+            .await;
+        assert!(v["errors"].is_array(), "{v}");
+        assert!(v["data"].is_null(), "{v}");
+    }
+    // Over the level-0 limit of 100,000 sats a day.
+    let rich = customer(a.bank(), "rich@example.com", 200_000).await;
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&rich.token),
+            SEND,
+            send_input(rich.wallet, bob.wallet, 100_001),
+        )
+        .await;
+    assert_eq!(code_of(&v).as_deref(), Some("LIMIT_EXCEEDED"), "{v}");
+
+    assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
+    assert_eq!(balance(a.bank(), bob.wallet).await, 0);
+    assert_eq!(balance(a.bank(), rich.wallet).await, 200_000);
+    let (_, v) = a
+        .gql(Cred::Bearer(&bob.token), ACCOUNT_TRANSACTIONS, json!({}))
+        .await;
+    assert_eq!(
+        v["data"]["me"]["defaultAccount"]["transactions"]["edges"],
+        json!([])
+    );
+    let report = a.bank().ledger().verify().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn locked_and_closed_accounts_cannot_send() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 10_000).await;
+    a.bank()
+        .set_status(
+            Actor::System,
+            alice.account,
+            AccountStatus::Locked,
+            "fraud review",
+        )
+        .await
+        .unwrap();
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&alice.token),
+            SEND,
+            send_input(alice.wallet, bob.wallet, 100),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
+        "{v}"
+    );
+    // A locked account still receives.
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            SEND,
+            send_input(bob.wallet, alice.wallet, 100),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
+        "{v}"
+    );
+    a.bank()
+        .set_status(
+            Actor::User(bob.principal.user_id),
+            bob.account,
+            AccountStatus::Closed,
+            "leaving",
+        )
+        .await
+        .unwrap();
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            SEND,
+            send_input(bob.wallet, alice.wallet, 100),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
+        "{v}"
+    );
+    assert_eq!(balance(a.bank(), alice.wallet).await, 10_100);
+    assert_eq!(balance(a.bank(), bob.wallet).await, 9_900);
+}
+
+#[tokio::test]
+async fn transactions_paginate_with_cursors_newest_first() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let auth = Cred::Bearer(&alice.token);
+    for amount in [1, 2, 3] {
+        let (_, v) = a
+            .gql(auth, SEND, send_input(alice.wallet, bob.wallet, amount))
+            .await;
+        assert_eq!(v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS");
+    }
+    let page = |v: &Value| v["data"]["me"]["defaultAccount"]["transactions"].clone();
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            ACCOUNT_TRANSACTIONS,
+            json!({"first": 2}),
+        )
+        .await;
+    let p1 = page(&v);
+    let amounts: Vec<i64> = p1["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["settlementAmount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [3, 2]);
+    assert_eq!(p1["pageInfo"]["hasNextPage"], true);
+    let after = p1["pageInfo"]["endCursor"].clone();
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            ACCOUNT_TRANSACTIONS,
+            json!({"first": 2, "after": after}),
+        )
+        .await;
+    let p2 = page(&v);
+    let amounts: Vec<i64> = p2["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["settlementAmount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [1]);
+    assert_eq!(p2["pageInfo"]["hasNextPage"], false);
+    for vars in [
+        json!({"first": 0}),
+        json!({"first": 101}),
+        json!({"after": "garbage"}),
+    ] {
+        let (_, v) = a
+            .gql(Cred::Bearer(&bob.token), ACCOUNT_TRANSACTIONS, vars)
+            .await;
+        assert_eq!(error_code(&v).as_deref(), Some("INVALID_INPUT"), "{v}");
+    }
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            "query { me { defaultAccount { transactions(last: 2) { edges { cursor } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("INVALID_INPUT"), "{v}");
+}
+
+const REGISTER: &str = "mutation r($input: UserRegisterInput!) { userRegister(input: $input) { success errors { code message } } }";
+const CODE_LOGIN: &str = "mutation l($input: UserCodeLoginInput!) { userCodeLogin(input: $input) { authToken totpRequired errors { code message } } }";
+const PASSWORD_LOGIN: &str = "mutation l($input: UserPasswordLoginInput!) { userPasswordLogin(input: $input) { authToken errors { code message } } }";
+const PHONE_LOGIN: &str = "mutation userLogin($input: UserLoginInput!) { userLogin(input: $input) { authToken totpRequired errors { message code } } }";
+
+#[tokio::test]
+async fn register_confirm_login_and_logout() {
+    let a = api().await;
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            REGISTER,
+            json!({"input": {"email": "carol@example.com", "password": "a long password"}}),
+        )
+        .await;
+    assert_eq!(v["data"]["userRegister"]["success"], true, "{v}");
+    // Not verified yet: a password login is refused with a specific code.
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "carol@example.com", "password": "a long password"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userPasswordLogin"]["errors"][0]["code"], "NOT_VERIFIED",
+        "{v}"
+    );
+    let code = common::last_code(a.bank(), "carol@example.com").await;
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            CODE_LOGIN,
+            json!({"input": {"email": "carol@example.com", "code": code}}),
+        )
+        .await;
+    let token = v["data"]["userCodeLogin"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = a.gql(Cred::Bearer(&token), ME, json!({})).await;
+    ok(s, &v);
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "carol@example.com", "password": "wrong password"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userPasswordLogin"]["errors"][0]["code"],
+        "INVALID_CREDENTIALS"
+    );
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "carol@example.com", "password": "a long password"}}),
+        )
+        .await;
+    let token2 = v["data"]["userPasswordLogin"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&token2),
+            "mutation { userLogout(input: {deviceToken: \"x\"}) { success } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["userLogout"]["success"], true, "{v}");
+    let (s, _) = a.gql(Cred::Bearer(&token2), ME, json!({})).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the logged-out session is dead"
+    );
+    let (s, v) = a.gql(Cred::Bearer(&token), ME, json!({})).await;
+    ok(s, &v);
+
+    // Blink's phone login confirms a phone registration.
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            REGISTER,
+            json!({"input": {"phone": "+41791234567", "password": "a long password"}}),
+        )
+        .await;
+    assert_eq!(v["data"]["userRegister"]["success"], true, "{v}");
+    let code = common::last_code(a.bank(), "+41791234567").await;
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PHONE_LOGIN,
+            json!({"input": {"phone": "+41791234567", "code": "000000"}}),
+        )
+        .await;
+    if code != "000000" {
+        assert_eq!(
+            v["data"]["userLogin"]["errors"][0]["code"], "INVALID_CODE",
+            "{v}"
+        );
+    }
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PHONE_LOGIN,
+            json!({"input": {"phone": "+41791234567", "code": code}}),
+        )
+        .await;
+    assert!(
+        v["data"]["userLogin"]["authToken"]
+            .as_str()
+            .unwrap()
+            .starts_with("sess_"),
+        "{v}"
+    );
+
+    // Bad input: a specific error, nothing registered.
+    for input in [
+        json!({"email": "not-an-email", "password": "a long password"}),
+        json!({"email": "dave@example.com", "password": "short"}),
+        json!({"email": "dave@example.com", "phone": "+41791234568", "password": "a long password"}),
+    ] {
+        let (_, v) = a.gql(Cred::None, REGISTER, json!({"input": input})).await;
+        assert_eq!(
+            v["data"]["userRegister"]["errors"][0]["code"], "INVALID_INPUT",
+            "{v}"
+        );
+    }
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "dave@example.com", "password": "a long password"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userPasswordLogin"]["errors"][0]["code"],
+        "INVALID_CREDENTIALS"
+    );
+}
+
+#[tokio::test]
+async fn registration_login_and_code_requests_are_rate_limited() {
+    let a = api_with(strict_limits(3)).await;
+    for i in 0..3 {
+        let (_, v) = a
+            .gql(Cred::None, PASSWORD_LOGIN, json!({"input": {"email": "x@example.com", "password": format!("guess number {i}")}}))
+            .await;
+        assert_eq!(
+            v["data"]["userPasswordLogin"]["errors"][0]["code"], "INVALID_CREDENTIALS",
+            "{v}"
+        );
+    }
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "x@example.com", "password": "guess number 4"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userPasswordLogin"]["errors"][0]["code"], "RATE_LIMITED",
+        "{v}"
+    );
+    // The per-client limit covers other identities too.
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            PASSWORD_LOGIN,
+            json!({"input": {"email": "y@example.com", "password": "guess number 5"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userPasswordLogin"]["errors"][0]["code"], "RATE_LIMITED",
+        "{v}"
+    );
+
+    const CODE: &str = "mutation c($input: UserRequestAuthCodeInput!) { userRequestAuthCode(input: $input) { success errors { code } } }";
+    for _ in 0..3 {
+        let (_, v) = a
+            .gql(
+                Cred::None,
+                CODE,
+                json!({"input": {"email": "z@example.com"}}),
+            )
+            .await;
+        assert_eq!(v["data"]["userRequestAuthCode"]["success"], true, "{v}");
+    }
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            CODE,
+            json!({"input": {"email": "z@example.com"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userRequestAuthCode"]["errors"][0]["code"], "RATE_LIMITED",
+        "{v}"
+    );
+    for i in 0..3 {
+        let (_, v) = a
+            .gql(Cred::None, REGISTER, json!({"input": {"email": format!("u{i}@example.com"), "password": "a long password"}}))
+            .await;
+        assert_eq!(v["data"]["userRegister"]["success"], true, "{v}");
+    }
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            REGISTER,
+            json!({"input": {"email": "u9@example.com", "password": "a long password"}}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["userRegister"]["errors"][0]["code"], "RATE_LIMITED",
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn graphiql_only_in_dev_mode_and_healthz() {
+    let a = api().await;
+    let (s, _, _) = a.get("/graphql", Cred::None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _, v) = a.get("/healthz", Cred::None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, "ok");
+    let dev = api_with(coordinator::api::ApiConfig {
+        dev_mode: true,
+        ..Default::default()
+    })
+    .await;
+    let (s, _, v) = dev.get("/graphql", Cred::None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.as_str().unwrap().contains("graphiql"), "{v}");
+}
