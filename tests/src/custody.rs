@@ -56,8 +56,10 @@ pub fn hot_policy(name: &str, key: &KeyInfo) -> PolicyDocument {
 
 /// A P2WPKH destination outside every policy (a customer's withdrawal address).
 pub fn external_destination(seed: u8) -> ScriptBuf {
+    use bitcoin::hashes::{Hash, sha256};
     let secp = Secp256k1::new();
-    let secret = SecretKey::from_slice(&[seed.max(1); 32]).expect("a small nonzero scalar");
+    let scalar = sha256::Hash::hash(&[b'x', seed]).to_byte_array();
+    let secret = SecretKey::from_slice(&scalar).expect("a hash is a valid scalar but for 2^-128");
     let key = bitcoin::CompressedPublicKey(secret.public_key(&secp));
     ScriptBuf::new_p2wpkh(&key.wpubkey_hash())
 }
