@@ -22,7 +22,7 @@ use bitcoin::{Amount, Psbt};
 use hsm_config::softhsm::TestToken;
 use policies::PolicyDocument;
 use signer::{Hsm, Pkcs11Hsm, SignRequest, sign_psbt};
-use system_tests::custody::{cold_policy, external_destination};
+use system_tests::custody::{cold_policy, external_destination, open_hsm};
 use system_tests::process::with_private_softhsm;
 use system_tests::wallet::{PolicyWallet, SpendPath};
 
@@ -120,15 +120,7 @@ fn main() -> ExitCode {
     }
     let token = TestToken::create(&["cold-a", "cold-b", "cold-c"]).unwrap();
     let policy = cold_policy("bench", 2, token.keys());
-    let labels = vec!["cold-a".to_string(), "cold-b".to_string()];
-    let hsm = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels,
-        SESSIONS,
-    )
-    .unwrap();
+    let hsm = open_hsm(&token, &["cold-a", "cold-b"], SESSIONS).unwrap();
 
     // One session, one C_Sign at a time (the token's own speed).
     let session = token.session();

@@ -63,3 +63,23 @@ pub fn external_destination(seed: u8) -> ScriptBuf {
     let key = bitcoin::CompressedPublicKey(secret.public_key(&secp));
     ScriptBuf::new_p2wpkh(&key.wpubkey_hash())
 }
+
+/// A signer's view of the test token: the keys named by `labels`, over
+/// `sessions` PKCS#11 sessions.
+///
+/// # Errors
+/// As [`signer::Pkcs11Hsm::open`].
+pub fn open_hsm(
+    token: &hsm_config::softhsm::TestToken,
+    labels: &[&str],
+    sessions: usize,
+) -> Result<signer::Pkcs11Hsm, signer::HsmError> {
+    let labels: Vec<String> = labels.iter().map(ToString::to_string).collect();
+    signer::Pkcs11Hsm::open(
+        token.module(),
+        token.token_label(),
+        &hsm_config::softhsm::TestToken::user_pin(),
+        &labels,
+        sessions,
+    )
+}

@@ -9,15 +9,11 @@
 use bitcoin::{Amount, Sequence};
 use hsm_config::softhsm::TestToken;
 use signer::{Hsm, Pkcs11Hsm, finalize_and_extract, sign_psbt};
-use system_tests::custody::recovery_key;
 use system_tests::custody::{RECOVERY_AFTER, cold_policy, external_destination, hot_policy};
+use system_tests::custody::{open_hsm, recovery_key};
 use system_tests::wallet::{PolicyWallet, SpendPath};
 
 const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
-
-fn labels(names: &[&str]) -> Vec<String> {
-    names.iter().map(ToString::to_string).collect()
-}
 
 #[test]
 fn cold_two_of_three_across_two_tokens_is_accepted_by_consensus() -> anyhow::Result<()> {
@@ -52,13 +48,7 @@ fn cold_two_of_three_across_two_tokens_is_accepted_by_consensus() -> anyhow::Res
         SpendPath::Hsm,
     )?;
 
-    let signer_a = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels(&["cold-a"]),
-        1,
-    )?;
+    let signer_a = open_hsm(&token, &["cold-a"], 1)?;
     let first = sign_psbt(&policy, &psbt, &signer_a)?;
     assert_eq!(first.signatures, psbt.inputs.len());
     assert!(!first.finalized, "one of two signatures must not finalize");
@@ -76,7 +66,7 @@ fn cold_two_of_three_across_two_tokens_is_accepted_by_consensus() -> anyhow::Res
         &module,
         "officer-b",
         &TestToken::user_pin(),
-        &labels(&["cold-b"]),
+        &["cold-b".to_string()],
         2,
     )?;
     let second = sign_psbt(&policy, &first.psbt, &signer_b)?;
@@ -106,13 +96,7 @@ fn a_signer_holding_two_keys_finalizes_alone() -> anyhow::Result<()> {
     let mut wallet = PolicyWallet::new(&policy)?;
     wallet.fund(&[Amount::from_sat(100_000); 5])?;
     let psbt = wallet.drain(external_destination(3), SpendPath::Hsm)?;
-    let hsm = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels(&["cold-a", "cold-b"]),
-        2,
-    )?;
+    let hsm = open_hsm(&token, &["cold-a", "cold-b"], 2)?;
     let signed = sign_psbt(&policy, &psbt, &hsm)?;
     assert_eq!(signed.signatures, 2 * 5);
     assert!(signed.finalized);
@@ -135,13 +119,7 @@ fn hot_spend_with_change_is_accepted_by_consensus() -> anyhow::Result<()> {
         Amount::from_sat(30_000),
         SpendPath::Hsm,
     )?;
-    let hsm = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels(&["hot-a"]),
-        1,
-    )?;
+    let hsm = open_hsm(&token, &["hot-a"], 1)?;
     let signed = sign_psbt(&policy, &psbt, &hsm)?;
     assert!(signed.finalized);
     assert_eq!(signed.signatures, 1);
@@ -231,13 +209,7 @@ fn signing_fifty_inputs_splits_across_sessions() -> anyhow::Result<()> {
     wallet.fund(&[Amount::from_sat(20_000); 50])?;
     let psbt = wallet.drain(external_destination(1), SpendPath::Hsm)?;
     assert_eq!(psbt.inputs.len(), 50);
-    let hsm = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels(&COLD),
-        2,
-    )?;
+    let hsm = open_hsm(&token, &COLD, 2)?;
     assert_eq!(hsm.keys().len(), 3);
     let signed = sign_psbt(&policy, &psbt, &hsm)?;
     assert_eq!(
@@ -276,13 +248,7 @@ fn custom_policy_spends_with_hsm_keys() -> anyhow::Result<()> {
         Amount::from_sat(120_000),
         SpendPath::Hsm,
     )?;
-    let hsm = Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels(&["ops-a", "ops-b"]),
-        2,
-    )?;
+    let hsm = open_hsm(&token, &["ops-a", "ops-b"], 2)?;
     let signed = sign_psbt(&policy, &psbt, &hsm)?;
     assert!(signed.finalized, "{:?}", signed.not_finalized_because);
     wallet.broadcast_and_mine(&signed.psbt.extract_tx()?)?;

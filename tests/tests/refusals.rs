@@ -13,7 +13,7 @@ use hsm_config::softhsm::TestToken;
 use policies::analysis::OutputClass;
 use policies::{Keychain, PolicyDocument};
 use signer::{Pkcs11Hsm, SignError, sign_psbt};
-use system_tests::custody::{cold_policy, external_destination, hot_policy};
+use system_tests::custody::{cold_policy, external_destination, hot_policy, open_hsm};
 use system_tests::wallet::{PolicyWallet, SpendPath};
 
 const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
@@ -51,15 +51,7 @@ fn case(name: &str) -> Option<Case> {
 }
 
 fn hsm(token: &TestToken, labels: &[&str]) -> Pkcs11Hsm {
-    let labels: Vec<String> = labels.iter().map(ToString::to_string).collect();
-    Pkcs11Hsm::open(
-        token.module(),
-        token.token_label(),
-        &TestToken::user_pin(),
-        &labels,
-        2,
-    )
-    .unwrap()
+    open_hsm(token, labels, 2).unwrap()
 }
 
 /// Signs `tampered`, expects `code`, checks the HSM made no signature, then
