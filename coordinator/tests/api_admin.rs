@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const BY_ID: &str = "query a($id: ID!) {
   accountDetailsByAccountId(accountId: $id) {
     id username level status createdAt
-    owner { id }
+    owner { id email { address verified } phone createdAt }
     wallets { id balance ... on BTCWallet { transactions(first: 10) { edges { node { id direction settlementAmount } } } } }
     auditTrail { kind oldValue newValue actor reason }
   }
@@ -231,6 +231,10 @@ async fn each_staff_role_on_each_operation() {
     assert_eq!(trail[0]["reason"], "suspicious login");
     assert!(trail[0]["actor"].as_str().unwrap().starts_with("staff:"));
     assert_eq!(trail.last().unwrap()["newValue"], "CLOSED");
+    let owner = &v["data"]["accountDetailsByAccountId"]["owner"];
+    assert_eq!(owner["id"], alice.principal.user_id.to_string());
+    assert_eq!(owner["email"]["address"], "alice@example.com");
+    assert!(owner["phone"].is_null());
 }
 
 #[tokio::test]

@@ -71,10 +71,14 @@ fragment TransactionList on TransactionConnection {
       initiationVia {
         __typename
         ... on InitiationViaIntraLedger { counterPartyWalletId counterPartyUsername }
+        ... on InitiationViaLn { paymentHash paymentRequest }
+        ... on InitiationViaOnChain { address }
       }
       settlementVia {
         __typename
-        ... on SettlementViaIntraLedger { counterPartyWalletId counterPartyUsername }
+        ... on SettlementViaIntraLedger { counterPartyWalletId counterPartyUsername preImage }
+        ... on SettlementViaLn { preImage }
+        ... on SettlementViaOnChain { transactionHash vout arrivalInMempoolEstimatedAt }
       }
     }
   }
@@ -86,6 +90,26 @@ const ACCOUNT_TRANSACTIONS: &str = "query transactions($first: Int, $after: Stri
       transactions(first: $first, after: $after) {
         pageInfo { hasNextPage endCursor }
         edges { cursor node { id direction settlementAmount memo } }
+      }
+    }
+  }
+}";
+
+const USER_DETAILS: &str =
+    "query userDetails($username: Username!, $walletId: WalletId!, $txId: ID!) {
+  usernameAvailable(username: $username)
+  me {
+    id
+    email { address verified }
+    phone
+    createdAt
+    totpEnabled
+    defaultAccount {
+      defaultWalletId
+      defaultWallet { id currency }
+      displayCurrency
+      walletById(walletId: $walletId) {
+        transactionById(transactionId: $txId) { id direction settlementAmount }
       }
     }
   }
@@ -228,6 +252,44 @@ async fn blink_documents_validate_and_run() {
         sent["createdAt"].as_i64().unwrap() > 1_700_000_000,
         "unix seconds"
     );
+
+    let tx_id = sent["id"].as_str().unwrap().to_owned();
+    let (s, v) = a
+        .gql(
+            auth,
+            USER_DETAILS,
+            json!({"username": "bob", "walletId": alice.wallet.to_string(), "txId": tx_id}),
+        )
+        .await;
+    ok(s, &v);
+    assert_eq!(v["data"]["usernameAvailable"], false);
+    let me = &v["data"]["me"];
+    assert_eq!(me["email"]["address"], "alice@example.com");
+    assert_eq!(me["email"]["verified"], true);
+    assert!(me["phone"].is_null());
+    assert_eq!(me["totpEnabled"], false);
+    assert_eq!(me["defaultAccount"]["displayCurrency"], "BTC");
+    assert_eq!(me["defaultAccount"]["defaultWallet"]["currency"], "BTC");
+    let t = &me["defaultAccount"]["walletById"]["transactionById"];
+    assert_eq!(t["id"], tx_id.as_str());
+    assert_eq!(t["settlementAmount"], -1_200);
+    let (_, v) = a
+        .gql(
+            Cred::None,
+            "query { usernameAvailable(username: \"nobody_yet\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["usernameAvailable"], true);
+    // Alice's wallet (and so her transaction) is not found by Bob.
+    let (_, v) = a
+        .gql(
+            Cred::Bearer(&bob.token),
+            USER_DETAILS,
+            json!({"username": "bob", "walletId": alice.wallet.to_string(), "txId": tx_id}),
+        )
+        .await;
+    assert_eq!(error_code(&v).as_deref(), Some("NOT_FOUND"), "{v}");
 
     let (s, v) = a
         .gql(

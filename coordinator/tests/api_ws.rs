@@ -55,6 +55,7 @@ const MY_UPDATES: &str = "subscription myUpdates {
         walletId
         transaction { id direction settlementAmount memo initiationVia { ... on InitiationViaIntraLedger { counterPartyWalletId } } }
       }
+      ... on LnUpdate { paymentHash status transaction { id } }
     }
   }
 }";

@@ -12,7 +12,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 
 use super::public::ErrorInterface;
-use super::scalars::{AccountIdScalar, EmailAddressScalar, Timestamp, UsernameScalar};
+use super::scalars::{AccountIdScalar, EmailAddressScalar, PhoneScalar, Timestamp, UsernameScalar};
 use super::types::{AccountLevel, BtcWallet, Viewer, Wallet, app, gql};
 use crate::api::errors::ApiError;
 use crate::bank::{
@@ -71,12 +71,17 @@ impl From<AccountStatus> for DomainStatus {
     }
 }
 
-/// The owner of an account (only the id: the domain does not expose user contact data
-/// to the API yet).
+/// The owner of an account.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct AuditedUser {
     /// The user.
     pub id: ID,
+    /// E-mail address and whether it was confirmed.
+    pub email: Option<super::public::Email>,
+    /// Phone number.
+    pub phone: Option<PhoneScalar>,
+    /// When they registered.
+    pub created_at: Timestamp,
 }
 
 /// One change of an account's status or level (our extension).
@@ -125,10 +130,18 @@ impl AuditedAccount {
         self.view.username.clone().map(UsernameScalar)
     }
 
-    async fn owner(&self) -> AuditedUser {
-        AuditedUser {
-            id: ID(self.view.user_id.to_string()),
-        }
+    async fn owner(&self, ctx: &Context<'_>) -> Result<AuditedUser> {
+        self.staff.require(StaffAction::ViewAccounts).map_err(gql)?;
+        let u = app(ctx).bank.user(self.view.user_id).await.map_err(gql)?;
+        Ok(AuditedUser {
+            id: ID(u.id.to_string()),
+            email: u.email.map(|address| super::public::Email {
+                address: Some(EmailAddressScalar(address)),
+                verified: Some(u.verified),
+            }),
+            phone: u.phone.map(PhoneScalar),
+            created_at: u.created_at.into(),
+        })
     }
 
     /// The account's wallets; their `transactions` need the ViewTransactions action.

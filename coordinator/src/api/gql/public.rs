@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use super::scalars::{
     AuthTokenScalar, DisplayCurrencyScalar, EmailAddressScalar, MemoScalar, OneTimeAuthCodeScalar,
-    PhoneScalar, SatAmount, Timestamp, UsernameScalar, WalletIdScalar,
+    PaymentHashScalar, PhoneScalar, SatAmount, Timestamp, UsernameScalar, WalletIdScalar,
 };
 use super::types::{
     AccountLevel, AccountLimits, BtcWallet, Transaction, TransactionConnection, Viewer, Wallet,
@@ -221,11 +221,56 @@ impl User {
         Ok(keys.into_iter().map(|info| ApiKey { info }).collect())
     }
 
+    /// E-mail address, if the user registered with one.
+    async fn email(&self, ctx: &Context<'_>) -> Result<Option<Email>> {
+        self.principal.require(Scope::Read).map_err(gql)?;
+        let u = app(ctx)
+            .bank
+            .user(self.account.user_id)
+            .await
+            .map_err(gql)?;
+        Ok(u.email.map(|address| Email {
+            address: Some(EmailAddressScalar(address)),
+            verified: Some(u.verified),
+        }))
+    }
+
+    /// Phone number with international calling code, if the user registered with one.
+    async fn phone(&self, ctx: &Context<'_>) -> Result<Option<PhoneScalar>> {
+        self.principal.require(Scope::Read).map_err(gql)?;
+        let u = app(ctx)
+            .bank
+            .user(self.account.user_id)
+            .await
+            .map_err(gql)?;
+        Ok(u.phone.map(PhoneScalar))
+    }
+
+    /// When the user registered.
+    async fn created_at(&self, ctx: &Context<'_>) -> Result<Timestamp> {
+        self.principal.require(Scope::Read).map_err(gql)?;
+        let u = app(ctx)
+            .bank
+            .user(self.account.user_id)
+            .await
+            .map_err(gql)?;
+        Ok(u.created_at.into())
+    }
+
     /// Whether TOTP is enabled: this bank has no TOTP yet, so never.
     async fn totp_enabled(&self) -> Result<bool> {
         self.principal.require(Scope::Read).map_err(gql)?;
         Ok(false)
     }
+}
+
+/// An e-mail address and whether it was confirmed.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Email {
+    /// The address.
+    pub address: Option<EmailAddressScalar>,
+    /// Whether the registration code sent to it was confirmed.
+    pub verified: Option<bool>,
 }
 
 /// A public view of a wallet.
@@ -459,6 +504,23 @@ impl Query {
             .await
             .map_err(gql)?;
         Ok(PublicWallet::btc(id))
+    }
+
+    /// Whether a username is free (public, as in Blink). Null for a malformed one.
+    async fn username_available(
+        &self,
+        ctx: &Context<'_>,
+        username: UsernameScalar,
+    ) -> Result<Option<bool>> {
+        let Ok(username) = username.0.parse::<Username>() else {
+            return Ok(None);
+        };
+        let free = app(ctx)
+            .bank
+            .username_available(&username)
+            .await
+            .map_err(gql)?;
+        Ok(Some(free))
     }
 
     /// The default wallet id of a username (Blink's deprecated form).
@@ -771,8 +833,9 @@ pub(crate) async fn find_line(
     wallet: WalletId,
     tx: TransactionId,
 ) -> Result<Option<WalletTransaction>, BankError> {
-    let page = app.bank.transactions(p, wallet, 50, None).await?;
-    Ok(page.lines.into_iter().find(|l| l.id == tx))
+    // Ownership and the read scope first; then the one line, without a page scan.
+    app.bank.wallet(p, wallet).await?;
+    app.bank.sender_transaction(wallet, tx).await
 }
 
 /// The public mutation root.
@@ -1072,11 +1135,41 @@ pub struct IntraLedgerUpdate {
     pub wallet_id: WalletIdScalar,
 }
 
-/// An update for the caller. Only internal transfers exist so far.
+/// Payment status of a Lightning invoice.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "InvoicePaymentStatus")]
+pub enum InvoicePaymentStatus {
+    /// Expired unpaid.
+    Expired,
+    /// Paid.
+    Paid,
+    /// Waiting.
+    Pending,
+}
+
+/// A Lightning invoice update. Declared so that Blink clients' `myUpdates` documents
+/// validate; never sent until Lightning exists here.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnUpdate {
+    /// The invoice's payment hash.
+    pub payment_hash: PaymentHashScalar,
+    /// Its status.
+    pub status: InvoicePaymentStatus,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// The wallet.
+    pub wallet_id: WalletIdScalar,
+}
+
+/// An update for the caller. Only internal transfers exist so far; `LnUpdate` is
+/// declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
+#[allow(dead_code, reason = "LnUpdate exists for schema compatibility only")]
 pub enum UserUpdate {
     /// An internal transfer.
     IntraLedgerUpdate(IntraLedgerUpdate),
+    /// A Lightning invoice (not yet).
+    LnUpdate(LnUpdate),
 }
 
 /// One event of `myUpdates`.

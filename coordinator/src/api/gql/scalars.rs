@@ -79,6 +79,31 @@ string_scalar!(
     "LnPaymentPreImage"
 );
 string_scalar!(
+    /// A Lightning payment hash (hex). No Lightning payments exist here yet.
+    PaymentHashScalar,
+    "PaymentHash"
+);
+string_scalar!(
+    /// A BOLT 11 payment request. No Lightning payments exist here yet.
+    LnPaymentRequestScalar,
+    "LnPaymentRequest"
+);
+string_scalar!(
+    /// A Lightning payment secret (hex).
+    LnPaymentSecretScalar,
+    "LnPaymentSecret"
+);
+string_scalar!(
+    /// A Bitcoin address. No on-chain payments exist here yet.
+    OnChainAddressScalar,
+    "OnChainAddress"
+);
+string_scalar!(
+    /// A Bitcoin transaction id (hex).
+    OnChainTxHashScalar,
+    "OnChainTxHash"
+);
+string_scalar!(
     /// An account id (a UUID).
     AccountIdScalar,
     "AccountId"

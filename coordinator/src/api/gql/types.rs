@@ -9,9 +9,10 @@
 use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject, Union};
 
 use super::scalars::{
-    DisplayCurrencyScalar, LnPaymentPreImageScalar, MemoScalar, SafeInt, SatAmount, Seconds,
-    SignedAmount, SignedDisplayMajorAmountScalar, Timestamp, UsernameScalar, WalletIdScalar,
-    sats_as_btc_string,
+    DisplayCurrencyScalar, LnPaymentPreImageScalar, LnPaymentRequestScalar, LnPaymentSecretScalar,
+    MemoScalar, OnChainAddressScalar, OnChainTxHashScalar, PaymentHashScalar, SafeInt, SatAmount,
+    Seconds, SignedAmount, SignedDisplayMajorAmountScalar, Timestamp, UsernameScalar,
+    WalletIdScalar, sats_as_btc_string,
 };
 use crate::api::AppState;
 use crate::api::errors::ApiError;
@@ -19,7 +20,7 @@ use crate::bank::{
     BankError, LimitView, Limits, Principal, Scope, StaffAction, StaffPrincipal, TransactionPage,
     TxDirection as DomainDirection, WalletTransaction, WalletView,
 };
-use crate::ids::WalletId;
+use crate::ids::{TransactionId, WalletId};
 
 /// Largest page of transactions a client may ask for.
 pub const MAX_PAGE: i32 = 100;
@@ -148,11 +149,38 @@ pub struct InitiationViaIntraLedger {
     pub counter_party_wallet_id: Option<WalletIdScalar>,
 }
 
-/// How a payment was initiated. Only internal transfers exist in this bank so far.
+/// A Lightning payment's initiation. Declared so that Blink clients' fragments on it
+/// validate; never produced until Lightning exists here.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct InitiationViaLn {
+    /// The payment hash.
+    pub payment_hash: PaymentHashScalar,
+    /// The BOLT 11 invoice.
+    pub payment_request: LnPaymentRequestScalar,
+}
+
+/// An on-chain payment's initiation. Declared for Blink clients' fragments; never
+/// produced until on-chain payments exist here.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct InitiationViaOnChain {
+    /// The address.
+    pub address: OnChainAddressScalar,
+}
+
+/// How a payment was initiated. Only internal transfers exist in this bank so far; the
+/// Lightning and on-chain members are declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
+#[allow(
+    dead_code,
+    reason = "the Lightning and on-chain members exist for schema compatibility only"
+)]
 pub enum InitiationVia {
     /// An internal transfer.
-    InitiationViaIntraLedger(InitiationViaIntraLedger),
+    IntraLedger(InitiationViaIntraLedger),
+    /// A Lightning payment (not yet).
+    Ln(InitiationViaLn),
+    /// An on-chain payment (not yet).
+    OnChain(InitiationViaOnChain),
 }
 
 /// How an internal transfer settled: the other party.
@@ -166,11 +194,40 @@ pub struct SettlementViaIntraLedger {
     pub pre_image: Option<LnPaymentPreImageScalar>,
 }
 
-/// How a payment settled. Only internal settlement exists in this bank so far.
+/// A Lightning settlement. Declared for Blink clients' fragments; never produced yet.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SettlementViaLn {
+    /// Deprecated in Blink in favour of `preImage`.
+    pub payment_secret: Option<LnPaymentSecretScalar>,
+    /// The preimage.
+    pub pre_image: Option<LnPaymentPreImageScalar>,
+}
+
+/// An on-chain settlement. Declared for Blink clients' fragments; never produced yet.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SettlementViaOnChain {
+    /// When it is expected in the mempool.
+    pub arrival_in_mempool_estimated_at: Option<Timestamp>,
+    /// The Bitcoin transaction.
+    pub transaction_hash: Option<OnChainTxHashScalar>,
+    /// The output index.
+    pub vout: Option<i32>,
+}
+
+/// How a payment settled. Only internal settlement exists in this bank so far; the
+/// Lightning and on-chain members are declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
+#[allow(
+    dead_code,
+    reason = "the Lightning and on-chain members exist for schema compatibility only"
+)]
 pub enum SettlementVia {
     /// Settled inside the ledger.
-    SettlementViaIntraLedger(SettlementViaIntraLedger),
+    IntraLedger(SettlementViaIntraLedger),
+    /// Settled over Lightning (not yet).
+    Ln(SettlementViaLn),
+    /// Settled on chain (not yet).
+    OnChain(SettlementViaOnChain),
 }
 
 /// One transaction of a wallet, as Blink shows it.
@@ -267,7 +324,7 @@ impl Transaction {
     /// The other party. Ledger postings that are not payments (e.g. deposits booked by
     /// the bank) show no counterparty.
     async fn initiation_via(&self) -> InitiationVia {
-        InitiationVia::InitiationViaIntraLedger(InitiationViaIntraLedger {
+        InitiationVia::IntraLedger(InitiationViaIntraLedger {
             counter_party_username: self.line.counterparty_username.clone().map(UsernameScalar),
             counter_party_wallet_id: self
                 .line
@@ -277,7 +334,7 @@ impl Transaction {
     }
 
     async fn settlement_via(&self) -> SettlementVia {
-        SettlementVia::SettlementViaIntraLedger(SettlementViaIntraLedger {
+        SettlementVia::IntraLedger(SettlementViaIntraLedger {
             counter_party_username: self.line.counterparty_username.clone().map(UsernameScalar),
             counter_party_wallet_id: self
                 .line
@@ -446,6 +503,33 @@ impl BtcWallet {
             after.is_some(),
         )))
     }
+
+    /// One transaction of this wallet.
+    async fn transaction_by_id(
+        &self,
+        ctx: &Context<'_>,
+        transaction_id: ID,
+    ) -> Result<Transaction> {
+        self.viewer.may_read()?;
+        if let Viewer::Staff(s) = &self.viewer {
+            s.require(StaffAction::ViewTransactions).map_err(gql)?;
+        }
+        let id: TransactionId = transaction_id.parse().map_err(|_| {
+            ApiError::invalid("invalid transactionId: not a transaction id").to_graphql()
+        })?;
+        // The wallet itself was checked when this object was made (its owner or staff).
+        app(ctx)
+            .bank
+            .sender_transaction(self.view.id, id)
+            .await
+            .map_err(gql)?
+            .map(Transaction::new)
+            .ok_or_else(|| {
+                gql(BankError::NotFound {
+                    what: "transaction",
+                })
+            })
+    }
 }
 
 /// A generic wallet which stores value in one of our supported currencies.
@@ -467,6 +551,11 @@ impl BtcWallet {
         arg(name = "before", ty = "Option<String>"),
         arg(name = "first", ty = "Option<i32>"),
         arg(name = "last", ty = "Option<i32>")
+    ),
+    field(
+        name = "transaction_by_id",
+        ty = "Transaction",
+        arg(name = "transaction_id", ty = "ID")
     )
 )]
 pub enum Wallet {
