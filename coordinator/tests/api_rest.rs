@@ -510,3 +510,58 @@ async fn locked_accounts_cannot_send_and_usernames_are_set_once() {
     assert_eq!(v["message"], "account is LOCKED");
     assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
 }
+
+#[tokio::test]
+async fn concurrent_repeats_of_one_payment_move_money_once() {
+    let a = std::sync::Arc::new(api().await);
+    let alice = customer(a.bank(), "alice@example.com", 10_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let body = send_body(&alice.wallet, &bob.wallet, 3_000);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (a, token, body) = (a.clone(), alice.token.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            a.post(
+                "/v1/payments/intraledger",
+                Cred::Bearer(&token),
+                Some("same-key"),
+                &body,
+            )
+            .await
+        }));
+    }
+    // The same over GraphQL, with its own key.
+    for _ in 0..8 {
+        let (a, token) = (a.clone(), alice.token.clone());
+        let input = api_common::send_input(alice.wallet, bob.wallet, 2_000);
+        tasks.push(tokio::spawn(async move {
+            let (s, v) = a
+                .gql_headers(
+                    "/graphql",
+                    Cred::Bearer(&token),
+                    &[("idempotency-key", "gql-key")],
+                    api_common::SEND,
+                    input,
+                )
+                .await;
+            (s, axum::http::HeaderMap::new(), v)
+        }));
+    }
+    for t in tasks {
+        let (s, _, v) = t.await.unwrap();
+        let ok = match v.get("data") {
+            Some(d) => matches!(
+                d["intraLedgerPaymentSend"]["status"].as_str(),
+                Some("SUCCESS" | "ALREADY_PAID")
+            ),
+            None => {
+                (s == StatusCode::OK && v["status"] == "SUCCESS")
+                    || (s == StatusCode::CONFLICT && v["code"] == "REQUEST_IN_PROGRESS")
+            }
+        };
+        assert!(ok, "{s}: {v}");
+    }
+    assert_eq!(balance(a.bank(), alice.wallet).await, 5_000);
+    assert_eq!(balance(a.bank(), bob.wallet).await, 5_000);
+    assert!(a.bank().ledger().verify().await.unwrap().is_ok());
+}
