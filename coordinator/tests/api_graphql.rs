@@ -1032,3 +1032,48 @@ async fn graphiql_only_in_dev_mode_and_healthz() {
     assert_eq!(s, StatusCode::OK);
     assert!(v.as_str().unwrap().contains("graphiql"), "{v}");
 }
+
+#[tokio::test]
+async fn malformed_oversized_and_non_json_requests_are_refused() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let a = api().await;
+    let post = |ct: &str, body: String| {
+        Request::builder()
+            .method("POST")
+            .uri("/graphql")
+            .header("content-type", ct)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (s, _, v) = a.call(post("application/json", "{not json".into())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&v).as_deref(), Some("INVALID_INPUT"), "{v}");
+    let (s, _, v) = a
+        .call(post(
+            "multipart/form-data; boundary=x",
+            "--x\r\n\r\n--x--".into(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&v).as_deref(), Some("INVALID_INPUT"), "{v}");
+    let huge = json!({"query": format!("{{ __typename }} #{}", "x".repeat(100_000))}).to_string();
+    let (s, _, _) = a.call(post("application/json", huge)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // Too wide a document is refused before anything runs.
+    let wide = format!(
+        "{{ {} }}",
+        (0..1100)
+            .map(|i| format!("a{i}: usernameAvailable(username: \"ab\")"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let (_, v) = a.gql(Cred::None, &wide, json!({})).await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complex"),
+        "{v}"
+    );
+}

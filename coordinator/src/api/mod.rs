@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub rate_limit: RateLimitConfig,
     /// Deepest GraphQL selection accepted.
     pub max_query_depth: usize,
+    /// Most fields one GraphQL document may select (async-graphql's complexity).
+    pub max_query_complexity: usize,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +50,7 @@ impl Default for ApiConfig {
             dev_mode: false,
             rate_limit: RateLimitConfig::default(),
             max_query_depth: 16,
+            max_query_complexity: 1_000,
         }
     }
 }

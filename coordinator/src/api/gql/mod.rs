@@ -9,9 +9,10 @@ mod types;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{Data, EmptySubscription, Schema, SchemaBuilder};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,13 +61,16 @@ struct GraphqlState {
 
 pub(crate) fn routes(app: AppState) -> Router {
     let depth = app.config.max_query_depth;
+    let complexity = app.config.max_query_complexity;
     let public = public_builder()
         .data(app.clone())
         .limit_depth(depth)
+        .limit_complexity(complexity)
         .finish();
     let admin = admin_builder()
         .data(app.clone())
         .limit_depth(depth)
+        .limit_complexity(complexity)
         .finish();
     let dev = app.config.dev_mode;
     let state = GraphqlState { app, public, admin };
@@ -92,7 +96,30 @@ pub(crate) fn routes(app: AppState) -> Router {
                 get(|| async { Html(GraphiQLSource::build().endpoint("/admin/graphql").finish()) }),
             );
     }
-    r.with_state(state)
+    r.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(state)
+}
+
+/// Largest GraphQL request body: generous for any real document, small enough that a
+/// flood of large bodies costs little.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Parses a GraphQL request from a JSON body. Only JSON is accepted: the schema has no
+/// uploads, so multipart bodies (which the stock extractor would spool) are refused.
+fn parse_request(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<async_graphql::Request, super::ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(super::ApiError::invalid(
+            "GraphQL requests must be POSTed as application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| super::ApiError::invalid(format!("invalid GraphQL request: {e}")))
 }
 
 fn error_response(e: &super::ApiError) -> Response {
@@ -107,8 +134,12 @@ async fn public_handler(
     State(s): State<GraphqlState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    req: GraphQLRequest,
+    body: Bytes,
 ) -> Response {
+    let req = match parse_request(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
     let (principal, bearer) = match authenticate(&s.app.bank, &headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -123,21 +154,25 @@ async fn public_handler(
         idempotency_key,
         client,
     };
-    GraphQLResponse::from(s.public.execute(req.into_inner().data(meta)).await).into_response()
+    GraphQLResponse::from(s.public.execute(req.data(meta)).await).into_response()
 }
 
 async fn admin_handler(
     State(s): State<GraphqlState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    req: GraphQLRequest,
+    body: Bytes,
 ) -> Response {
+    let req = match parse_request(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
     let staff = match authenticate_staff(&s.app.bank, &headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
     let meta = admin::AdminMeta { staff, client };
-    GraphQLResponse::from(s.admin.execute(req.into_inner().data(meta)).await).into_response()
+    GraphQLResponse::from(s.admin.execute(req.data(meta)).await).into_response()
 }
 
 /// Reads the credential from the `connection_init` payload, as Blink's clients send it
