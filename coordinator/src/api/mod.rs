@@ -234,3 +234,49 @@ pub fn router(bank: Bank, config: ApiConfig) -> Router {
         .merge(rest::routes(state))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (axum::http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn credentials_are_taken_from_the_right_header_only() {
+        assert!(matches!(credential(&headers(&[])), Ok(None)));
+        assert!(matches!(
+            credential(&headers(&[("x-api-key", "key_abc")])),
+            Ok(Some(Credential::ApiKey(_)))
+        ));
+        assert!(matches!(
+            credential(&headers(&[("authorization", "Bearer sess_abc")])),
+            Ok(Some(Credential::Bearer(_)))
+        ));
+        for bad in [
+            headers(&[("x-api-key", "sess_abc")]),
+            headers(&[("authorization", "Bearer key_abc")]),
+            headers(&[("authorization", "Basic dXNlcjpwYXNz")]),
+            headers(&[("authorization", "sess_abc")]),
+            headers(&[("x-api-key", "key_a"), ("authorization", "Bearer sess_b")]),
+        ] {
+            assert!(credential(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert_eq!(idempotency_key(&headers(&[])).unwrap(), None);
+        assert_eq!(
+            idempotency_key(&headers(&[("idempotency-key", " k1 ")])).unwrap(),
+            Some("k1".to_owned())
+        );
+        let long = "k".repeat(201);
+        assert!(idempotency_key(&headers(&[("idempotency-key", &long)])).is_err());
+        assert!(idempotency_key(&headers(&[("idempotency-key", " ")])).is_err());
+    }
+}

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
@@ -596,8 +597,9 @@ async fn openapi() -> impl IntoResponse {
 async fn auth(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     match authenticate(&app.bank, req.headers()).await {
         Ok((Some(p), _)) => {
+            let span = tracing::info_span!("rest", account = %p.account_id);
             req.extensions_mut().insert(p);
-            next.run(req).await
+            next.run(req).instrument(span).await
         }
         Ok((None, _)) => ApiError::unauthenticated().into_response(),
         Err(e) => e.into_response(),

@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use tracing::Instrument;
 
 pub(crate) use public::{find_line, send_payment};
 pub(crate) use types::page_size;
@@ -148,13 +149,18 @@ async fn public_handler(
         Ok(k) => k,
         Err(e) => return error_response(&e),
     };
+    // The account id on every log line of the request; never a credential.
+    let span = tracing::info_span!(
+        "graphql",
+        account = ?principal.as_ref().map(|p| p.account_id)
+    );
     let meta = RequestMeta {
         principal,
         bearer,
         idempotency_key,
         client,
     };
-    GraphQLResponse::from(s.public.execute(req.data(meta)).await).into_response()
+    GraphQLResponse::from(s.public.execute(req.data(meta)).instrument(span).await).into_response()
 }
 
 async fn admin_handler(
@@ -171,8 +177,13 @@ async fn admin_handler(
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
+    let span = tracing::info_span!(
+        "admin_graphql",
+        staff = ?staff.map(|s| s.staff_id),
+        role = ?staff.map(|s| s.role)
+    );
     let meta = admin::AdminMeta { staff, client };
-    GraphQLResponse::from(s.admin.execute(req.data(meta)).await).into_response()
+    GraphQLResponse::from(s.admin.execute(req.data(meta)).instrument(span).await).into_response()
 }
 
 /// Reads the credential from the `connection_init` payload, as Blink's clients send it
