@@ -388,6 +388,24 @@ async fn payment_replay_with_the_same_key_is_already_paid_and_moves_nothing() {
     assert_eq!(balance(a.bank(), alice.wallet).await, 9_000);
     assert_eq!(balance(a.bank(), bob.wallet).await, 1_000);
 
+    // The sender's side of the transaction comes back when selected.
+    let with_tx = "mutation s($input: IntraLedgerPaymentSendInput!) {
+      intraLedgerPaymentSend(input: $input) { status transaction { direction settlementAmount memo } }
+    }";
+    let (_, v) = a
+        .gql_headers(
+            "/graphql",
+            auth,
+            &[("idempotency-key", "pay-1")],
+            with_tx,
+            input.clone(),
+        )
+        .await;
+    let r = &v["data"]["intraLedgerPaymentSend"];
+    assert_eq!(r["status"], "ALREADY_PAID", "{v}");
+    assert_eq!(r["transaction"]["settlementAmount"], -1_000, "{v}");
+    assert_eq!(r["transaction"]["memo"], "lunch");
+
     // Our input extension field.
     let mut with_field = input.clone();
     with_field["input"]["idempotencyKey"] = json!("pay-2");

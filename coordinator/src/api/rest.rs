@@ -433,7 +433,7 @@ async fn send(
         // response be lost.
         idempotency_key: super::idempotency_key(&headers)?,
     };
-    let (status, tx, line) = send_payment(&app, &p, request).await?;
+    let (status, tx, line) = send_payment(&app, &p, request, true).await?;
     let transaction = match line {
         Some(l) => Some(l),
         None => match tx {
