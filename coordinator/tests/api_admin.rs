@@ -117,6 +117,22 @@ async fn each_staff_role_on_each_operation() {
         );
     }
 
+    // Treasury balances: treasury and admin only. Alice's deposit came from the on-chain
+    // omnibus account (debit-normal), which holds the 5,000 sats as the bank's asset.
+    const TREASURY: &str = "{ treasuryBalances { code currency settledMsat pendingMsat } }";
+    for t in [&support, &compliance] {
+        let (_, v) = a.admin(Cred::Bearer(t), TREASURY, json!({})).await;
+        assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
+    }
+    for t in [&treasury, &admin] {
+        let (_, v) = a.admin(Cred::Bearer(t), TREASURY, json!({})).await;
+        let rows = v["data"]["treasuryBalances"].as_array().unwrap().clone();
+        assert_eq!(rows.len(), 4, "{v}");
+        let onchain = rows.iter().find(|r| r["code"] == "bank.onchain").unwrap();
+        assert_eq!(onchain["settledMsat"], "5000000", "{v}");
+        assert_eq!(onchain["currency"], "BTC");
+    }
+
     // Lock and unlock: support, compliance, admin; not treasury.
     let (_, v) = a
         .admin(

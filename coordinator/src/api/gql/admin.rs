@@ -20,6 +20,7 @@ use crate::bank::{
     StaffAction, StaffPrincipal,
 };
 use crate::ids::AccountId;
+use crate::ledger::system;
 
 /// What the admin resolvers know about the request.
 #[derive(Clone, Debug)]
@@ -192,6 +193,22 @@ fn account_id(s: &str) -> Result<AccountId, ApiError> {
         .map_err(|_| ApiError::invalid("invalid accountId: not an account id"))
 }
 
+/// A balance of one of the bank's own accounts (our extension, for treasury). Amounts
+/// are millisatoshis as decimal strings: exact, and safe from JSON number rounding.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TreasuryBalance {
+    /// The account's well-known code (`bank.onchain`, `bank.lightning`, ...).
+    pub code: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Its currency.
+    pub currency: String,
+    /// Settled balance in its normal direction, millisatoshis.
+    pub settled_msat: String,
+    /// Pending balance, millisatoshis.
+    pub pending_msat: String,
+}
+
 /// The staff query root.
 #[derive(Debug, Default)]
 pub struct AdminQuery;
@@ -226,6 +243,36 @@ impl AdminQuery {
     ) -> Result<AuditedAccount> {
         let e: Email = email.0.parse().map_err(invalid)?;
         find(ctx, AccountQuery::Email(e)).await
+    }
+
+    /// The bank's omnibus and system balances (treasury and admin; our extension).
+    async fn treasury_balances(&self, ctx: &Context<'_>) -> Result<Vec<TreasuryBalance>> {
+        staff(ctx, StaffAction::ViewTreasury)?;
+        let ledger = app(ctx).bank.ledger();
+        let mut out = Vec::new();
+        for id in [
+            system::BANK_ONCHAIN,
+            system::BANK_LIGHTNING,
+            system::BANK_FEES,
+            system::BANK_EQUITY,
+        ] {
+            let account = ledger
+                .account(id)
+                .await
+                .map_err(|e| gql(BankError::from(e)))?;
+            let balance = ledger
+                .balance(id)
+                .await
+                .map_err(|e| gql(BankError::from(e)))?;
+            out.push(TreasuryBalance {
+                code: account.code,
+                name: account.name,
+                currency: account.currency.code().to_owned(),
+                settled_msat: balance.settled.to_string(),
+                pending_msat: balance.pending.to_string(),
+            });
+        }
+        Ok(out)
     }
 
     /// Every KYC level.
