@@ -213,7 +213,7 @@ pub struct TreasuryBalance {
 #[derive(Debug, Default)]
 pub struct AdminQuery;
 
-#[Object]
+#[Object(name = "Query")]
 impl AdminQuery {
     /// An account by id.
     async fn account_details_by_account_id(
@@ -368,7 +368,7 @@ async fn after_change(
 #[derive(Debug, Default)]
 pub struct AdminMutation;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl AdminMutation {
     /// Locks, unlocks or closes an account, with a comment for the audit trail. Support
     /// may lock and unlock; compliance and admin may also close.
