@@ -130,6 +130,34 @@ fn public_sdl_uses_blink_names() {
     ] {
         assert!(sdl.contains(needle), "public SDL lacks {needle:?}");
     }
+    // Root fields and their arguments exactly as Blink declares them, so that a Blink
+    // client's operation documents validate unchanged.
+    for signature in [
+        "me: User",
+        "authorization: Authorization!",
+        "accountDefaultWallet(username: Username!, walletCurrency: WalletCurrency): PublicWallet!",
+        "userDefaultWalletId(username: Username!): WalletId!",
+        "usernameAvailable(username: Username!): Boolean",
+        "intraLedgerPaymentSend(input: IntraLedgerPaymentSendInput!): PaymentSendPayload!",
+        "userUpdateUsername(input: UserUpdateUsernameInput!): UserUpdateUsernamePayload!",
+        "apiKeyCreate(input: ApiKeyCreateInput!): ApiKeyCreatePayload!",
+        "apiKeyRevoke(input: ApiKeyRevokeInput!): ApiKeyRevokePayload!",
+        "userLogin(input: UserLoginInput!): AuthTokenPayload!",
+        "userLogout(input: UserLogoutInput): SuccessPayload!",
+        "myUpdates: MyUpdatesPayload!",
+        "walletById(walletId: WalletId!): Wallet!",
+        "transactions(after: String, before: String, first: Int, last: Int, walletIds: [WalletId]): TransactionConnection",
+        "transactions(after: String, before: String, first: Int, last: Int): TransactionConnection",
+        "transactionById(transactionId: ID!): Transaction!",
+        "limits: AccountLimits!",
+        "amount: SatAmount!",
+        "recipientWalletId: WalletId!",
+        "walletId: WalletId!",
+        "memo: Memo",
+        "scopes: [Scope!]! = [READ, WRITE]",
+    ] {
+        assert!(sdl.contains(signature), "public SDL lacks {signature:?}");
+    }
     // Money is never a float.
     assert!(!sdl.contains("Float"), "no Float in the public schema");
 }
