@@ -846,7 +846,8 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Actions a payment which is internal to the ledger. Returns SUCCESS, FAILURE (with
-    /// errors; nothing moved), PENDING or ALREADY_PAID (an idempotent replay).
+    /// errors; nothing moved), PENDING or ALREADY_PAID (an idempotent replay); a null
+    /// status with an error means the outcome is unknown (retry with the same key).
     async fn intra_ledger_payment_send(
         &self,
         ctx: &Context<'_>,
@@ -906,7 +907,18 @@ impl Mutation {
                 }),
                 transaction: transaction.map(Transaction::new),
             }),
-            Err(e) => Ok(PaymentSendPayload::failure(payload_error(e))),
+            Err(e) => {
+                let api = ApiError::from(&e);
+                // A server-side failure (e.g. OUTCOME_UNKNOWN) may have moved the money or
+                // not: the status is left null rather than claiming FAILURE; the client
+                // retries with the same idempotency key to learn the outcome.
+                let status = (api.http_status < 500).then_some(PaymentSendResult::Failure);
+                Ok(PaymentSendPayload {
+                    errors: payload_error(api),
+                    status,
+                    transaction: None,
+                })
+            }
         }
     }
 
