@@ -61,6 +61,9 @@ struct Args {
     /// Writer yields to gather concurrent postings (see `LedgerConfig::gather_yields`).
     #[arg(long, default_value_t = 2)]
     gather_yields: usize,
+    /// Concurrent workers for the bank-level payment case (0 to skip).
+    #[arg(long, default_value_t = 16)]
+    payment_workers: usize,
     /// Skip the balance-read case.
     #[arg(long)]
     skip_reads: bool,
@@ -346,6 +349,108 @@ async fn balance_reads(
     ))
 }
 
+/// Internal payments through `Bank::send_internal` among freshly registered customers.
+async fn payments(ledger: &Ledger, args: &Args) -> anyhow::Result<(f64, f64)> {
+    use coordinator::bank::{
+        Bank, BankConfig, LevelLimits, LimitsConfig, NewPassword, OutboxNotifier, PasswordCost,
+        Recipient, Secret, SendRequest,
+    };
+    use coordinator::{Sats, WalletId};
+    let unlimited = LevelLimits {
+        internal_send: Sats::new(coordinator::amount::MAX_MONEY_SATS)?,
+        withdrawal: Sats::ZERO,
+    };
+    let bank = Bank::new(
+        ledger.clone(),
+        Arc::new(OutboxNotifier::new(ledger.pool().clone())),
+        BankConfig {
+            limits: LimitsConfig {
+                level0: unlimited,
+                level1: unlimited,
+                level2: unlimited,
+                level3: unlimited,
+            },
+            password_cost: PasswordCost::insecure_for_tests(),
+            ..BankConfig::default()
+        },
+    );
+    let mut customers = Vec::new();
+    for i in 0..100 {
+        let identity: coordinator::bank::Identity = format!("bench{i}@example.com").parse()?;
+        bank.register(&identity, &NewPassword::new(Secret::new("bench password"))?)
+            .await?;
+        let body: String = sqlx::query_scalar(
+            "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(identity.to_string())
+        .fetch_one(ledger.pool())
+        .await?;
+        let code = body
+            .split_whitespace()
+            .map(|w| w.trim_end_matches('.'))
+            .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+            .context("no code in the message")?
+            .to_owned();
+        let (session, account) = bank.confirm_code(&identity, &code).await?;
+        let principal = bank.authenticate(session.token.expose()).await?;
+        let wallet = bank.account(account).await?.default_wallet_id;
+        ledger
+            .post(Posting::transfer(
+                system::MAIN_JOURNAL,
+                format!("pay-fund-{wallet}"),
+                system::BANK_ONCHAIN,
+                Bank::ledger_account(wallet),
+                Msats::new(100_000_000_000)?,
+                "bench funding",
+            )?)
+            .await?;
+        customers.push((principal, wallet));
+    }
+    let customers: Arc<Vec<(coordinator::bank::Principal, WalletId)>> = Arc::new(customers);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut set = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for w in 0..args.payment_workers {
+        let bank = bank.clone();
+        let customers = customers.clone();
+        let stop = stop.clone();
+        set.spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(500 + w as u64);
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (me, from) = &customers[rng.gen_range(0..customers.len())];
+                let (_, to) = &customers[rng.gen_range(0..customers.len())];
+                if from == to {
+                    continue;
+                }
+                let t = Instant::now();
+                bank.send_internal(
+                    me,
+                    &SendRequest {
+                        wallet_id: *from,
+                        recipient: Recipient::Wallet(*to),
+                        amount: Sats::new(1)?,
+                        memo: None,
+                        idempotency_key: None,
+                    },
+                )
+                .await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r??);
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Ok((rate, percentile(&all, 0.99)))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -503,6 +608,21 @@ async fn main() -> anyhow::Result<()> {
         hot_run.p99_ms,
         hot_run.per_second / uncontended.per_second
     );
+
+    if args.payment_workers > 0 {
+        let (rate, p99) = payments(&ledger, &args).await?;
+        println!();
+        println!(
+            "## internal payments through the bank (send_internal: limits, status, payment rows)"
+        );
+        println!(
+            "{} workers: {rate:.0} payments/s (p99 {p99:.2} ms), {:.2} x the ledger's {} \
+             transfers/s at the same concurrency",
+            args.payment_workers,
+            rate / uncontended.per_second.max(1.0),
+            args.hot_payers
+        );
+    }
 
     let t = Instant::now();
     let report = ledger.verify().await?;
