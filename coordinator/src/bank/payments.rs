@@ -12,7 +12,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::types::{AccountStatus, Level, ParseError, Scope, Username};
-use super::{Bank, BankError, Principal, internal_sent_24h, sats_from_db};
+use super::{Bank, BankError, Principal, sats_from_db};
 use crate::amount::Sats;
 use crate::ids::{PaymentId, TransactionId, WalletId};
 use crate::ledger::{Direction, HistoryCursor, LedgerError, Posting, system};
@@ -197,98 +197,113 @@ impl Bank {
                 .map_err(|e| BankError::Corrupt(e.to_string()))?,
         )?;
 
-        if let Some(key) = &request.idempotency_key {
-            let existing = sqlx::query(
-                "SELECT id, sender_wallet_id, recipient_wallet_id, amount_sats, memo, status, \
-                        transaction_id, failure_reason \
-                 FROM intraledger_payments WHERE sender_account_id = $1 AND idempotency_key = $2",
-            )
-            .bind(principal.account_id.as_uuid())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(r) = existing {
-                tx.commit().await?;
-                let same = r.try_get::<Uuid, _>(1)? == request.wallet_id.as_uuid()
-                    && r.try_get::<Uuid, _>(2)? == recipient.as_uuid()
-                    && sats_from_db(r.try_get(3)?)? == request.amount
-                    && r.try_get::<String, _>(4)? == memo;
-                if !same {
-                    return Err(BankError::IdempotencyConflict);
-                }
-                let id = PaymentId::from_uuid(r.try_get(0)?);
-                let state: String = r.try_get(5)?;
-                let transaction: Option<Uuid> = r.try_get(6)?;
-                return match state.as_str() {
-                    "SUCCESS" => Ok(PaymentResult {
-                        status: PaymentStatus::AlreadyPaid,
-                        payment_id: id,
-                        transaction_id: transaction.map(TransactionId::from_uuid),
-                    }),
-                    "PENDING" => {
-                        self.finish(Pending {
-                            id,
-                            sender: request.wallet_id,
-                            recipient,
-                            amount: request.amount,
-                            memo,
-                        })
-                        .await
-                    }
-                    _ => {
-                        let reason: Option<String> = r.try_get(7)?;
-                        Err(match reason.as_deref() {
-                            Some(FAILURE_INSUFFICIENT) => BankError::InsufficientBalance,
-                            _ => BankError::Corrupt("failed payment without a reason".into()),
-                        })
-                    }
-                };
-            }
-        }
-
-        if status != AccountStatus::Active {
-            return Err(BankError::AccountNotActive {
-                status: status.as_str(),
-            });
-        }
-        let recipient_status: Option<String> = sqlx::query_scalar(
-            "SELECT a.status FROM accounts a JOIN wallets w ON w.account_id = a.id WHERE w.id = $1",
-        )
-        .bind(recipient.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        match recipient_status.as_deref() {
-            None => return Err(BankError::NotFound { what: "recipient" }),
-            Some("CLOSED") => return Err(BankError::RecipientUnavailable),
-            Some(_) => {}
-        }
-        let used = internal_sent_24h(&mut tx, principal.account_id).await?;
+        // One statement, under the account lock taken above (and so with a snapshot that
+        // sees every payment committed before the lock was granted): the earlier payment
+        // with this idempotency key, the recipient's status, the last 24 hours' use, and the
+        // PENDING row, inserted only if every check passes.
         let limit = self.config.limits.of(level).internal_send;
-        let fits = used
-            .checked_add(request.amount)
-            .is_ok_and(|total| total <= limit);
-        if !fits {
+        let id = PaymentId::new();
+        let amount =
+            i64::try_from(request.amount.to_sat()).map_err(|_| BankError::InvalidAmount)?;
+        let limit_i64 = i64::try_from(limit.to_sat()).map_err(|_| BankError::InvalidAmount)?;
+        let row = sqlx::query(
+            "WITH existing AS ( \
+                SELECT id, sender_wallet_id, recipient_wallet_id, amount_sats, memo, status, \
+                       transaction_id, failure_reason \
+                FROM intraledger_payments \
+                WHERE sender_account_id = $1 AND idempotency_key = $2), \
+             recipient AS ( \
+                SELECT a.status FROM accounts a JOIN wallets w ON w.account_id = a.id \
+                WHERE w.id = $3), \
+             used AS ( \
+                SELECT coalesce(sum(amount_sats), 0)::bigint AS used FROM intraledger_payments \
+                WHERE sender_account_id = $1 AND status <> 'FAILURE' \
+                  AND created_at > now() - interval '24 hours'), \
+             ins AS ( \
+                INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id, \
+                  recipient_wallet_id, amount_sats, memo, idempotency_key, status) \
+                SELECT $4, $1, $5, $3, $6, $7, $2, 'PENDING' \
+                WHERE NOT EXISTS (SELECT 1 FROM existing) AND $8 \
+                  AND (SELECT status FROM recipient) IN ('ACTIVE', 'LOCKED') \
+                  AND (SELECT used FROM used) + $6 <= $9 \
+                RETURNING id) \
+             SELECT e.id, e.sender_wallet_id, e.recipient_wallet_id, e.amount_sats, e.memo, \
+                    e.status, e.transaction_id, e.failure_reason, \
+                    (SELECT status FROM recipient), (SELECT used FROM used), \
+                    EXISTS (SELECT 1 FROM ins) \
+             FROM (SELECT 1) AS one LEFT JOIN existing e ON TRUE",
+        )
+        .bind(principal.account_id.as_uuid())
+        .bind(&request.idempotency_key)
+        .bind(recipient.as_uuid())
+        .bind(id.as_uuid())
+        .bind(request.wallet_id.as_uuid())
+        .bind(amount)
+        .bind(&memo)
+        .bind(status == AccountStatus::Active)
+        .bind(limit_i64)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let existing: Option<Uuid> = row.try_get(0)?;
+        if let Some(existing) = existing {
+            tx.commit().await?;
+            let same = row.try_get::<Uuid, _>(1)? == request.wallet_id.as_uuid()
+                && row.try_get::<Uuid, _>(2)? == recipient.as_uuid()
+                && sats_from_db(row.try_get(3)?)? == request.amount
+                && row.try_get::<String, _>(4)? == memo;
+            if !same {
+                return Err(BankError::IdempotencyConflict);
+            }
+            let id = PaymentId::from_uuid(existing);
+            let state: String = row.try_get(5)?;
+            let transaction: Option<Uuid> = row.try_get(6)?;
+            return match state.as_str() {
+                "SUCCESS" => Ok(PaymentResult {
+                    status: PaymentStatus::AlreadyPaid,
+                    payment_id: id,
+                    transaction_id: transaction.map(TransactionId::from_uuid),
+                }),
+                "PENDING" => {
+                    self.finish(Pending {
+                        id,
+                        sender: request.wallet_id,
+                        recipient,
+                        amount: request.amount,
+                        memo,
+                    })
+                    .await
+                }
+                _ => {
+                    let reason: Option<String> = row.try_get(7)?;
+                    Err(match reason.as_deref() {
+                        Some(FAILURE_INSUFFICIENT) => BankError::InsufficientBalance,
+                        _ => BankError::Corrupt("failed payment without a reason".into()),
+                    })
+                }
+            };
+        }
+        let inserted: bool = row.try_get(10)?;
+        if !inserted {
+            // Nothing was written; say why, in the order the rules are checked.
+            if status != AccountStatus::Active {
+                return Err(BankError::AccountNotActive {
+                    status: status.as_str(),
+                });
+            }
+            let recipient_status: Option<String> = row.try_get(8)?;
+            match recipient_status.as_deref() {
+                None => return Err(BankError::NotFound { what: "recipient" }),
+                Some("CLOSED") => return Err(BankError::RecipientUnavailable),
+                Some(_) => {}
+            }
+            let used = sats_from_db(row.try_get(9)?)?;
             return Err(BankError::LimitExceeded {
                 limit,
                 used,
                 amount: request.amount,
             });
         }
-        let id = PaymentId::new();
-        sqlx::query(
-            "INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id, \
-               recipient_wallet_id, amount_sats, memo, idempotency_key, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING')",
-        )
-        .bind(id.as_uuid())
-        .bind(principal.account_id.as_uuid())
-        .bind(request.wallet_id.as_uuid())
-        .bind(recipient.as_uuid())
-        .bind(i64::try_from(request.amount.to_sat()).map_err(|_| BankError::InvalidAmount)?)
-        .bind(&memo)
-        .bind(&request.idempotency_key)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         self.finish(Pending {
             id,
