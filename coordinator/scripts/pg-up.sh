@@ -15,6 +15,13 @@ host="${PGHOST:-127.0.0.1}"
 port="${PGPORT:-5432}"
 private_port="${PG_UP_PORT:-54329}"
 
+# Debian installs the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+if ! command -v initdb >/dev/null 2>&1; then
+    for bin in /usr/lib/postgresql/*/bin; do
+        [[ -x "$bin/initdb" ]] && PATH="$bin:$PATH"
+    done
+fi
+
 answers() {
     if command -v pg_isready >/dev/null 2>&1; then
         pg_isready -q -h "$1" -p "$2" >/dev/null 2>&1
