@@ -564,3 +564,91 @@ async fn history_pages_with_cursors() {
         Err(BankError::Invalid(_))
     ));
 }
+
+/// A success is recorded on the payment row after the payer has its answer; until then
+/// (or if that record is lost) the row is PENDING, and a replay or a restart must neither
+/// pay again nor report the payment as failed.
+#[tokio::test]
+async fn a_success_recorded_late_or_lost_never_pays_twice() {
+    let (t, alice, bob) = setup().await;
+    let b = &t.bank;
+    let pool = b.ledger().pool();
+    let first = b
+        .send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 1_000, Some("rent")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.status, PaymentStatus::Success);
+    let posted = first.transaction_id.unwrap();
+
+    // The settler records the success with the ledger transaction.
+    let mut recorded = None;
+    for _ in 0..100 {
+        recorded = sqlx::query_as::<_, (String, Option<uuid::Uuid>)>(
+            "SELECT status, transaction_id FROM intraledger_payments WHERE id = $1",
+        )
+        .bind(first.payment_id.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .filter(|(s, _)| s == "SUCCESS");
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        recorded,
+        Some(("SUCCESS".to_owned(), Some(posted.as_uuid())))
+    );
+
+    // The record lost (a crash before the settler's statement): the row is PENDING again.
+    sqlx::query("UPDATE intraledger_payments SET status = 'PENDING', transaction_id = NULL")
+        .execute(pool)
+        .await
+        .unwrap();
+    let again = b
+        .send_internal(
+            &alice.me,
+            &send(&alice, Recipient::Wallet(bob.wallet), 1_000, Some("rent")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, PaymentStatus::AlreadyPaid);
+    assert_eq!(again.payment_id, first.payment_id);
+    assert_eq!(again.transaction_id, Some(posted));
+    assert_eq!(balance(b, bob.wallet).await, 1_000);
+
+    // A pending row still counts against the limit, and the history still names the
+    // counterparty (it is found through the posting, not through the row).
+    assert_eq!(
+        b.limits(alice.account)
+            .await
+            .unwrap()
+            .internal_send
+            .used
+            .to_sat(),
+        1_000
+    );
+    sqlx::query("UPDATE intraledger_payments SET status = 'PENDING', transaction_id = NULL")
+        .execute(pool)
+        .await
+        .unwrap();
+    let page = b.transactions(&bob.me, bob.wallet, 10, None).await.unwrap();
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(page.lines[0].counterparty_wallet_id, Some(alice.wallet));
+
+    // At start the coordinator records it, without posting again.
+    assert_eq!(b.resume_pending_payments().await.unwrap(), 1);
+    let row: (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT status, transaction_id FROM intraledger_payments")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(row, ("SUCCESS".to_owned(), Some(posted.as_uuid())));
+    assert_eq!(balance(b, bob.wallet).await, 1_000);
+    assert_eq!(balance(b, alice.wallet).await, 49_000);
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}

@@ -241,6 +241,7 @@ pub struct Bank {
     ledger: Ledger,
     notifier: Arc<dyn Notifier>,
     config: Arc<BankConfig>,
+    settler: payments::Settler,
 }
 
 fn to_sats_floor(msats: i64) -> Sats {
@@ -259,9 +260,11 @@ fn sats_from_db(v: i64) -> Result<Sats, BankError> {
 }
 
 impl Bank {
-    /// The service over a migrated database and a running ledger.
+    /// The service over a migrated database and a running ledger. It starts a background
+    /// task, so it must be called within a Tokio runtime.
     pub fn new(ledger: Ledger, notifier: Arc<dyn Notifier>, config: BankConfig) -> Bank {
         Bank {
+            settler: payments::Settler::spawn(ledger.pool().clone()),
             pool: ledger.pool().clone(),
             ledger,
             notifier,

@@ -8,7 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{PgPool, Row};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::types::{AccountStatus, Level, ParseError, Scope, Username};
@@ -131,6 +132,93 @@ fn decode_cursor(s: &str) -> Result<HistoryCursor, BankError> {
 
 const FAILURE_INSUFFICIENT: &str = "INSUFFICIENT_BALANCE";
 
+/// The ledger external id of a payment's posting.
+fn external_id(id: PaymentId) -> String {
+    format!("{EXTERNAL_ID_PREFIX}{id}")
+}
+
+const EXTERNAL_ID_PREFIX: &str = "intraledger:";
+
+/// When a payment's success is written to its row.
+#[derive(Clone, Copy, Debug)]
+enum Settle {
+    /// By the settler, after the caller has its answer.
+    Deferred,
+    /// Before the caller gets its answer.
+    Now,
+}
+
+async fn record_success(
+    pool: &PgPool,
+    payments: &[Uuid],
+    transactions: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE intraledger_payments p SET status = 'SUCCESS', transaction_id = u.tx \
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tx) \
+         WHERE p.id = u.id AND p.status = 'PENDING'",
+    )
+    .bind(payments)
+    .bind(transactions)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records posted payments as SUCCESS in batches, one statement per batch, so that a
+/// payment costs its payer one commit of its own (the reserve) besides the ledger's group
+/// commit. Losing a batch (a crash, a failed statement) loses nothing: the rows stay
+/// PENDING, readers post them again (idempotent, answered as already paid) and
+/// [`Bank::resume_pending_payments`] records them at start.
+#[derive(Clone, Debug)]
+pub(super) struct Settler {
+    queue: mpsc::UnboundedSender<(PaymentId, TransactionId)>,
+}
+
+/// Most payments recorded by one statement.
+const SETTLE_BATCH: usize = 1_000;
+
+impl Settler {
+    /// Starts the settler task on the current Tokio runtime.
+    pub(super) fn spawn(pool: PgPool) -> Settler {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_settler(pool, rx));
+        Settler { queue }
+    }
+
+    fn settled(&self, payment: PaymentId, transaction: TransactionId) {
+        // A stopped settler leaves the row PENDING, which is safe (see above).
+        let _ = self.queue.send((payment, transaction));
+    }
+}
+
+async fn run_settler(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(PaymentId, TransactionId)>) {
+    let mut payments = Vec::with_capacity(SETTLE_BATCH);
+    let mut transactions = Vec::with_capacity(SETTLE_BATCH);
+    while let Some((p, t)) = rx.recv().await {
+        payments.push(p.as_uuid());
+        transactions.push(t.as_uuid());
+        while payments.len() < SETTLE_BATCH {
+            match rx.try_recv() {
+                Ok((p, t)) => {
+                    payments.push(p.as_uuid());
+                    transactions.push(t.as_uuid());
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = record_success(&pool, &payments, &transactions).await {
+            tracing::warn!(
+                error = %e,
+                payments = payments.len(),
+                "recording payment successes failed; the rows stay PENDING until resumed"
+            );
+        }
+        payments.clear();
+        transactions.clear();
+    }
+}
+
 struct Pending {
     id: PaymentId,
     sender: WalletId,
@@ -181,143 +269,104 @@ impl Bank {
             return Err(BankError::SelfPayment);
         }
 
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT a.status, a.level FROM accounts a JOIN wallets w ON w.account_id = a.id \
-             WHERE w.id = $1 AND a.id = $2 FOR UPDATE OF a",
-        )
-        .bind(request.wallet_id.as_uuid())
-        .bind(principal.account_id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(BankError::NotFound { what: "wallet" })?;
-        let status: AccountStatus = row.try_get::<String, _>(0)?.parse()?;
-        let level = Level::new(
-            u8::try_from(row.try_get::<i16, _>(1)?)
-                .map_err(|e| BankError::Corrupt(e.to_string()))?,
-        )?;
-
-        // One statement, under the account lock taken above (and so with a snapshot that
-        // sees every payment committed before the lock was granted): the earlier payment
-        // with this idempotency key, the recipient's status, the last 24 hours' use, and the
-        // PENDING row, inserted only if every check passes.
-        let limit = self.config.limits.of(level).internal_send;
         let id = PaymentId::new();
         let amount =
             i64::try_from(request.amount.to_sat()).map_err(|_| BankError::InvalidAmount)?;
-        let limit_i64 = i64::try_from(limit.to_sat()).map_err(|_| BankError::InvalidAmount)?;
-        let row = sqlx::query(
-            "WITH existing AS ( \
-                SELECT id, sender_wallet_id, recipient_wallet_id, amount_sats, memo, status, \
-                       transaction_id, failure_reason \
-                FROM intraledger_payments \
-                WHERE sender_account_id = $1 AND idempotency_key = $2), \
-             recipient AS ( \
-                SELECT a.status FROM accounts a JOIN wallets w ON w.account_id = a.id \
-                WHERE w.id = $3), \
-             used AS ( \
-                SELECT coalesce(sum(amount_sats), 0)::bigint AS used FROM intraledger_payments \
-                WHERE sender_account_id = $1 AND status <> 'FAILURE' \
-                  AND created_at > now() - interval '24 hours'), \
-             ins AS ( \
-                INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id, \
-                  recipient_wallet_id, amount_sats, memo, idempotency_key, status) \
-                SELECT $4, $1, $5, $3, $6, $7, $2, 'PENDING' \
-                WHERE NOT EXISTS (SELECT 1 FROM existing) AND $8 \
-                  AND (SELECT status FROM recipient) IN ('ACTIVE', 'LOCKED') \
-                  AND (SELECT used FROM used) + $6 <= $9 \
-                RETURNING id) \
-             SELECT e.id, e.sender_wallet_id, e.recipient_wallet_id, e.amount_sats, e.memo, \
-                    e.status, e.transaction_id, e.failure_reason, \
-                    (SELECT status FROM recipient), (SELECT used FROM used), \
-                    EXISTS (SELECT 1 FROM ins) \
-             FROM (SELECT 1) AS one LEFT JOIN existing e ON TRUE",
-        )
-        .bind(principal.account_id.as_uuid())
-        .bind(&request.idempotency_key)
-        .bind(recipient.as_uuid())
-        .bind(id.as_uuid())
-        .bind(request.wallet_id.as_uuid())
-        .bind(amount)
-        .bind(&memo)
-        .bind(status == AccountStatus::Active)
-        .bind(limit_i64)
-        .fetch_one(&mut *tx)
-        .await?;
-
-        let existing: Option<Uuid> = row.try_get(0)?;
-        if let Some(existing) = existing {
-            tx.commit().await?;
-            let same = row.try_get::<Uuid, _>(1)? == request.wallet_id.as_uuid()
-                && row.try_get::<Uuid, _>(2)? == recipient.as_uuid()
-                && sats_from_db(row.try_get(3)?)? == request.amount
-                && row.try_get::<String, _>(4)? == memo;
-            if !same {
-                return Err(BankError::IdempotencyConflict);
-            }
-            let id = PaymentId::from_uuid(existing);
-            let state: String = row.try_get(5)?;
-            let transaction: Option<Uuid> = row.try_get(6)?;
-            return match state.as_str() {
-                "SUCCESS" => Ok(PaymentResult {
-                    status: PaymentStatus::AlreadyPaid,
-                    payment_id: id,
-                    transaction_id: transaction.map(TransactionId::from_uuid),
-                }),
-                "PENDING" => {
-                    self.finish(Pending {
-                        id,
-                        sender: request.wallet_id,
-                        recipient,
-                        amount: request.amount,
-                        memo,
-                    })
-                    .await
-                }
-                _ => {
-                    let reason: Option<String> = row.try_get(7)?;
-                    Err(match reason.as_deref() {
-                        Some(FAILURE_INSUFFICIENT) => BankError::InsufficientBalance,
-                        _ => BankError::Corrupt("failed payment without a reason".into()),
-                    })
-                }
-            };
-        }
-        let inserted: bool = row.try_get(10)?;
-        if !inserted {
-            // Nothing was written; say why, in the order the rules are checked.
-            if status != AccountStatus::Active {
-                return Err(BankError::AccountNotActive {
-                    status: status.as_str(),
-                });
-            }
-            let recipient_status: Option<String> = row.try_get(8)?;
-            match recipient_status.as_deref() {
-                None => return Err(BankError::NotFound { what: "recipient" }),
-                Some("CLOSED") => return Err(BankError::RecipientUnavailable),
-                Some(_) => {}
-            }
-            let used = sats_from_db(row.try_get(9)?)?;
-            return Err(BankError::LimitExceeded {
-                limit,
-                used,
-                amount: request.amount,
-            });
-        }
-        tx.commit().await?;
-        self.finish(Pending {
+        let limits = Level::ALL
+            .iter()
+            .map(|&l| i64::try_from(self.config.limits.of(l).internal_send.to_sat()))
+            .collect::<Result<Vec<i64>, _>>()
+            .map_err(|_| BankError::Corrupt("internal-send limit above i64".into()))?;
+        // One round trip and one commit: lock, replay check, rules and the PENDING row
+        // (migrations/0004_payment_reserve.sql).
+        let row = sqlx::query("SELECT * FROM intraledger_reserve($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id.as_uuid())
+            .bind(principal.account_id.as_uuid())
+            .bind(request.wallet_id.as_uuid())
+            .bind(recipient.as_uuid())
+            .bind(amount)
+            .bind(&memo)
+            .bind(&request.idempotency_key)
+            .bind(&limits)
+            .fetch_one(&self.pool)
+            .await?;
+        let outcome: String = row.try_get("outcome")?;
+        let pending = Pending {
             id,
             sender: request.wallet_id,
             recipient,
             amount: request.amount,
             memo,
-        })
-        .await
+        };
+        match outcome.as_str() {
+            "INSERTED" => self.finish(pending, Settle::Deferred).await,
+            "EXISTING" => self.replay(&row, pending).await,
+            "WALLET_NOT_FOUND" => Err(BankError::NotFound { what: "wallet" }),
+            "NOT_ACTIVE" => {
+                let status: AccountStatus = row.try_get::<String, _>("account_status")?.parse()?;
+                Err(BankError::AccountNotActive {
+                    status: status.as_str(),
+                })
+            }
+            "RECIPIENT_NOT_FOUND" => Err(BankError::NotFound { what: "recipient" }),
+            "RECIPIENT_CLOSED" => Err(BankError::RecipientUnavailable),
+            "LIMIT" => Err(BankError::LimitExceeded {
+                limit: sats_from_db(row.try_get("send_limit")?)?,
+                used: sats_from_db(row.try_get("used")?)?,
+                amount: request.amount,
+            }),
+            other => Err(BankError::Corrupt(format!(
+                "payment reserve outcome {other}"
+            ))),
+        }
     }
 
-    /// Posts a pending payment to the ledger and records the outcome.
-    async fn finish(&self, p: Pending) -> Result<PaymentResult, BankError> {
-        let posting = Posting::builder(system::MAIN_JOURNAL, format!("intraledger:{}", p.id))
+    /// Answers a send whose idempotency key was used before: the first outcome, or
+    /// [`BankError::IdempotencyConflict`] when the request differs.
+    async fn replay(
+        &self,
+        row: &sqlx::postgres::PgRow,
+        request: Pending,
+    ) -> Result<PaymentResult, BankError> {
+        let same = row.try_get::<Uuid, _>("existing_sender")? == request.sender.as_uuid()
+            && row.try_get::<Uuid, _>("existing_recipient")? == request.recipient.as_uuid()
+            && sats_from_db(row.try_get("existing_amount")?)? == request.amount
+            && row.try_get::<String, _>("existing_memo")? == request.memo;
+        if !same {
+            return Err(BankError::IdempotencyConflict);
+        }
+        let id = PaymentId::from_uuid(row.try_get("existing_id")?);
+        let state: String = row.try_get("existing_status")?;
+        match state.as_str() {
+            "SUCCESS" => Ok(PaymentResult {
+                status: PaymentStatus::AlreadyPaid,
+                payment_id: id,
+                transaction_id: row
+                    .try_get::<Option<Uuid>, _>("existing_transaction")?
+                    .map(TransactionId::from_uuid),
+            }),
+            // Posted but not yet recorded as such, or not posted at all: posting again is
+            // idempotent, and the ledger says which of the two it was.
+            "PENDING" => {
+                self.finish(Pending { id, ..request }, Settle::Deferred)
+                    .await
+            }
+            _ => {
+                let reason: Option<String> = row.try_get("existing_failure")?;
+                Err(match reason.as_deref() {
+                    Some(FAILURE_INSUFFICIENT) => BankError::InsufficientBalance,
+                    _ => BankError::Corrupt("failed payment without a reason".into()),
+                })
+            }
+        }
+    }
+
+    /// Posts a pending payment to the ledger and records the outcome. A success is
+    /// recorded by the settler (`Settle::Deferred`, off the caller's path) or before
+    /// returning (`Settle::Now`); until then the row stays PENDING, which every reader
+    /// treats as "post it again" (idempotent) rather than as unpaid.
+    async fn finish(&self, p: Pending, settle: Settle) -> Result<PaymentResult, BankError> {
+        let posting = Posting::builder(system::MAIN_JOURNAL, external_id(p.id))
             .description(p.memo.clone())
             .metadata(serde_json::json!({ "type": "intraledger", "payment_id": p.id }))
             .debit(Bank::ledger_account(p.sender), p.amount.to_msats())
@@ -326,16 +375,19 @@ impl Bank {
             .map_err(LedgerError::from)?;
         match self.ledger.post(posting).await {
             Ok(posted) => {
-                sqlx::query(
-                    "UPDATE intraledger_payments SET status = 'SUCCESS', transaction_id = $2 \
-                     WHERE id = $1 AND status = 'PENDING'",
-                )
-                .bind(p.id.as_uuid())
-                .bind(posted.id.as_uuid())
-                .execute(&self.pool)
-                .await?;
+                match settle {
+                    Settle::Deferred => self.settler.settled(p.id, posted.id),
+                    Settle::Now => {
+                        record_success(&self.pool, &[p.id.as_uuid()], &[posted.id.as_uuid()])
+                            .await?;
+                    }
+                }
                 Ok(PaymentResult {
-                    status: PaymentStatus::Success,
+                    status: if posted.replayed {
+                        PaymentStatus::AlreadyPaid
+                    } else {
+                        PaymentStatus::Success
+                    },
                     payment_id: p.id,
                     transaction_id: Some(posted.id),
                 })
@@ -377,7 +429,7 @@ impl Bank {
                 amount: sats_from_db(r.try_get(3)?)?,
                 memo: r.try_get(4)?,
             };
-            match self.finish(p).await {
+            match self.finish(p, Settle::Now).await {
                 Ok(_) | Err(BankError::InsufficientBalance) => finished += 1,
                 Err(e) => return Err(e),
             }
@@ -439,27 +491,32 @@ impl Bank {
             .await?;
         let has_next_page = lines.len() > first as usize;
         lines.truncate(first as usize);
-        let ids: Vec<Uuid> = lines.iter().map(|l| l.transaction_id.as_uuid()).collect();
+        // The payment behind each line, named by the posting's external id (the payment
+        // row's own transaction id is recorded later, by the settler).
+        let ids: Vec<Uuid> = lines
+            .iter()
+            .filter_map(|l| l.external_id.strip_prefix(EXTERNAL_ID_PREFIX)?.parse().ok())
+            .collect();
         let parties = sqlx::query(
-            "SELECT p.transaction_id, p.sender_wallet_id, p.recipient_wallet_id, \
+            "SELECT p.id, p.sender_wallet_id, p.recipient_wallet_id, \
                     sa.username, ra.username \
              FROM intraledger_payments p \
              JOIN accounts sa ON sa.id = p.sender_account_id \
              JOIN wallets rw ON rw.id = p.recipient_wallet_id \
              JOIN accounts ra ON ra.id = rw.account_id \
-             WHERE p.transaction_id = ANY($1)",
+             WHERE p.id = ANY($1)",
         )
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_tx = std::collections::HashMap::new();
+        let mut by_payment = std::collections::HashMap::new();
         for r in parties {
-            let tx: Uuid = r.try_get(0)?;
+            let payment: Uuid = r.try_get(0)?;
             let sender: Uuid = r.try_get(1)?;
             let recipient: Uuid = r.try_get(2)?;
             let s_name: Option<String> = r.try_get(3)?;
             let r_name: Option<String> = r.try_get(4)?;
-            by_tx.insert(tx, (sender, recipient, s_name, r_name));
+            by_payment.insert(payment, (sender, recipient, s_name, r_name));
         }
         let lines = lines
             .into_iter()
@@ -468,14 +525,18 @@ impl Bank {
                     Direction::Debit => TxDirection::Send,
                     Direction::Credit => TxDirection::Receive,
                 };
-                let (counterparty_wallet_id, counterparty_username) =
-                    match by_tx.get(&l.transaction_id.as_uuid()) {
-                        Some((s, r, s_name, r_name)) => match direction {
-                            TxDirection::Send => (Some(WalletId::from_uuid(*r)), r_name.clone()),
-                            TxDirection::Receive => (Some(WalletId::from_uuid(*s)), s_name.clone()),
-                        },
-                        None => (None, None),
-                    };
+                let (counterparty_wallet_id, counterparty_username) = match l
+                    .external_id
+                    .strip_prefix(EXTERNAL_ID_PREFIX)
+                    .and_then(|id| id.parse::<Uuid>().ok())
+                    .and_then(|id| by_payment.get(&id))
+                {
+                    Some((s, r, s_name, r_name)) => match direction {
+                        TxDirection::Send => (Some(WalletId::from_uuid(*r)), r_name.clone()),
+                        TxDirection::Receive => (Some(WalletId::from_uuid(*s)), s_name.clone()),
+                    },
+                    None => (None, None),
+                };
                 WalletTransaction {
                     id: l.transaction_id,
                     direction,

@@ -212,6 +212,9 @@ impl FromStr for AccountStatus {
 pub struct Level(u8);
 
 impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 4] = [Level(0), Level(1), Level(2), Level(3)];
+
     /// A level.
     ///
     /// # Errors
