@@ -5,6 +5,14 @@
 -- of that lock: the rolling limit cannot be raced. Before this function the same checks
 -- took BEGIN, a locking SELECT, the insert and COMMIT: four round trips per payment.
 --
+-- The reserve commits without waiting for its WAL flush (synchronous_commit off for this
+-- transaction only). That loses nothing: the payment is paid only by its ledger posting,
+-- which commits later with a synchronous commit, and flushing that commit record flushes
+-- all WAL before it, this reserve included. A crash before the posting may lose the
+-- PENDING row, but then nothing was paid and nobody was told it was: the payer's retry
+-- reserves again. A FAILURE is recorded synchronously (bank/payments.rs) because the
+-- payer is told about it. See docs/adr/0003-payment-reserve-commit.md.
+--
 -- Outcomes: INSERTED (a PENDING row was written), EXISTING (the idempotency key was used
 -- before: that payment is returned), WALLET_NOT_FOUND, NOT_ACTIVE, RECIPIENT_NOT_FOUND,
 -- RECIPIENT_CLOSED, LIMIT. Nothing is written unless the outcome is INSERTED.
@@ -97,6 +105,7 @@ BEGIN
         RETURN;
     END IF;
 
+    PERFORM set_config('synchronous_commit', 'off', true);
     INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id,
         recipient_wallet_id, amount_sats, memo, idempotency_key, status)
     VALUES (p_id, p_account, p_wallet, p_recipient, p_amount, p_memo, p_key, 'PENDING');
