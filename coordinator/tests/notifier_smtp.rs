@@ -164,6 +164,26 @@ async fn registration_code_is_delivered_by_smtp_and_confirms_the_registration() 
 }
 
 #[tokio::test]
+async fn auth_login_is_used_when_the_server_offers_only_that() {
+    let t = ledger().await;
+    let server = SmtpStandIn::start(Behaviour {
+        login_only: true,
+        ..standin_with_auth()
+    })
+    .await;
+    let b = bank(&t, smtp(server.addr.port(), Some(PASSWORD), 5));
+    b.register(&id("alice@example.com"), &pw("a long password"))
+        .await
+        .unwrap();
+    assert_eq!(server.auth_failures(), 0);
+    let m = &server.messages()[0];
+    assert_eq!(m.auth_user.as_deref(), Some(USER));
+    b.confirm_code(&id("alice@example.com"), &code_in(m.body()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn the_hello_name_and_message_lines_arrive_intact() {
     let server = SmtpStandIn::start(Behaviour::default()).await;
     let mut config = smtp_config(server.addr.port(), false, 5);

@@ -18,6 +18,8 @@ use super::base64::{base64_decode, base64_encode};
 pub struct Behaviour {
     /// Require AUTH with these credentials before MAIL FROM (advertises AUTH PLAIN LOGIN).
     pub credentials: Option<(String, String)>,
+    /// Offer (and accept) AUTH LOGIN only, not PLAIN.
+    pub login_only: bool,
     /// Accept connections and never answer.
     pub stall: bool,
 }
@@ -163,7 +165,11 @@ async fn session(
                 hello = command[4..].trim().to_owned();
                 let mut r = String::from("250-smtp-standin greets you\r\n250-8BITMIME\r\n");
                 if behaviour.credentials.is_some() {
-                    r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                    r.push_str(if behaviour.login_only {
+                        "250-AUTH LOGIN\r\n"
+                    } else {
+                        "250-AUTH PLAIN LOGIN\r\n"
+                    });
                 }
                 r.push_str("250 SIZE 1048576\r\n");
                 r
@@ -182,7 +188,7 @@ async fn session(
                 let mechanism = parts.next().unwrap_or("").to_ascii_uppercase();
                 let initial = parts.next().map(str::to_owned);
                 let given = match mechanism.as_str() {
-                    "PLAIN" => {
+                    "PLAIN" if !behaviour.login_only => {
                         let response = match initial {
                             Some(r) => r,
                             None => {
