@@ -424,3 +424,111 @@ async fn the_api_reports_notifier_failures_with_safe_specific_errors() {
     assert_eq!(v["code"], "CHANNEL_UNAVAILABLE");
     assert_eq!(users(&t).await, 0);
 }
+
+/// A notifier file for `coordinator serve`, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("notifier-{}.toml", uuid::Uuid::now_v7()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn serve_sends_codes_through_the_configured_smtp_server() {
+    use sqlx::ConnectOptions;
+    let db = coordinator::db::ScratchDatabase::create(
+        &coordinator::db::database_url_from_env(),
+        "coordinator_serve_smtp",
+    )
+    .await
+    .expect("PostgreSQL must be reachable at DATABASE_URL");
+    let url = db.options().to_url_lossy().to_string();
+    let server = SmtpStandIn::start(Behaviour::default()).await;
+    let file = TempFile::new(&format!(
+        "email = \"smtp\"\nsms = \"none\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\nfrom = \"codes@bank.example\"\nhello_name = \"coordinator.test\"\n",
+        server.addr.port()
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--connections",
+            "4",
+        ])
+        .arg("--notifier")
+        .arg(&file.0)
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no start");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let register = |body: serde_json::Value| {
+        client
+            .post(format!("{base}/v1/auth/register"))
+            .json(&body)
+            .send()
+    };
+    let r =
+        register(serde_json::json!({"email": "alice@example.com", "password": "a long password"}))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = register(serde_json::json!({"phone": "+41791234567", "password": "a long password"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "no SMS channel configured");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].rcpt_to, vec!["alice@example.com".to_owned()]);
+    assert_eq!(messages[0].hello, "coordinator.test");
+}
+
+#[test]
+fn serve_refuses_to_start_when_the_smtp_password_is_missing() {
+    let file = TempFile::new(
+        "email = \"smtp\"\nsms = \"none\"\n[smtp]\nhost = \"smtp.example.com\"\n\
+         tls = \"implicit\"\nfrom = \"codes@bank.example\"\nusername = \"bastion\"\n\
+         password_env = \"BASTION_TEST_SMTP_PASSWORD_NOT_SET\"\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--notifier"])
+        .arg(&file.0)
+        // Never reached: the notifier file is read first.
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env_remove("BASTION_TEST_SMTP_PASSWORD_NOT_SET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BASTION_TEST_SMTP_PASSWORD_NOT_SET"),
+        "{stderr}"
+    );
+}

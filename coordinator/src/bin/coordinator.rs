@@ -135,11 +135,14 @@ async fn serve(
         let text = std::fs::read_to_string(path).context("reading the limits file")?;
         config.limits = toml::from_str(&text).context("parsing the limits file")?;
     }
-    // Read before anything starts, so a bad file or a missing password stops the start.
+    // Before anything starts, so a bad file or a missing password stops the start.
     let notifier_config = match notifier {
         Some(path) => NotifierConfig::load(path)?,
         None => NotifierConfig::default(),
     };
+    let notifier = notifier_config
+        .prepare()
+        .context("setting up the notifier")?;
     let pool = coordinator::db::connect(database_url, connections)
         .await
         .context("connecting to PostgreSQL")?;
@@ -148,9 +151,7 @@ async fn serve(
         .await
         .context("starting the ledger")?;
     // Without a notifier file, codes land in the notification outbox table (development).
-    let notifier = notifier_config
-        .build(&pool)
-        .context("setting up the notifier")?;
+    let notifier = notifier.build(&pool);
     tracing::info!(email = ?notifier_config.email, sms = ?notifier_config.sms, "notifier");
     let bank = Bank::new(ledger, notifier, config);
     // Payments interrupted by a crash are finished before new ones come in.

@@ -153,16 +153,17 @@ impl NotifierConfig {
         Ok(config)
     }
 
-    /// Builds the notifier; the SMTP password and the Twilio token are read now, from
-    /// their environment variables or files.
+    /// Reads the secrets and builds the SMTP and Twilio clients: everything but the
+    /// outbox, which needs the database. Call it before anything else starts, so that
+    /// a missing password stops the start at once.
     ///
     /// # Errors
     /// [`NotifierConfigError`] if the settings or a secret cannot be used.
-    pub fn build(&self, pool: &PgPool) -> Result<Arc<dyn Notifier>, NotifierConfigError> {
-        let outbox: Arc<dyn Notifier> = Arc::new(OutboxNotifier::new(pool.clone()));
+    pub fn prepare(&self) -> Result<PreparedNotifier, NotifierConfigError> {
         let email = match (&self.email, &self.smtp) {
+            (EmailChannel::Outbox, _) => None,
             (EmailChannel::Smtp, Some(smtp)) => {
-                Arc::new(SmtpNotifier::new(smtp, smtp.read_password()?)?) as Arc<dyn Notifier>
+                Some(Arc::new(SmtpNotifier::new(smtp, smtp.read_password()?)?) as Arc<dyn Notifier>)
             }
             (EmailChannel::Smtp, None) => {
                 return Err(NotifierConfigError::Invalid {
@@ -170,14 +171,12 @@ impl NotifierConfig {
                     why: "email = \"smtp\" needs an [smtp] table".to_owned(),
                 });
             }
-            (EmailChannel::Outbox, _) => outbox.clone(),
         };
         let sms = match (&self.sms, &self.twilio) {
-            (SmsChannel::Outbox, _) => Some(outbox),
-            (SmsChannel::None, _) => None,
+            (SmsChannel::Outbox, _) => SmsRoute::Outbox,
+            (SmsChannel::None, _) => SmsRoute::Nowhere,
             (SmsChannel::Twilio, Some(twilio)) => {
-                Some(Arc::new(TwilioNotifier::new(twilio, twilio.read_token()?)?)
-                    as Arc<dyn Notifier>)
+                SmsRoute::To(Arc::new(TwilioNotifier::new(twilio, twilio.read_token()?)?))
             }
             (SmsChannel::Twilio, None) => {
                 return Err(NotifierConfigError::Invalid {
@@ -186,7 +185,43 @@ impl NotifierConfig {
                 });
             }
         };
-        Ok(Arc::new(RoutingNotifier::new(email, sms)))
+        Ok(PreparedNotifier { email, sms })
+    }
+
+    /// [`NotifierConfig::prepare`], then [`PreparedNotifier::build`].
+    ///
+    /// # Errors
+    /// [`NotifierConfigError`] if the settings or a secret cannot be used.
+    pub fn build(&self, pool: &PgPool) -> Result<Arc<dyn Notifier>, NotifierConfigError> {
+        Ok(self.prepare()?.build(pool))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SmsRoute {
+    Outbox,
+    Nowhere,
+    To(Arc<dyn Notifier>),
+}
+
+/// A notifier configuration with its secrets read and its external clients built.
+#[derive(Clone, Debug)]
+pub struct PreparedNotifier {
+    /// `None`: the outbox.
+    email: Option<Arc<dyn Notifier>>,
+    sms: SmsRoute,
+}
+
+impl PreparedNotifier {
+    /// The notifier, with the outbox table of `pool` where the configuration says so.
+    pub fn build(self, pool: &PgPool) -> Arc<dyn Notifier> {
+        let outbox: Arc<dyn Notifier> = Arc::new(OutboxNotifier::new(pool.clone()));
+        let sms = match self.sms {
+            SmsRoute::Outbox => Some(outbox.clone()),
+            SmsRoute::Nowhere => None,
+            SmsRoute::To(n) => Some(n),
+        };
+        Arc::new(RoutingNotifier::new(self.email.unwrap_or(outbox), sms))
     }
 }
 
