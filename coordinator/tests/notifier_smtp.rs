@@ -378,11 +378,34 @@ async fn phone_identities_without_an_sms_channel_fail_specifically() {
     assert_eq!(err.to_string(), "notifier: no sms channel is configured");
     assert_eq!(server.connections(), 0);
     assert_eq!(users(&t).await, 0);
+    // A code request gets the same answer for a phone registered while an SMS channel
+    // existed and for an unknown one: the error does not tell them apart.
+    let with_outbox = bank(
+        &t,
+        Arc::new(coordinator::bank::OutboxNotifier::new(
+            t.ledger.pool().clone(),
+        )),
+    );
+    with_outbox
+        .register(&id("+41791234567"), &pw("a long password"))
+        .await
+        .unwrap();
+    for phone in ["+41791234567", "+41790000001"] {
+        let err = b.request_code(&id(phone)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BankError::Notify(NotifyError::NoChannel { channel: "sms" })
+            ),
+            "{phone}: {err:?}"
+        );
+    }
     // E-mail identities still go by SMTP through the router.
     b.register(&id("alice@example.com"), &pw("a long password"))
         .await
         .unwrap();
     assert_eq!(server.messages().len(), 1);
+    assert_eq!(users(&t).await, 2);
 }
 
 async fn rest_register(router: &axum::Router, body: &str) -> (StatusCode, serde_json::Value) {

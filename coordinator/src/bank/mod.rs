@@ -307,6 +307,7 @@ impl Bank {
         identity: &Identity,
         password: &NewPassword,
     ) -> Result<UserId, BankError> {
+        self.notifier.check_channel(identity)?;
         let hash = self.hash(password.secret()).await?;
         let id = UserId::new();
         let (email, phone) = match identity {
@@ -437,6 +438,7 @@ impl Bank {
     /// [`BankError::Notify`] if the message cannot be sent (a code sent earlier stays
     /// valid).
     pub async fn request_code(&self, identity: &Identity) -> Result<(), BankError> {
+        self.notifier.check_channel(identity)?;
         if let Some((user, _, verified)) = self.user_by_identity(identity).await? {
             let purpose = if verified {
                 CODE_PURPOSE_LOGIN

@@ -108,6 +108,16 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NotifyError>> +
 pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Sends one message.
     fn send(&self, message: Notification) -> SendFuture<'_>;
+
+    /// Whether a channel exists for this kind of identity at all. The bank asks before
+    /// looking the identity up, so that the answer cannot tell whether it is registered.
+    ///
+    /// # Errors
+    /// [`NotifyError::NoChannel`].
+    fn check_channel(&self, to: &Identity) -> Result<(), NotifyError> {
+        let _ = to;
+        Ok(())
+    }
 }
 
 /// The development and test notifier: writes each message to the `notification_outbox`

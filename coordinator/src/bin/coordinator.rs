@@ -31,7 +31,8 @@ enum Command {
         #[arg(long, env = "COORDINATOR_LIMITS")]
         limits: Option<std::path::PathBuf>,
         /// A TOML file saying where one-time codes go (`email = "outbox" | "smtp"`,
-        /// `sms = "outbox" | "none"`, an `[smtp]` table); the outbox table otherwise.
+        /// `sms = "outbox" | "none" | "twilio"`, `[smtp]` and `[twilio]` tables); the
+        /// outbox table otherwise.
         #[arg(long, env = "COORDINATOR_NOTIFIER")]
         notifier: Option<std::path::PathBuf>,
         /// Database connections.

@@ -301,6 +301,14 @@ impl Notifier for RoutingNotifier {
             }
         }
     }
+
+    fn check_channel(&self, to: &Identity) -> Result<(), NotifyError> {
+        match (to, &self.sms) {
+            (Identity::Email(_), _) => self.email.check_channel(to),
+            (Identity::Phone(_), Some(sms)) => sms.check_channel(to),
+            (Identity::Phone(_), None) => Err(NotifyError::NoChannel { channel: "sms" }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -297,6 +297,13 @@ impl Notifier for SmtpNotifier {
             }
         })
     }
+
+    fn check_channel(&self, to: &Identity) -> Result<(), NotifyError> {
+        match to {
+            Identity::Email(_) => Ok(()),
+            Identity::Phone(_) => Err(NotifyError::NoChannel { channel: "sms" }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -225,6 +225,13 @@ impl Notifier for TwilioNotifier {
             })
         })
     }
+
+    fn check_channel(&self, to: &Identity) -> Result<(), NotifyError> {
+        match to {
+            Identity::Phone(_) => Ok(()),
+            Identity::Email(_) => Err(NotifyError::NoChannel { channel: "email" }),
+        }
+    }
 }
 
 #[cfg(test)]
