@@ -19,7 +19,7 @@ use coordinator::bank::{
     Secret,
 };
 use coordinator::notify::{NotifierConfig, RoutingNotifier, SmtpConfig, SmtpNotifier, SmtpTls};
-use standins::smtp::{Behaviour, SmtpStandIn};
+use standins::smtp::{Behaviour, SmtpStandIn, StandInTls};
 use tower::ServiceExt;
 
 const USER: &str = "bastion-relay";
@@ -36,6 +36,7 @@ fn smtp_config(port: u16, auth: bool, timeout_secs: u64) -> SmtpConfig {
         username: auth.then(|| USER.to_owned()),
         password_env: auth.then(|| "UNUSED_PASSWORD_GIVEN_DIRECTLY".to_owned()),
         password_file: None,
+        ca_file: None,
     }
 }
 
@@ -161,6 +162,67 @@ async fn registration_code_is_delivered_by_smtp_and_confirms_the_registration() 
     b.confirm_code(&alice, &code_in(messages[1].body()))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_deliver_encrypted_to_a_relay_with_a_private_ca() {
+    let t = ledger().await;
+    for (mode, who) in [
+        (SmtpTls::Starttls, "starttls@example.com"),
+        (SmtpTls::Implicit, "implicit@example.com"),
+    ] {
+        let tls = StandInTls::new(mode == SmtpTls::Implicit);
+        let ca = TempFile::new(&tls.ca_pem);
+        let server = SmtpStandIn::start(Behaviour {
+            tls: Some(tls),
+            ..standin_with_auth()
+        })
+        .await;
+        let mut config = smtp_config(server.addr.port(), true, 5);
+        config.tls = mode;
+        config.ca_file = Some(ca.0.clone());
+        let n = SmtpNotifier::new(&config, Some(Secret::new(PASSWORD))).unwrap();
+        let b = bank(&t, Arc::new(n));
+        b.register(&id(who), &pw("a long password")).await.unwrap();
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1, "{mode:?}");
+        let m = &messages[0];
+        assert!(m.tls, "{mode:?}: not encrypted");
+        assert_eq!(m.auth_user.as_deref(), Some(USER), "{mode:?}");
+        assert_eq!(m.rcpt_to, vec![who.to_owned()]);
+        b.confirm_code(&id(who), &code_in(m.body())).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_before_the_password_is_sent() {
+    let t = ledger().await;
+    for implicit in [false, true] {
+        let server = SmtpStandIn::start(Behaviour {
+            tls: Some(StandInTls::new(implicit)),
+            ..standin_with_auth()
+        })
+        .await;
+        let mut config = smtp_config(server.addr.port(), true, 5);
+        // The stand-in's self-signed certificate is not among the public roots.
+        config.tls = if implicit {
+            SmtpTls::Implicit
+        } else {
+            SmtpTls::Starttls
+        };
+        let n = SmtpNotifier::new(&config, Some(Secret::new(PASSWORD))).unwrap();
+        let err = bank(&t, Arc::new(n))
+            .register(&id("alice@example.com"), &pw("a long password"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BankError::Notify(NotifyError::Unavailable { .. })),
+            "{err:?}"
+        );
+        assert_eq!(server.auth_attempts(), 0, "the password went out");
+        assert!(server.messages().is_empty());
+        assert_eq!(users(&t).await, 0);
+    }
 }
 
 #[tokio::test]
@@ -448,12 +510,12 @@ async fn the_api_reports_notifier_failures_with_safe_specific_errors() {
     assert_eq!(users(&t).await, 0);
 }
 
-/// A notifier file for `coordinator serve`, removed when dropped.
+/// A file for a test (a notifier config, a CA certificate), removed when dropped.
 struct TempFile(std::path::PathBuf);
 
 impl TempFile {
     fn new(text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!("notifier-{}.toml", uuid::Uuid::now_v7()));
+        let path = std::env::temp_dir().join(format!("smtp-test-{}", uuid::Uuid::now_v7()));
         std::fs::write(&path, text).unwrap();
         TempFile(path)
     }

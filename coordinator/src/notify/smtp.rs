@@ -9,7 +9,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
@@ -61,6 +61,9 @@ pub struct SmtpConfig {
     pub password_env: Option<String>,
     /// File holding the AUTH password (one trailing newline is ignored).
     pub password_file: Option<PathBuf>,
+    /// A PEM file of root certificates trusted besides the public (webpki) roots: the
+    /// CA of a private relay.
+    pub ca_file: Option<PathBuf>,
 }
 
 fn invalid(field: &'static str, why: impl Into<String>) -> NotifierConfigError {
@@ -121,6 +124,12 @@ impl SmtpConfig {
                     "give exactly one of password_env and password_file with a username",
                 ));
             }
+        }
+        if self.ca_file.is_some() && self.tls == SmtpTls::None {
+            return Err(invalid(
+                "smtp.ca_file",
+                "only used with starttls or implicit",
+            ));
         }
         // A password in clear text may cross a network only to a relay on this host.
         if self.username.is_some() && self.tls == SmtpTls::None && !self.is_loopback() {
@@ -192,8 +201,28 @@ impl SmtpNotifier {
             .parse()
             .map_err(|e| invalid("smtp.from", format!("not an e-mail address: {e}")))?;
         let host = config.host.trim().to_owned();
+        let ca = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "smtp.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(
+                    Certificate::from_pem(&pem)
+                        .map_err(|e| invalid("smtp.ca_file", format!("{}: {e}", path.display())))?,
+                )
+            }
+            None => None,
+        };
         let tls_parameters = || {
-            TlsParameters::new(host.clone())
+            let mut builder = TlsParameters::builder(host.clone());
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder
+                .build()
                 .map_err(|e| invalid("smtp.tls", format!("cannot set up TLS: {e}")))
         };
         let tls = match config.tls {
@@ -321,6 +350,7 @@ mod tests {
             username: Some("bastion".to_owned()),
             password_env: None,
             password_file: Some(PathBuf::from("/nonexistent/smtp-password")),
+            ca_file: None,
         }
     }
 

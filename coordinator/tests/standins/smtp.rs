@@ -1,17 +1,60 @@
 //! A stand-in SMTP server for tests, NOT a mail server: it speaks enough real SMTP over
 //! TCP on 127.0.0.1 for a client to deliver to it (greeting, EHLO/HELO with
-//! capabilities, optional AUTH PLAIN and LOGIN checking one user name and password,
-//! MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT) and records what it
-//! received. It can also stall (accept and never greet) to test timeouts.
+//! capabilities, STARTTLS or TLS from the first byte with a self-signed certificate,
+//! optional AUTH PLAIN and LOGIN checking one user name and password, MAIL FROM, RCPT
+//! TO, DATA with dot-unstuffing, RSET, NOOP, QUIT) and records what it received. It can
+//! also stall (accept and never greet) to test timeouts.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 use super::base64::{base64_decode, base64_encode};
+
+/// TLS for the stand-in: a fresh self-signed certificate for 127.0.0.1.
+#[derive(Clone)]
+pub struct StandInTls {
+    /// The certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    acceptor: TlsAcceptor,
+    /// TLS from the first byte (SMTPS) rather than STARTTLS.
+    pub implicit: bool,
+}
+
+impl std::fmt::Debug for StandInTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandInTls")
+            .field("implicit", &self.implicit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StandInTls {
+    /// A new certificate; `implicit` for SMTPS, STARTTLS otherwise.
+    pub fn new(implicit: bool) -> StandInTls {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        StandInTls {
+            ca_pem: certified.cert.pem(),
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            implicit,
+        }
+    }
+}
 
 /// How the stand-in behaves.
 #[derive(Clone, Debug, Default)]
@@ -22,6 +65,9 @@ pub struct Behaviour {
     pub login_only: bool,
     /// Accept connections and never answer.
     pub stall: bool,
+    /// Offer STARTTLS, or speak TLS from the first byte. AUTH is then offered only once
+    /// the connection is encrypted, as real servers do.
+    pub tls: Option<StandInTls>,
 }
 
 /// One delivered message.
@@ -37,6 +83,8 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     /// The message (headers and body), dot-unstuffed, lines joined with CRLF.
     pub data: String,
+    /// Whether it came over TLS.
+    pub tls: bool,
 }
 
 impl Received {
@@ -102,7 +150,7 @@ impl SmtpStandIn {
                 let behaviour = behaviour.clone();
                 let log = shared.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, &behaviour, &log).await;
+                    let _ = connection(stream, &behaviour, &log).await;
                 });
             }
         });
@@ -137,16 +185,44 @@ fn path_arg(rest: &str) -> Option<String> {
     Some(rest[start + 1..end].to_owned())
 }
 
-async fn session(
+async fn connection(
     stream: TcpStream,
     behaviour: &Behaviour,
     log: &Mutex<Log>,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write
-        .write_all(b"220 smtp-standin ESMTP test stand-in\r\n")
-        .await?;
+    match &behaviour.tls {
+        Some(tls) if tls.implicit => {
+            let stream = tls.acceptor.accept(stream).await?;
+            session(stream, behaviour, log, true, true).await?;
+        }
+        Some(tls) => {
+            if let Some(stream) = session(stream, behaviour, log, false, true).await? {
+                let stream = tls.acceptor.accept(stream).await?;
+                // After STARTTLS the client starts again with EHLO, without a greeting.
+                session(stream, behaviour, log, true, false).await?;
+            }
+        }
+        None => {
+            session(stream, behaviour, log, false, true).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One SMTP session; returns the stream when the client asked for STARTTLS.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    behaviour: &Behaviour,
+    log: &Mutex<Log>,
+    secure: bool,
+    greet: bool,
+) -> std::io::Result<Option<S>> {
+    let mut conn = BufReader::new(stream);
+    let offer_starttls = !secure && behaviour.tls.as_ref().is_some_and(|t| !t.implicit);
+    let offer_auth = behaviour.credentials.is_some() && (secure || behaviour.tls.is_none());
+    if greet {
+        send(&mut conn, b"220 smtp-standin ESMTP test stand-in\r\n").await?;
+    }
     let mut hello = String::new();
     let mut authed: Option<String> = None;
     let mut mail_from: Option<String> = None;
@@ -154,8 +230,8 @@ async fn session(
     let mut line = String::new();
     loop {
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
+        if conn.read_line(&mut line).await? == 0 {
+            return Ok(None);
         }
         let command = line.trim_end_matches(['\r', '\n']).to_owned();
         let upper = command.to_ascii_uppercase();
@@ -164,7 +240,10 @@ async fn session(
             "EHLO" => {
                 hello = command[4..].trim().to_owned();
                 let mut r = String::from("250-smtp-standin greets you\r\n250-8BITMIME\r\n");
-                if behaviour.credentials.is_some() {
+                if offer_starttls {
+                    r.push_str("250-STARTTLS\r\n");
+                }
+                if offer_auth {
                     r.push_str(if behaviour.login_only {
                         "250-AUTH LOGIN\r\n"
                     } else {
@@ -178,9 +257,13 @@ async fn session(
                 hello = command[4..].trim().to_owned();
                 "250 smtp-standin\r\n".to_owned()
             }
+            "STARTTLS" if offer_starttls => {
+                send(&mut conn, b"220 2.0.0 ready to start TLS\r\n").await?;
+                return Ok(Some(conn.into_inner()));
+            }
             "AUTH" => {
-                let Some((user, pass)) = &behaviour.credentials else {
-                    write.write_all(b"502 5.5.1 AUTH not offered\r\n").await?;
+                let (Some((user, pass)), true) = (&behaviour.credentials, offer_auth) else {
+                    send(&mut conn, b"502 5.5.1 AUTH not offered\r\n").await?;
                     continue;
                 };
                 log.lock().unwrap().auth_attempts += 1;
@@ -192,8 +275,8 @@ async fn session(
                         let response = match initial {
                             Some(r) => r,
                             None => {
-                                write.write_all(b"334 \r\n").await?;
-                                read_line(&mut lines).await?
+                                send(&mut conn, b"334 \r\n").await?;
+                                read_line(&mut conn).await?
                             }
                         };
                         base64_decode(&response).and_then(|raw| {
@@ -209,21 +292,19 @@ async fn session(
                             Some(r) => r,
                             None => {
                                 let prompt = format!("334 {}\r\n", base64_encode(b"Username:"));
-                                write.write_all(prompt.as_bytes()).await?;
-                                read_line(&mut lines).await?
+                                send(&mut conn, prompt.as_bytes()).await?;
+                                read_line(&mut conn).await?
                             }
                         };
                         let prompt = format!("334 {}\r\n", base64_encode(b"Password:"));
-                        write.write_all(prompt.as_bytes()).await?;
-                        let p = read_line(&mut lines).await?;
+                        send(&mut conn, prompt.as_bytes()).await?;
+                        let p = read_line(&mut conn).await?;
                         base64_decode(&u).zip(base64_decode(&p)).and_then(|(u, p)| {
                             String::from_utf8(u).ok().zip(String::from_utf8(p).ok())
                         })
                     }
                     _ => {
-                        write
-                            .write_all(b"504 5.5.4 unrecognized authentication type\r\n")
-                            .await?;
+                        send(&mut conn, b"504 5.5.4 unrecognized authentication type\r\n").await?;
                         continue;
                     }
                 };
@@ -256,21 +337,17 @@ async fn session(
             },
             "DATA" => {
                 let Some(from) = mail_from.take() else {
-                    write.write_all(b"503 5.5.1 MAIL first\r\n").await?;
+                    send(&mut conn, b"503 5.5.1 MAIL first\r\n").await?;
                     continue;
                 };
                 if rcpt_to.is_empty() {
-                    write
-                        .write_all(b"554 5.5.1 no valid recipients\r\n")
-                        .await?;
+                    send(&mut conn, b"554 5.5.1 no valid recipients\r\n").await?;
                     continue;
                 }
-                write
-                    .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
+                send(&mut conn, b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
                 let mut data_lines = Vec::new();
                 loop {
-                    let l = read_line(&mut lines).await?;
+                    let l = read_line(&mut conn).await?;
                     if l == "." {
                         break;
                     }
@@ -283,6 +360,7 @@ async fn session(
                     mail_from: from,
                     rcpt_to: std::mem::take(&mut rcpt_to),
                     data: data_lines.join("\r\n"),
+                    tls: secure,
                 });
                 "250 2.0.0 queued\r\n".to_owned()
             }
@@ -293,16 +371,22 @@ async fn session(
             }
             "NOOP" => "250 2.0.0 ok\r\n".to_owned(),
             "QUIT" => {
-                write.write_all(b"221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                send(&mut conn, b"221 2.0.0 bye\r\n").await?;
+                return Ok(None);
             }
             _ => "502 5.5.2 command not recognized\r\n".to_owned(),
         };
-        write.write_all(reply.as_bytes()).await?;
+        send(&mut conn, reply.as_bytes()).await?;
     }
 }
 
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<String> {
+/// Writes and flushes (TLS buffers otherwise).
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<String> {
     let mut l = String::new();
     if r.read_line(&mut l).await? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
