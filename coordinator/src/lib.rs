@@ -6,6 +6,7 @@ pub mod bank;
 pub mod db;
 pub mod ids;
 pub mod ledger;
+pub mod notify;
 
 pub use amount::{AmountError, Msats, Sats};
 pub use ids::{

@@ -53,6 +53,11 @@ fn openapi_is_valid_json_and_lists_every_route() {
         ("/v1/api-keys", "get"),
         ("/v1/api-keys", "post"),
         ("/v1/api-keys/{key_id}/revoke", "post"),
+        ("/v1/auth/register", "post"),
+        ("/v1/auth/code", "post"),
+        ("/v1/auth/code/confirm", "post"),
+        ("/v1/auth/login", "post"),
+        ("/v1/auth/logout", "post"),
     ];
     for (path, method) in expected {
         let op = &paths[path][method];
@@ -60,7 +65,15 @@ fn openapi_is_valid_json_and_lists_every_route() {
             op.is_object(),
             "{method} {path} missing from the OpenAPI document"
         );
-        if method == "post" {
+        if path.starts_with("/v1/auth/") {
+            // These take no Idempotency-Key (see the API README): the document must not
+            // promise a stored replay.
+            let params = op["parameters"].as_array().map_or(&[][..], Vec::as_slice);
+            assert!(
+                !params.iter().any(|p| p["name"] == "Idempotency-Key"),
+                "{path} must not document an Idempotency-Key"
+            );
+        } else if method == "post" {
             let params = op["parameters"].as_array().unwrap();
             assert!(
                 params

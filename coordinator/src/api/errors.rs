@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::bank::BankError;
+use crate::bank::{BankError, NotifyError};
 use crate::ledger::LedgerError;
 
 /// A stable, machine-readable error for API clients.
@@ -144,6 +144,28 @@ impl From<&BankError> for ApiError {
                     503,
                 )
             }
+            BankError::Notify(NotifyError::NoChannel { channel }) => e(
+                "CHANNEL_UNAVAILABLE",
+                format!("codes cannot be sent by {channel} here; use an e-mail address"),
+                422,
+            ),
+            BankError::Notify(NotifyError::Rejected { .. }) => {
+                tracing::warn!(error = %ErrorChain(err), "notifier refused the message");
+                e(
+                    "NOTIFICATION_REJECTED",
+                    "the code could not be delivered to this address",
+                    422,
+                )
+            }
+            BankError::Notify(_) => {
+                // The detail (server, reply) is for operators; the client may retry.
+                tracing::warn!(error = %ErrorChain(err), "notifier failed");
+                e(
+                    "NOTIFICATION_FAILED",
+                    "the code could not be sent; try again later",
+                    503,
+                )
+            }
             other => ApiError::internal(&ErrorChain(other)),
         }
     }
@@ -207,5 +229,16 @@ mod tests {
             "INSUFFICIENT_BALANCE"
         );
         assert_eq!(ApiError::from(&BankError::Unauthenticated).http_status, 401);
+        let down = BankError::Notify(NotifyError::Unavailable {
+            channel: "smtp",
+            detail: "mail.internal:587: connection refused".to_owned(),
+        });
+        let api = ApiError::from(&down);
+        assert_eq!((api.code, api.http_status), ("NOTIFICATION_FAILED", 503));
+        assert!(!api.message.contains("mail.internal"));
+        let sms = ApiError::from(&BankError::Notify(NotifyError::NoChannel {
+            channel: "sms",
+        }));
+        assert_eq!((sms.code, sms.http_status), ("CHANNEL_UNAVAILABLE", 422));
     }
 }

@@ -11,6 +11,7 @@ mod gql;
 mod idempotency;
 mod ratelimit;
 mod rest;
+mod rest_auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,6 +232,7 @@ pub fn router(bank: Bank, config: ApiConfig) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(gql::routes(state.clone()))
+        .merge(rest_auth::routes(state.clone()))
         .merge(rest::routes(state))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

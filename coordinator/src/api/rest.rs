@@ -290,7 +290,7 @@ pub struct SetUsernameRequest {
     pub username: String,
 }
 
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
 }
 
@@ -571,7 +571,7 @@ impl Modify for SecuritySchemes {
 /// The OpenAPI document of `/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Coordinator REST API", description = "Accounts, wallets, internal transfers and API keys. Amounts are integer satoshis."),
+    info(title = "Coordinator REST API", description = "Registration and login, accounts, wallets, internal transfers and API keys. Amounts are integer satoshis."),
     paths(me, set_username, wallets, wallet, transactions, send, limits, api_keys, create_api_key, revoke_api_key),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -580,8 +580,9 @@ struct ApiDoc;
 
 /// The OpenAPI document as pretty JSON, as committed in `openapi.json`.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::rest_auth::AuthDoc::openapi());
+    doc.to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 

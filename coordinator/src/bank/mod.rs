@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub use config::{BankConfig, LevelLimits, LimitsConfig};
 pub use error::BankError;
-pub use notifier::{Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
+pub use notifier::{CodePurpose, Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
 pub use payments::{
     MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest, TransactionPage,
     TxDirection, WalletTransaction,
@@ -302,12 +302,15 @@ impl Bank {
     /// created when the code is confirmed ([`Bank::confirm_code`]).
     ///
     /// # Errors
-    /// [`BankError::IdentityTaken`] if the e-mail or phone is registered.
+    /// [`BankError::IdentityTaken`] if the e-mail or phone is registered;
+    /// [`BankError::Notify`] if the code cannot be sent (nothing is kept then, so the
+    /// registration can be tried again).
     pub async fn register(
         &self,
         identity: &Identity,
         password: &NewPassword,
     ) -> Result<UserId, BankError> {
+        self.notifier.check_channel(identity)?;
         let hash = self.hash(password.secret()).await?;
         let id = UserId::new();
         let (email, phone) = match identity {
@@ -328,8 +331,35 @@ impl Bank {
         if inserted == 0 {
             return Err(BankError::IdentityTaken);
         }
-        self.issue_code(id, identity, CODE_PURPOSE_VERIFY).await?;
+        if let Err(e) = self.issue_code(id, identity, CODE_PURPOSE_VERIFY).await {
+            // No code reached the user: undo the registration so that they can simply
+            // register again, instead of meeting `IdentityTaken` for an account they
+            // cannot confirm.
+            self.forget_unverified(id).await;
+            return Err(e);
+        }
         Ok(id)
+    }
+
+    /// Deletes a user who was never verified (their registration could not be
+    /// completed). Failures are logged: the row is then as if the process had crashed.
+    async fn forget_unverified(&self, user: UserId) {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM one_time_codes WHERE user_id = $1")
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM users WHERE id = $1 AND verified_at IS NULL")
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%user, error = %e, "could not undo an unconfirmed registration");
+        }
     }
 
     async fn issue_code(
@@ -353,17 +383,25 @@ impl Bank {
         .bind(Utc::now() + ttl)
         .execute(&self.pool)
         .await?;
-        let minutes = self.config.code_ttl.as_secs() / 60;
-        self.notifier
-            .send(Notification {
-                to: identity.clone(),
-                subject: "Your code".to_owned(),
-                body: format!(
-                    "Your code is {}. It expires in {minutes} minutes.",
-                    code.expose()
-                ),
-            })
-            .await?;
+        let purpose = if purpose == CODE_PURPOSE_LOGIN {
+            CodePurpose::Login
+        } else {
+            CodePurpose::Verify
+        };
+        let message =
+            Notification::one_time_code(identity.clone(), purpose, &code, self.config.code_ttl);
+        if let Err(e) = self.notifier.send(message).await {
+            // The user never saw this code; as the latest code it would shadow one they
+            // did receive earlier, so it goes.
+            if let Err(db) = sqlx::query("DELETE FROM one_time_codes WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(%user, error = %db, "could not drop an undelivered code");
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -400,8 +438,10 @@ impl Bank {
     /// verified one. Says nothing about whether the identity is registered.
     ///
     /// # Errors
-    /// [`BankError::Notify`] if the message cannot be sent.
+    /// [`BankError::Notify`] if the message cannot be sent (a code sent earlier stays
+    /// valid).
     pub async fn request_code(&self, identity: &Identity) -> Result<(), BankError> {
+        self.notifier.check_channel(identity)?;
         if let Some((user, _, verified)) = self.user_by_identity(identity).await? {
             let purpose = if verified {
                 CODE_PURPOSE_LOGIN

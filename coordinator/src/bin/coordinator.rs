@@ -30,6 +30,11 @@ enum Command {
         /// withdrawal = .. }` to `level3`); the built-in defaults otherwise.
         #[arg(long, env = "COORDINATOR_LIMITS")]
         limits: Option<std::path::PathBuf>,
+        /// A TOML file saying where one-time codes go (`email = "outbox" | "smtp"`,
+        /// `sms = "outbox" | "none" | "twilio"`, `[smtp]` and `[twilio]` tables); the
+        /// outbox table otherwise.
+        #[arg(long, env = "COORDINATOR_NOTIFIER")]
+        notifier: Option<std::path::PathBuf>,
         /// Database connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
@@ -62,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         bind,
         dev,
         limits,
+        notifier,
         connections,
     } = &cli.command
     {
@@ -70,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             *bind,
             *dev,
             limits.as_deref(),
+            notifier.as_deref(),
             *connections,
         )
         .await;
@@ -119,14 +126,24 @@ async fn serve(
     bind: std::net::SocketAddr,
     dev: bool,
     limits: Option<&std::path::Path>,
+    notifier: Option<&std::path::Path>,
     connections: u32,
 ) -> anyhow::Result<()> {
-    use coordinator::bank::{Bank, BankConfig, OutboxNotifier};
+    use coordinator::bank::{Bank, BankConfig};
+    use coordinator::notify::NotifierConfig;
     let mut config = BankConfig::default();
     if let Some(path) = limits {
         let text = std::fs::read_to_string(path).context("reading the limits file")?;
         config.limits = toml::from_str(&text).context("parsing the limits file")?;
     }
+    // Before anything starts, so a bad file or a missing password stops the start.
+    let notifier_config = match notifier {
+        Some(path) => NotifierConfig::load(path)?,
+        None => NotifierConfig::default(),
+    };
+    let notifier = notifier_config
+        .prepare()
+        .context("setting up the notifier")?;
     let pool = coordinator::db::connect(database_url, connections)
         .await
         .context("connecting to PostgreSQL")?;
@@ -134,8 +151,9 @@ async fn serve(
     let ledger = coordinator::Ledger::start(pool.clone(), coordinator::LedgerConfig::default())
         .await
         .context("starting the ledger")?;
-    // Codes land in the notification outbox table until an SMTP/SMS notifier exists.
-    let notifier = std::sync::Arc::new(OutboxNotifier::new(pool));
+    // Without a notifier file, codes land in the notification outbox table (development).
+    let notifier = notifier.build(&pool);
+    tracing::info!(email = ?notifier_config.email, sms = ?notifier_config.sms, "notifier");
     let bank = Bank::new(ledger, notifier, config);
     // Payments interrupted by a crash are finished before new ones come in.
     let resumed = bank
