@@ -4,6 +4,5 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
-mod base64;
 pub mod smtp;
 pub mod twilio;

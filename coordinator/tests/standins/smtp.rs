@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use super::base64::{base64_decode, base64_encode};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// TLS for the stand-in: a fresh self-signed certificate for 127.0.0.1.
 #[derive(Clone)]
@@ -279,7 +280,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                                 read_line(&mut conn).await?
                             }
                         };
-                        base64_decode(&response).and_then(|raw| {
+                        BASE64.decode(response.trim()).ok().and_then(|raw| {
                             // authzid \0 authcid \0 password
                             let mut fields = raw.split(|b| *b == 0).skip(1);
                             let u = String::from_utf8(fields.next()?.to_vec()).ok()?;
@@ -291,17 +292,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         let u = match initial {
                             Some(r) => r,
                             None => {
-                                let prompt = format!("334 {}\r\n", base64_encode(b"Username:"));
+                                let prompt = format!("334 {}\r\n", BASE64.encode(b"Username:"));
                                 send(&mut conn, prompt.as_bytes()).await?;
                                 read_line(&mut conn).await?
                             }
                         };
-                        let prompt = format!("334 {}\r\n", base64_encode(b"Password:"));
+                        let prompt = format!("334 {}\r\n", BASE64.encode(b"Password:"));
                         send(&mut conn, prompt.as_bytes()).await?;
                         let p = read_line(&mut conn).await?;
-                        base64_decode(&u).zip(base64_decode(&p)).and_then(|(u, p)| {
-                            String::from_utf8(u).ok().zip(String::from_utf8(p).ok())
-                        })
+                        BASE64
+                            .decode(u.trim())
+                            .ok()
+                            .zip(BASE64.decode(p.trim()).ok())
+                            .and_then(|(u, p)| {
+                                String::from_utf8(u).ok().zip(String::from_utf8(p).ok())
+                            })
                     }
                     _ => {
                         send(&mut conn, b"504 5.5.4 unrecognized authentication type\r\n").await?;

@@ -17,7 +17,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::base64::base64_decode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// How the stand-in behaves.
 #[derive(Clone, Debug)]
@@ -81,7 +82,7 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = String::from_utf8(base64_decode(encoded)?).ok()?;
+    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }
