@@ -155,6 +155,7 @@ fn public_sdl_uses_blink_names() {
         "walletId: WalletId!",
         "memo: Memo",
         "scopes: [Scope!]! = [READ, WRITE]",
+        "lastUsedAt: Timestamp",
     ] {
         assert!(sdl.contains(signature), "public SDL lacks {signature:?}");
     }

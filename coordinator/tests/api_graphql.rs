@@ -150,7 +150,7 @@ const API_KEYS: &str = "mutation ApiKeyCreate($input: ApiKeyCreateInput!) {
 }";
 
 const LIST_KEYS: &str =
-    "query ApiKeys { me { apiKeys { id name revoked expired readOnly scopes } } }";
+    "query ApiKeys { me { apiKeys { id name revoked expired readOnly scopes lastUsedAt } } }";
 
 const REVOKE_KEY: &str = "mutation ApiKeyRevoke($input: ApiKeyRevokeInput!) {
   apiKeyRevoke(input: $input) { apiKey { id revoked } }
@@ -331,6 +331,8 @@ async fn blink_documents_validate_and_run() {
     let (s, v) = a.gql(auth, LIST_KEYS, json!({})).await;
     ok(s, &v);
     assert_eq!(v["data"]["me"]["apiKeys"][0]["name"], "pos");
+    // Its use above was recorded.
+    assert!(v["data"]["me"]["apiKeys"][0]["lastUsedAt"].is_u64(), "{v}");
     // Default scopes are Blink's [READ, WRITE].
     let (s, v) = a
         .gql(auth, API_KEYS, json!({"input": {"name": "bot"}}))

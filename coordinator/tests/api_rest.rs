@@ -249,8 +249,12 @@ async fn api_keys_are_made_from_sessions_and_their_secret_is_never_replayed() {
     let secret = v["secret"].as_str().unwrap().to_owned();
     let id = v["api_key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(v["api_key"]["scopes"], json!(["read", "receive"]));
+    assert!(v["api_key"]["last_used_at"].is_null(), "{v}");
     let (s, _, _) = a.get("/v1/me", Cred::Key(&secret)).await;
     assert_eq!(s, StatusCode::OK);
+    // The listing shows when the key was last used.
+    let (_, _, v) = a.get("/v1/api-keys", auth).await;
+    assert!(v[0]["last_used_at"].is_string(), "{v}");
 
     let (s, h, replay) = a.post("/v1/api-keys", auth, Some("key-1"), &body).await;
     assert_eq!(s, StatusCode::CREATED);

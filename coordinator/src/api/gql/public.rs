@@ -172,6 +172,12 @@ impl ApiKey {
         self.info.expires_at.map(Timestamp::from)
     }
 
+    /// When the key last authenticated a request, to within a minute (the store
+    /// refreshes it at most once a minute so that authentication stays read-only).
+    async fn last_used_at(&self) -> Option<Timestamp> {
+        self.info.last_used_at.map(Timestamp::from)
+    }
+
     /// True when the key may only read.
     async fn read_only(&self) -> bool {
         self.info.scopes == [Scope::Read]
