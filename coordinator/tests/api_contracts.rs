@@ -170,6 +170,8 @@ fn admin_sdl_uses_blink_names() {
         "accountDetailsByAccountId(accountId: ID!): AuditedAccount!",
         "accountDetailsByUsername(username: Username!): AuditedAccount!",
         "accountDetailsByEmail(email: EmailAddress!): AuditedAccount!",
+        "accountDetailsByUserId(userId: ID!): AuditedAccount!",
+        "accountDetailsByUserPhone(phone: Phone!): AuditedAccount!",
         "accountUpdateStatus(input: AccountUpdateStatusInput!): AccountDetailPayload!",
         "accountUpdateLevel(input: AccountUpdateLevelInput!): AccountDetailPayload!",
         "type AuditedAccount {",

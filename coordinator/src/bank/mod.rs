@@ -830,6 +830,18 @@ impl Bank {
                     .fetch_optional(&self.pool)
                     .await?
             }
+            AccountQuery::UserId(id) => {
+                sqlx::query(&format!("{base} WHERE a.user_id = $1"))
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::Phone(p) => {
+                sqlx::query(&format!("{base} WHERE u.phone = $1"))
+                    .bind(p.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
         };
         account_from_row(&row.ok_or(BankError::NotFound { what: "account" })?)
     }
@@ -1196,6 +1208,10 @@ pub enum AccountQuery {
     Username(Username),
     /// By e-mail.
     Email(Email),
+    /// By the owner's user id.
+    UserId(UserId),
+    /// By the owner's phone number.
+    Phone(Phone),
 }
 
 fn checked_reason(reason: &str) -> Result<&str, BankError> {
