@@ -8,6 +8,7 @@
 
 mod errors;
 mod gql;
+mod http;
 mod idempotency;
 mod ratelimit;
 mod rest;
@@ -42,6 +43,14 @@ pub struct ApiConfig {
     pub max_query_depth: usize,
     /// Most fields one GraphQL document may select (async-graphql's complexity).
     pub max_query_complexity: usize,
+    /// Longest a request may run before it is abandoned with `503 REQUEST_TIMEOUT`.
+    pub request_timeout: std::time::Duration,
+    /// Largest request body accepted (`413 PAYLOAD_TOO_LARGE` above). GraphQL and REST
+    /// POSTs also have their own 64 KiB bound.
+    pub max_body_bytes: usize,
+    /// Origins allowed to call from a browser (CORS), e.g. `https://wallet.example`.
+    /// Empty (the default): no cross-origin access.
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +60,9 @@ impl Default for ApiConfig {
             rate_limit: RateLimitConfig::default(),
             max_query_depth: 16,
             max_query_complexity: 1_000,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_body_bytes: 64 * 1024,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -227,12 +239,29 @@ async fn healthz() -> &'static str {
 
 /// The whole HTTP API over a bank.
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
+    let cors = http::cors(&config.cors_allowed_origins);
+    let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
     let state = AppState::new(bank, config);
-    Router::new()
+    // Layers run outside-in: tracing, CORS (so that error answers carry its headers
+    // too), the body bound, then the time limit around the handlers.
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(gql::routes(state.clone()))
         .merge(rest::routes(state))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            http::time_limit,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            http::body_limit,
+        ));
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[cfg(test)]
