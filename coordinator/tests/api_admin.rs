@@ -6,7 +6,7 @@
 mod api_common;
 mod common;
 
-use api_common::{Cred, SEND, api, balance, customer, error_code, send_input, staff_token};
+use api_common::{Cred, api, balance, customer, error_code, send_error, staff_token};
 use axum::http::StatusCode;
 use coordinator::bank::{Scope, StaffRole};
 use serde_json::{Value, json};
@@ -316,16 +316,9 @@ async fn a_lock_made_by_staff_blocks_sending_and_bad_input_changes_nothing() {
         .await;
     assert_eq!(v["data"]["accountUpdateStatus"]["errors"], json!([]), "{v}");
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&alice.token),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Bearer(&alice.token), alice.wallet, bob.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
-        "{v}"
-    );
+    assert_eq!(send_error(&v), Some("ACCOUNT_NOT_ACTIVE"), "{v}");
     assert_eq!(balance(a.bank(), alice.wallet).await, 5_000);
 
     // Staff login through the admin API, with its rate limit.
