@@ -12,6 +12,7 @@ mod http;
 mod idempotency;
 mod ratelimit;
 mod rest;
+mod updates;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,12 +22,12 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::get;
-use tokio::sync::broadcast;
 
 pub use errors::ApiError;
 pub use gql::{admin_sdl, public_sdl};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
+pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
 
 use crate::Sats;
 use crate::bank::{AuthMethod, Bank, Principal, Secret, StaffPrincipal};
@@ -67,7 +68,8 @@ impl Default for ApiConfig {
     }
 }
 
-/// An internal transfer that just succeeded, for `myUpdates` subscribers.
+/// An internal transfer that just committed, for `myUpdates` subscribers (read from the
+/// ledger outbox).
 #[derive(Clone, Copy, Debug)]
 pub struct PaymentEvent {
     /// The paying wallet.
@@ -84,7 +86,8 @@ pub struct PaymentEvent {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub(crate) bank: Bank,
-    pub(crate) events: broadcast::Sender<PaymentEvent>,
+    /// The source of `myUpdates`: the ledger outbox, shared by every instance.
+    pub(crate) updates: Arc<updates::OutboxFeed>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) config: Arc<ApiConfig>,
 }
@@ -92,11 +95,9 @@ pub struct AppState {
 impl AppState {
     /// The state for a bank.
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
-        // Subscribers that fall more than 1024 events behind skip ahead (and log it).
-        let (events, _) = broadcast::channel(1024);
         AppState {
+            updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
             bank,
-            events,
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             config: Arc::new(config),
         }
