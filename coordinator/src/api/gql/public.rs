@@ -1276,7 +1276,9 @@ async fn update_with_retry(
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {
         match update_payload(app, p, wallet, kind, event).await {
-            Err(BankError::Database(e)) => {
+            Err(
+                BankError::Database(e) | BankError::Ledger(crate::ledger::LedgerError::Database(e)),
+            ) => {
                 tracing::warn!(error = %e, "myUpdates: reading the update failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
