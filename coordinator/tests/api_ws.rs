@@ -379,3 +379,30 @@ async fn a_lost_listener_connection_recovers_without_loss_or_repeats() {
     let _ = stop.send(());
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_request_time_limit_does_not_cut_subscriptions() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 1_000).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let short = coordinator::api::router(
+        a.bank().clone(),
+        coordinator::api::ApiConfig {
+            request_timeout: Duration::from_millis(300),
+            ..coordinator::api::ApiConfig::default()
+        },
+    );
+    let (addr, stop, server) = serve(short).await;
+    let mut bob_ws = bearer_subscription(addr, &bob.token).await;
+    // Well past the time limit of a request.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, v) = a
+        .send_via_graphql(Cred::Bearer(&alice.token), alice.wallet, bob.wallet, 7)
+        .await;
+    assert_eq!(send_status(&v), Some("SUCCESS"), "{v}");
+    let u = next_update(&mut bob_ws, Duration::from_secs(10)).await;
+    assert_eq!(u.unwrap()["amount"], 7);
+
+    let _ = stop.send(());
+    server.await.unwrap();
+}
