@@ -6,7 +6,7 @@
 mod api_common;
 mod common;
 
-use api_common::{Cred, SEND, api, balance, customer, error_code, send_input, staff_token};
+use api_common::{Cred, api, balance, customer, error_code, send_error, staff_token};
 use axum::http::StatusCode;
 use coordinator::bank::{Scope, StaffRole};
 use serde_json::{Value, json};
@@ -23,6 +23,9 @@ const BY_EMAIL: &str =
     "query a($email: EmailAddress!) { accountDetailsByEmail(email: $email) { id status } }";
 const BY_USERNAME: &str =
     "query a($u: Username!) { accountDetailsByUsername(username: $u) { id status level } }";
+const BY_USER_ID: &str =
+    "query a($id: ID!) { accountDetailsByUserId(userId: $id) { id status owner { id phone } } }";
+const BY_PHONE: &str = "query a($phone: Phone!) { accountDetailsByUserPhone(phone: $phone) { id owner { id phone } } }";
 const STATUS: &str = "mutation s($input: AccountUpdateStatusInput!) {
   accountUpdateStatus(input: $input) { errors { code message } accountDetails { id status } }
 }";
@@ -313,16 +316,9 @@ async fn a_lock_made_by_staff_blocks_sending_and_bad_input_changes_nothing() {
         .await;
     assert_eq!(v["data"]["accountUpdateStatus"]["errors"], json!([]), "{v}");
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&alice.token),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Bearer(&alice.token), alice.wallet, bob.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
-        "{v}"
-    );
+    assert_eq!(send_error(&v), Some("ACCOUNT_NOT_ACTIVE"), "{v}");
     assert_eq!(balance(a.bank(), alice.wallet).await, 5_000);
 
     // Staff login through the admin API, with its rate limit.
@@ -347,4 +343,104 @@ async fn a_lock_made_by_staff_blocks_sending_and_bad_input_changes_nothing() {
         v["data"]["staffLogin"]["errors"][0]["code"], "INVALID_CREDENTIALS",
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn accounts_are_found_by_user_id_and_phone_by_every_role_and_staff_only() {
+    let a = api().await;
+    let alice = customer(a.bank(), "+41795550100", 0).await;
+    let bob = customer(a.bank(), "bob@example.com", 0).await;
+    let user = alice.principal.user_id.to_string();
+    let id = alice.account.to_string();
+
+    for role in [
+        StaffRole::Support,
+        StaffRole::Compliance,
+        StaffRole::Treasury,
+        StaffRole::Admin,
+    ] {
+        let t = staff_token(a.bank(), &format!("{role:?}@bank.example"), role).await;
+        let (_, v) = a
+            .admin(Cred::Bearer(&t), BY_USER_ID, json!({"id": user}))
+            .await;
+        assert_eq!(
+            v["data"]["accountDetailsByUserId"]["id"],
+            id.as_str(),
+            "{v}"
+        );
+        assert_eq!(v["data"]["accountDetailsByUserId"]["status"], "ACTIVE");
+        assert_eq!(
+            v["data"]["accountDetailsByUserId"]["owner"]["phone"],
+            "+41795550100"
+        );
+        // Spaces and dashes, as people write numbers, find the same account.
+        let (_, v) = a
+            .admin(
+                Cred::Bearer(&t),
+                BY_PHONE,
+                json!({"phone": "+41 79 555-01-00"}),
+            )
+            .await;
+        assert_eq!(
+            v["data"]["accountDetailsByUserPhone"]["id"],
+            id.as_str(),
+            "{v}"
+        );
+        assert_eq!(
+            v["data"]["accountDetailsByUserPhone"]["owner"]["id"],
+            user.as_str()
+        );
+    }
+
+    let admin = staff_token(a.bank(), "admin2@bank.example", StaffRole::Admin).await;
+    // Bob's user id finds Bob's account, not Alice's.
+    let (_, v) = a
+        .admin(
+            Cred::Bearer(&admin),
+            BY_USER_ID,
+            json!({"id": bob.principal.user_id.to_string()}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["accountDetailsByUserId"]["id"],
+        bob.account.to_string().as_str(),
+        "{v}"
+    );
+    // Unknown and malformed look-ups.
+    for (query, vars, code) in [
+        (
+            BY_USER_ID,
+            json!({"id": coordinator::UserId::new().to_string()}),
+            "NOT_FOUND",
+        ),
+        (BY_USER_ID, json!({"id": "nope"}), "INVALID_INPUT"),
+        (
+            BY_USER_ID,
+            json!({"id": alice.account.to_string()}),
+            "NOT_FOUND",
+        ),
+        (BY_PHONE, json!({"phone": "+41795550199"}), "NOT_FOUND"),
+        (BY_PHONE, json!({"phone": "0795550100"}), "INVALID_INPUT"),
+    ] {
+        let (_, v) = a.admin(Cred::Bearer(&admin), query, vars.clone()).await;
+        assert_eq!(error_code(&v).as_deref(), Some(code), "{vars}: {v}");
+        assert!(v["data"].is_null(), "{v}");
+    }
+
+    // Staff only: no credential, a customer's session or API key are refused.
+    let key = api_common::api_key(a.bank(), &alice, &[Scope::Read]).await;
+    for (query, vars) in [
+        (BY_USER_ID, json!({"id": user})),
+        (BY_PHONE, json!({"phone": "+41795550100"})),
+    ] {
+        let (_, v) = a.admin(Cred::None, query, vars.clone()).await;
+        assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"), "{v}");
+        assert!(v["data"].is_null(), "{v}");
+        let (s, _) = a
+            .admin(Cred::Bearer(&alice.token), query, vars.clone())
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = a.admin(Cred::Key(&key), query, vars).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
 }

@@ -168,6 +168,7 @@ fn public_sdl_uses_blink_names() {
         "walletId: WalletId!",
         "memo: Memo",
         "scopes: [Scope!]! = [READ, WRITE]",
+        "lastUsedAt: Timestamp",
     ] {
         assert!(sdl.contains(signature), "public SDL lacks {signature:?}");
     }
@@ -182,6 +183,8 @@ fn admin_sdl_uses_blink_names() {
         "accountDetailsByAccountId(accountId: ID!): AuditedAccount!",
         "accountDetailsByUsername(username: Username!): AuditedAccount!",
         "accountDetailsByEmail(email: EmailAddress!): AuditedAccount!",
+        "accountDetailsByUserId(userId: ID!): AuditedAccount!",
+        "accountDetailsByUserPhone(phone: Phone!): AuditedAccount!",
         "accountUpdateStatus(input: AccountUpdateStatusInput!): AccountDetailPayload!",
         "accountUpdateLevel(input: AccountUpdateLevelInput!): AccountDetailPayload!",
         "type AuditedAccount {",

@@ -8,7 +8,8 @@ mod api_common;
 mod common;
 
 use api_common::{
-    Cred, SEND, api, api_key, api_with, balance, customer, error_code, send_input, strict_limits,
+    Cred, SEND, api, api_key, api_with, balance, customer, error_code, send_error, send_input,
+    send_status, strict_limits,
 };
 use axum::http::StatusCode;
 use coordinator::bank::{AccountStatus, Actor, Scope};
@@ -150,7 +151,7 @@ const API_KEYS: &str = "mutation ApiKeyCreate($input: ApiKeyCreateInput!) {
 }";
 
 const LIST_KEYS: &str =
-    "query ApiKeys { me { apiKeys { id name revoked expired readOnly scopes } } }";
+    "query ApiKeys { me { apiKeys { id name revoked expired readOnly scopes lastUsedAt } } }";
 
 const REVOKE_KEY: &str = "mutation ApiKeyRevoke($input: ApiKeyRevokeInput!) {
   apiKeyRevoke(input: $input) { apiKey { id revoked } }
@@ -206,10 +207,10 @@ async fn blink_documents_validate_and_run() {
     );
 
     let (s, v) = a
-        .gql(auth, SEND, send_input(alice.wallet, bob.wallet, 1_200))
+        .send_via_graphql(auth, alice.wallet, bob.wallet, 1_200)
         .await;
     ok(s, &v);
-    assert_eq!(v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS");
+    assert_eq!(send_status(&v), Some("SUCCESS"));
     assert_eq!(v["data"]["intraLedgerPaymentSend"]["errors"], json!([]));
 
     let (s, v) = a
@@ -331,6 +332,8 @@ async fn blink_documents_validate_and_run() {
     let (s, v) = a.gql(auth, LIST_KEYS, json!({})).await;
     ok(s, &v);
     assert_eq!(v["data"]["me"]["apiKeys"][0]["name"], "pos");
+    // Its use above was recorded.
+    assert!(v["data"]["me"]["apiKeys"][0]["lastUsedAt"].is_u64(), "{v}");
     // Default scopes are Blink's [READ, WRITE].
     let (s, v) = a
         .gql(auth, API_KEYS, json!({"input": {"name": "bot"}}))
@@ -370,21 +373,10 @@ async fn payment_replay_with_the_same_key_is_already_paid_and_moves_nothing() {
     let input = send_input(alice.wallet, bob.wallet, 1_000);
 
     // The HTTP header.
-    let hdr = [("idempotency-key", "pay-1")];
-    let (_, v) = a
-        .gql_headers("/graphql", auth, &hdr, SEND, input.clone())
-        .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
-        "{v}"
-    );
-    let (_, v) = a
-        .gql_headers("/graphql", auth, &hdr, SEND, input.clone())
-        .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "ALREADY_PAID",
-        "{v}"
-    );
+    let (_, v) = a.send_via_graphql_keyed(auth, "pay-1", input.clone()).await;
+    assert_eq!(send_status(&v), Some("SUCCESS"), "{v}");
+    let (_, v) = a.send_via_graphql_keyed(auth, "pay-1", input.clone()).await;
+    assert_eq!(send_status(&v), Some("ALREADY_PAID"), "{v}");
     assert_eq!(balance(a.bank(), alice.wallet).await, 9_000);
     assert_eq!(balance(a.bank(), bob.wallet).await, 1_000);
 
@@ -410,44 +402,20 @@ async fn payment_replay_with_the_same_key_is_already_paid_and_moves_nothing() {
     let mut with_field = input.clone();
     with_field["input"]["idempotencyKey"] = json!("pay-2");
     let (_, v) = a.gql(auth, SEND, with_field.clone()).await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
-        "{v}"
-    );
+    assert_eq!(send_status(&v), Some("SUCCESS"), "{v}");
     let (_, v) = a.gql(auth, SEND, with_field.clone()).await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "ALREADY_PAID",
-        "{v}"
-    );
+    assert_eq!(send_status(&v), Some("ALREADY_PAID"), "{v}");
     assert_eq!(balance(a.bank(), alice.wallet).await, 8_000);
 
     // The same key for another payment is refused and moves nothing.
     let (_, v) = a
-        .gql_headers(
-            "/graphql",
-            auth,
-            &hdr,
-            SEND,
-            send_input(alice.wallet, bob.wallet, 5),
-        )
+        .send_via_graphql_keyed(auth, "pay-1", send_input(alice.wallet, bob.wallet, 5))
         .await;
-    let r = &v["data"]["intraLedgerPaymentSend"];
-    assert_eq!(r["status"], "FAILURE");
-    assert_eq!(r["errors"][0]["code"], "IDEMPOTENCY_CONFLICT");
+    assert_eq!(send_status(&v), Some("FAILURE"), "{v}");
+    assert_eq!(send_error(&v), Some("IDEMPOTENCY_CONFLICT"), "{v}");
     // Header and field disagreeing is refused.
-    let (_, v) = a
-        .gql_headers(
-            "/graphql",
-            auth,
-            &[("idempotency-key", "other")],
-            SEND,
-            with_field,
-        )
-        .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"],
-        "INVALID_INPUT"
-    );
+    let (_, v) = a.send_via_graphql_keyed(auth, "other", with_field).await;
+    assert_eq!(send_error(&v), Some("INVALID_INPUT"));
     assert_eq!(balance(a.bank(), alice.wallet).await, 8_000);
     assert_eq!(balance(a.bank(), bob.wallet).await, 2_000);
 }
@@ -460,11 +428,10 @@ async fn a_user_cannot_read_or_move_another_users_money() {
     let m = Cred::Bearer(&mallory.token);
 
     let (_, v) = a
-        .gql(m, SEND, send_input(alice.wallet, mallory.wallet, 5_000))
+        .send_via_graphql(m, alice.wallet, mallory.wallet, 5_000)
         .await;
-    let r = &v["data"]["intraLedgerPaymentSend"];
-    assert_eq!(r["status"], "FAILURE", "{v}");
-    assert_eq!(r["errors"][0]["code"], "NOT_FOUND");
+    assert_eq!(send_status(&v), Some("FAILURE"), "{v}");
+    assert_eq!(send_error(&v), Some("NOT_FOUND"), "{v}");
 
     let (_, v) = a
         .gql(
@@ -515,11 +482,7 @@ async fn each_api_key_scope_allows_only_its_operations() {
     let (s, v) = a.gql(Cred::Key(&read), ME, json!({})).await;
     ok(s, &v);
     let (_, v) = a
-        .gql(
-            Cred::Key(&read),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Key(&read), alice.wallet, bob.wallet, 100)
         .await;
     assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
     let (_, v) = a
@@ -537,26 +500,15 @@ async fn each_api_key_scope_allows_only_its_operations() {
     let (_, v) = a.gql(Cred::Key(&write), LIMITS, json!({})).await;
     assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
     let (_, v) = a
-        .gql(
-            Cred::Key(&write),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Key(&write), alice.wallet, bob.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
-        "{v}"
-    );
+    assert_eq!(send_status(&v), Some("SUCCESS"), "{v}");
 
     // receive: neither reads nor sends.
     let (_, v) = a.gql(Cred::Key(&receive), ME, json!({})).await;
     assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
     let (_, v) = a
-        .gql(
-            Cred::Key(&receive),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Key(&receive), alice.wallet, bob.wallet, 100)
         .await;
     assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHORIZED"), "{v}");
     let (_, v) = a
@@ -596,7 +548,7 @@ async fn unauthenticated_requests_are_refused() {
         assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"), "{v}");
     }
     let (_, v) = a
-        .gql(Cred::None, SEND, send_input(alice.wallet, bob.wallet, 100))
+        .send_via_graphql(Cred::None, alice.wallet, bob.wallet, 100)
         .await;
     assert_eq!(error_code(&v).as_deref(), Some("NOT_AUTHENTICATED"), "{v}");
     let (s, v) = a.gql(Cred::Key("key_unknown"), ME, json!({})).await;
@@ -611,11 +563,6 @@ async fn bad_payments_get_specific_errors_and_change_nothing() {
     let alice = customer(a.bank(), "alice@example.com", 10_000).await;
     let bob = customer(a.bank(), "bob@example.com", 0).await;
     let auth = Cred::Bearer(&alice.token);
-    let code_of = |v: &Value| {
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"]
-            .as_str()
-            .map(str::to_owned)
-    };
 
     let cases: Vec<(Value, &str)> = vec![
         (send_input(alice.wallet, bob.wallet, 0), "INVALID_AMOUNT"),
@@ -639,11 +586,8 @@ async fn bad_payments_get_specific_errors_and_change_nothing() {
     ];
     for (input, code) in cases {
         let (_, v) = a.gql(auth, SEND, input).await;
-        assert_eq!(
-            v["data"]["intraLedgerPaymentSend"]["status"], "FAILURE",
-            "{v}"
-        );
-        assert_eq!(code_of(&v).as_deref(), Some(code), "{v}");
+        assert_eq!(send_status(&v), Some("FAILURE"), "{v}");
+        assert_eq!(send_error(&v), Some(code), "{v}");
     }
     let (_, v) = a
         .gql(auth, SEND, json!({"input": {"walletId": "x", "recipientWalletId": bob.wallet.to_string(), "amount": 10}}))
@@ -663,13 +607,9 @@ async fn bad_payments_get_specific_errors_and_change_nothing() {
     // Over the level-0 limit of 100,000 sats a day.
     let rich = customer(a.bank(), "rich@example.com", 200_000).await;
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&rich.token),
-            SEND,
-            send_input(rich.wallet, bob.wallet, 100_001),
-        )
+        .send_via_graphql(Cred::Bearer(&rich.token), rich.wallet, bob.wallet, 100_001)
         .await;
-    assert_eq!(code_of(&v).as_deref(), Some("LIMIT_EXCEEDED"), "{v}");
+    assert_eq!(send_error(&v), Some("LIMIT_EXCEEDED"), "{v}");
 
     assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
     assert_eq!(balance(a.bank(), bob.wallet).await, 0);
@@ -700,28 +640,14 @@ async fn locked_and_closed_accounts_cannot_send() {
         .await
         .unwrap();
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&alice.token),
-            SEND,
-            send_input(alice.wallet, bob.wallet, 100),
-        )
+        .send_via_graphql(Cred::Bearer(&alice.token), alice.wallet, bob.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
-        "{v}"
-    );
+    assert_eq!(send_error(&v), Some("ACCOUNT_NOT_ACTIVE"), "{v}");
     // A locked account still receives.
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&bob.token),
-            SEND,
-            send_input(bob.wallet, alice.wallet, 100),
-        )
+        .send_via_graphql(Cred::Bearer(&bob.token), bob.wallet, alice.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS",
-        "{v}"
-    );
+    assert_eq!(send_status(&v), Some("SUCCESS"), "{v}");
     a.bank()
         .set_status(
             Actor::User(bob.principal.user_id),
@@ -732,16 +658,9 @@ async fn locked_and_closed_accounts_cannot_send() {
         .await
         .unwrap();
     let (_, v) = a
-        .gql(
-            Cred::Bearer(&bob.token),
-            SEND,
-            send_input(bob.wallet, alice.wallet, 100),
-        )
+        .send_via_graphql(Cred::Bearer(&bob.token), bob.wallet, alice.wallet, 100)
         .await;
-    assert_eq!(
-        v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"], "ACCOUNT_NOT_ACTIVE",
-        "{v}"
-    );
+    assert_eq!(send_error(&v), Some("ACCOUNT_NOT_ACTIVE"), "{v}");
     assert_eq!(balance(a.bank(), alice.wallet).await, 10_100);
     assert_eq!(balance(a.bank(), bob.wallet).await, 9_900);
 }
@@ -754,9 +673,9 @@ async fn transactions_paginate_with_cursors_newest_first() {
     let auth = Cred::Bearer(&alice.token);
     for amount in [1, 2, 3] {
         let (_, v) = a
-            .gql(auth, SEND, send_input(alice.wallet, bob.wallet, amount))
+            .send_via_graphql(auth, alice.wallet, bob.wallet, amount)
             .await;
-        assert_eq!(v["data"]["intraLedgerPaymentSend"]["status"], "SUCCESS");
+        assert_eq!(send_status(&v), Some("SUCCESS"));
     }
     let page = |v: &Value| v["data"]["me"]["defaultAccount"]["transactions"].clone();
     let (_, v) = a

@@ -6,14 +6,10 @@
 mod api_common;
 mod common;
 
-use api_common::{Cred, api, api_key, balance, customer};
+use api_common::{Cred, api, api_key, balance, customer, send_body, send_status};
 use axum::http::StatusCode;
 use coordinator::bank::{AccountStatus, Actor, Scope};
 use serde_json::{Value, json};
-
-fn send_body(from: &impl ToString, to: &impl ToString, amount: u64) -> String {
-    json!({"wallet_id": from.to_string(), "recipient_wallet_id": to.to_string(), "amount_sats": amount, "memo": "rent"}).to_string()
-}
 
 #[tokio::test]
 async fn reads_me_wallets_limits_and_history() {
@@ -60,33 +56,19 @@ async fn send_needs_an_idempotency_key_and_a_repeat_replays_the_stored_response(
     let auth = Cred::Bearer(&alice.token);
     let body = send_body(&alice.wallet, &bob.wallet, 2_500);
 
-    let (s, _, v) = a.post("/v1/payments/intraledger", auth, None, &body).await;
+    let (s, _, v) = a.send_via_rest(auth, None, &body).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["code"], "IDEMPOTENCY_KEY_REQUIRED");
     assert_eq!(balance(a.bank(), alice.wallet).await, 10_000);
 
-    let (s, h, first) = a
-        .post(
-            "/v1/payments/intraledger",
-            auth,
-            Some("rent-2026-11"),
-            &body,
-        )
-        .await;
+    let (s, h, first) = a.send_via_rest(auth, Some("rent-2026-11"), &body).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(first["status"], "SUCCESS");
     assert_eq!(first["transaction"]["direction"], "SEND");
     assert_eq!(first["transaction"]["amount_sats"], 2_500);
     assert!(h.get("idempotent-replayed").is_none());
 
-    let (s, h, again) = a
-        .post(
-            "/v1/payments/intraledger",
-            auth,
-            Some("rent-2026-11"),
-            &body,
-        )
-        .await;
+    let (s, h, again) = a.send_via_rest(auth, Some("rent-2026-11"), &body).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(again, first, "the stored response comes back unchanged");
     assert_eq!(h.get("idempotent-replayed").unwrap(), "true");
@@ -95,26 +77,15 @@ async fn send_needs_an_idempotency_key_and_a_repeat_replays_the_stored_response(
 
     // The same key with another body is refused and moves nothing.
     let other = send_body(&alice.wallet, &bob.wallet, 1);
-    let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
-            auth,
-            Some("rent-2026-11"),
-            &other,
-        )
-        .await;
+    let (s, _, v) = a.send_via_rest(auth, Some("rent-2026-11"), &other).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(v["code"], "IDEMPOTENCY_CONFLICT");
 
     // A refused payment is stored too: its replay gives the same error.
     let too_much = send_body(&alice.wallet, &bob.wallet, 1_000_000);
-    let (s, _, v1) = a
-        .post("/v1/payments/intraledger", auth, Some("big"), &too_much)
-        .await;
+    let (s, _, v1) = a.send_via_rest(auth, Some("big"), &too_much).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, h, v2) = a
-        .post("/v1/payments/intraledger", auth, Some("big"), &too_much)
-        .await;
+    let (s, h, v2) = a.send_via_rest(auth, Some("big"), &too_much).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v1, v2);
     assert_eq!(h.get("idempotent-replayed").unwrap(), "true");
@@ -122,12 +93,7 @@ async fn send_needs_an_idempotency_key_and_a_repeat_replays_the_stored_response(
     // Keys are per account: Bob may use the same key for his own payment.
     let back = send_body(&bob.wallet, &alice.wallet, 500);
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
-            Cred::Bearer(&bob.token),
-            Some("rent-2026-11"),
-            &back,
-        )
+        .send_via_rest(Cred::Bearer(&bob.token), Some("rent-2026-11"), &back)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "SUCCESS");
@@ -138,9 +104,7 @@ async fn send_needs_an_idempotency_key_and_a_repeat_replays_the_stored_response(
         .await
         .unwrap();
     let by_name = json!({"wallet_id": alice.wallet.to_string(), "recipient_username": "bob", "amount_sats": 100}).to_string();
-    let (s, _, v) = a
-        .post("/v1/payments/intraledger", auth, Some("k3"), &by_name)
-        .await;
+    let (s, _, v) = a.send_via_rest(auth, Some("k3"), &by_name).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["transaction"]["counterparty_username"], "bob");
     assert_eq!(balance(a.bank(), alice.wallet).await, 7_900);
@@ -162,8 +126,7 @@ async fn authorization_matrix() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
+        .send_via_rest(
             m,
             Some("steal"),
             &send_body(&alice.wallet, &mallory.wallet, 9_000),
@@ -180,8 +143,7 @@ async fn authorization_matrix() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
     }
     let (s, _, _) = a
-        .post(
-            "/v1/payments/intraledger",
+        .send_via_rest(
             Cred::None,
             Some("k"),
             &send_body(&alice.wallet, &mallory.wallet, 1),
@@ -196,8 +158,7 @@ async fn authorization_matrix() {
     let (s, _, _) = a.get("/v1/me", Cred::Key(&read)).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
+        .send_via_rest(
             Cred::Key(&read),
             Some("r1"),
             &send_body(&alice.wallet, &mallory.wallet, 1),
@@ -208,8 +169,7 @@ async fn authorization_matrix() {
     let (s, _, _) = a.get("/v1/wallets", Cred::Key(&write)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
+        .send_via_rest(
             Cred::Key(&write),
             Some("w1"),
             &send_body(&alice.wallet, &mallory.wallet, 1),
@@ -225,8 +185,7 @@ async fn authorization_matrix() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
     }
     let (s, _, _) = a
-        .post(
-            "/v1/payments/intraledger",
+        .send_via_rest(
             Cred::Key(&receive),
             Some("x1"),
             &send_body(&alice.wallet, &mallory.wallet, 1),
@@ -249,8 +208,12 @@ async fn api_keys_are_made_from_sessions_and_their_secret_is_never_replayed() {
     let secret = v["secret"].as_str().unwrap().to_owned();
     let id = v["api_key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(v["api_key"]["scopes"], json!(["read", "receive"]));
+    assert!(v["api_key"]["last_used_at"].is_null(), "{v}");
     let (s, _, _) = a.get("/v1/me", Cred::Key(&secret)).await;
     assert_eq!(s, StatusCode::OK);
+    // The listing shows when the key was last used.
+    let (_, _, v) = a.get("/v1/api-keys", auth).await;
+    assert!(v[0]["last_used_at"].is_string(), "{v}");
 
     let (s, h, replay) = a.post("/v1/api-keys", auth, Some("key-1"), &body).await;
     assert_eq!(s, StatusCode::CREATED);
@@ -387,12 +350,7 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     ];
     for (i, (body, status, code)) in cases.into_iter().enumerate() {
         let (s, _, v) = a
-            .post(
-                "/v1/payments/intraledger",
-                auth,
-                Some(&format!("bad-{i}")),
-                &body.to_string(),
-            )
+            .send_via_rest(auth, Some(&format!("bad-{i}")), &body.to_string())
             .await;
         assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{body}: {v}");
     }
@@ -409,12 +367,7 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
         (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
     );
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
-            auth,
-            Some(&"k".repeat(201)),
-            &send_body(&w, &b, 1),
-        )
+        .send_via_rest(auth, Some(&"k".repeat(201)), &send_body(&w, &b, 1))
         .await;
     assert_eq!(
         (s, v["code"].as_str()),
@@ -495,12 +448,7 @@ async fn locked_accounts_cannot_send_and_usernames_are_set_once() {
         .await
         .unwrap();
     let (s, _, v) = a
-        .post(
-            "/v1/payments/intraledger",
-            auth,
-            Some("p1"),
-            &send_body(&alice.wallet, &bob.wallet, 10),
-        )
+        .send_via_rest(auth, Some("p1"), &send_body(&alice.wallet, &bob.wallet, 10))
         .await;
     assert_eq!(
         (s, v["code"].as_str()),
@@ -521,13 +469,8 @@ async fn concurrent_repeats_of_one_payment_move_money_once() {
     for _ in 0..8 {
         let (a, token, body) = (a.clone(), alice.token.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            a.post(
-                "/v1/payments/intraledger",
-                Cred::Bearer(&token),
-                Some("same-key"),
-                &body,
-            )
-            .await
+            a.send_via_rest(Cred::Bearer(&token), Some("same-key"), &body)
+                .await
         }));
     }
     // The same over GraphQL, with its own key.
@@ -536,13 +479,7 @@ async fn concurrent_repeats_of_one_payment_move_money_once() {
         let input = api_common::send_input(alice.wallet, bob.wallet, 2_000);
         tasks.push(tokio::spawn(async move {
             let (s, v) = a
-                .gql_headers(
-                    "/graphql",
-                    Cred::Bearer(&token),
-                    &[("idempotency-key", "gql-key")],
-                    api_common::SEND,
-                    input,
-                )
+                .send_via_graphql_keyed(Cred::Bearer(&token), "gql-key", input)
                 .await;
             (s, axum::http::HeaderMap::new(), v)
         }));
@@ -550,10 +487,7 @@ async fn concurrent_repeats_of_one_payment_move_money_once() {
     for t in tasks {
         let (s, _, v) = t.await.unwrap();
         let ok = match v.get("data") {
-            Some(d) => matches!(
-                d["intraLedgerPaymentSend"]["status"].as_str(),
-                Some("SUCCESS" | "ALREADY_PAID")
-            ),
+            Some(_) => matches!(send_status(&v), Some("SUCCESS" | "ALREADY_PAID")),
             None => {
                 (s == StatusCode::OK && v["status"] == "SUCCESS")
                     || (s == StatusCode::CONFLICT && v["code"] == "REQUEST_IN_PROGRESS")

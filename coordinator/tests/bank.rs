@@ -257,6 +257,95 @@ async fn api_keys_have_scopes_expiry_and_can_be_revoked() {
     ));
 }
 
+/// The stored `last_used_at` of a key and the transaction that last wrote its row.
+async fn last_used(
+    b: &Bank,
+    id: coordinator::ApiKeyId,
+) -> (Option<chrono::DateTime<chrono::Utc>>, String) {
+    let row: (Option<chrono::DateTime<chrono::Utc>>, String) =
+        sqlx::query_as("SELECT last_used_at, xmin::text FROM api_keys WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(b.ledger().pool())
+            .await
+            .unwrap();
+    row
+}
+
+#[tokio::test]
+async fn api_key_last_use_is_recorded_at_most_once_per_granularity() {
+    let t = bank().await;
+    let b = &t.bank;
+    let (_, _, me) = signed_up(b, "dave@example.com").await;
+    let (info, secret) = b
+        .create_api_key(&me, "bot", &[Scope::Read], None)
+        .await
+        .unwrap();
+    assert_eq!(info.last_used_at, None);
+    assert_eq!(last_used(b, info.id).await.0, None, "never used yet");
+
+    // The first use records it.
+    let before = chrono::Utc::now();
+    b.authenticate(secret.expose()).await.unwrap();
+    let (first, first_writer) = last_used(b, info.id).await;
+    let first = first.expect("set by the first use");
+    assert!(
+        first >= before - chrono::Duration::seconds(1),
+        "{first} {before}"
+    );
+    assert_eq!(b.api_keys(&me).await.unwrap()[0].last_used_at, Some(first));
+
+    // Later uses within the granularity do not write the row at all (same xmin).
+    for _ in 0..3 {
+        b.authenticate(secret.expose()).await.unwrap();
+    }
+    assert_eq!(
+        last_used(b, info.id).await,
+        (Some(first), first_writer.clone())
+    );
+
+    // Once the stored value is older than the granularity, the next use refreshes it.
+    let stale = first
+        - chrono::Duration::from_std(coordinator::bank::API_KEY_LAST_USED_GRANULARITY).unwrap()
+        - chrono::Duration::seconds(1);
+    sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+        .bind(stale)
+        .bind(info.id.as_uuid())
+        .execute(b.ledger().pool())
+        .await
+        .unwrap();
+    b.authenticate(secret.expose()).await.unwrap();
+    let refreshed = last_used(b, info.id).await.0.unwrap();
+    assert!(
+        refreshed > stale + chrono::Duration::seconds(30),
+        "{refreshed} {stale}"
+    );
+
+    // A revoked (or expired) key is refused and its row is not touched, even when stale.
+    sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+        .bind(stale)
+        .bind(info.id.as_uuid())
+        .execute(b.ledger().pool())
+        .await
+        .unwrap();
+    b.revoke_api_key(&me, info.id).await.unwrap();
+    let revoked = last_used(b, info.id).await;
+    assert!(matches!(
+        b.authenticate(secret.expose()).await,
+        Err(BankError::Unauthenticated)
+    ));
+    assert_eq!(last_used(b, info.id).await, revoked);
+    assert_eq!(revoked.0, Some(stale));
+
+    // Another key of the account is unaffected by this one's use.
+    let (other, other_secret) = b
+        .create_api_key(&me, "other", &[Scope::Read], None)
+        .await
+        .unwrap();
+    assert_eq!(last_used(b, other.id).await.0, None);
+    b.authenticate(other_secret.expose()).await.unwrap();
+    assert!(last_used(b, other.id).await.0.is_some());
+}
+
 #[tokio::test]
 async fn users_cannot_see_or_touch_each_other() {
     let t = bank().await;

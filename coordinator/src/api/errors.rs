@@ -75,6 +75,26 @@ impl ApiError {
         )
     }
 
+    /// The request ran past the server's time limit and was abandoned. A payment in it
+    /// may or may not have been made: repeating it with the same idempotency key tells.
+    pub fn timeout() -> ApiError {
+        e(
+            "REQUEST_TIMEOUT",
+            "the request took too long and was abandoned; its outcome is unknown, \
+             repeat it with the same idempotency key",
+            503,
+        )
+    }
+
+    /// A request body larger than the server accepts.
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        e(
+            "PAYLOAD_TOO_LARGE",
+            format!("request body larger than {limit} bytes"),
+            413,
+        )
+    }
+
     /// An unexpected failure whose detail was logged.
     pub fn internal(detail: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");

@@ -8,10 +8,12 @@
 
 mod errors;
 mod gql;
+mod http;
 mod idempotency;
 mod ratelimit;
 mod rest;
 mod rest_auth;
+mod updates;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,12 +23,12 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::get;
-use tokio::sync::broadcast;
 
 pub use errors::ApiError;
 pub use gql::{admin_sdl, public_sdl};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
+pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
 
 use crate::Sats;
 use crate::bank::{AuthMethod, Bank, Principal, Secret, StaffPrincipal};
@@ -43,6 +45,14 @@ pub struct ApiConfig {
     pub max_query_depth: usize,
     /// Most fields one GraphQL document may select (async-graphql's complexity).
     pub max_query_complexity: usize,
+    /// Longest a request may run before it is abandoned with `503 REQUEST_TIMEOUT`.
+    pub request_timeout: std::time::Duration,
+    /// Largest request body accepted (`413 PAYLOAD_TOO_LARGE` above). GraphQL and REST
+    /// POSTs also have their own 64 KiB bound.
+    pub max_body_bytes: usize,
+    /// Origins allowed to call from a browser (CORS), e.g. `https://wallet.example`.
+    /// Empty (the default): no cross-origin access.
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Default for ApiConfig {
@@ -52,11 +62,15 @@ impl Default for ApiConfig {
             rate_limit: RateLimitConfig::default(),
             max_query_depth: 16,
             max_query_complexity: 1_000,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_body_bytes: 64 * 1024,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
 
-/// An internal transfer that just succeeded, for `myUpdates` subscribers.
+/// An internal transfer that just committed, for `myUpdates` subscribers (read from the
+/// ledger outbox).
 #[derive(Clone, Copy, Debug)]
 pub struct PaymentEvent {
     /// The paying wallet.
@@ -73,7 +87,8 @@ pub struct PaymentEvent {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub(crate) bank: Bank,
-    pub(crate) events: broadcast::Sender<PaymentEvent>,
+    /// The source of `myUpdates`: the ledger outbox, shared by every instance.
+    pub(crate) updates: Arc<updates::OutboxFeed>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) config: Arc<ApiConfig>,
 }
@@ -81,11 +96,9 @@ pub struct AppState {
 impl AppState {
     /// The state for a bank.
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
-        // Subscribers that fall more than 1024 events behind skip ahead (and log it).
-        let (events, _) = broadcast::channel(1024);
         AppState {
+            updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
             bank,
-            events,
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             config: Arc::new(config),
         }
@@ -228,13 +241,30 @@ async fn healthz() -> &'static str {
 
 /// The whole HTTP API over a bank.
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
+    let cors = http::cors(&config.cors_allowed_origins);
+    let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
     let state = AppState::new(bank, config);
-    Router::new()
+    // Layers run outside-in: tracing, CORS (so that error answers carry its headers
+    // too), the body bound, then the time limit around the handlers.
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(gql::routes(state.clone()))
         .merge(rest_auth::routes(state.clone()))
         .merge(rest::routes(state))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            http::time_limit,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            http::body_limit,
+        ));
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[cfg(test)]

@@ -245,6 +245,8 @@ pub struct ApiKeyDto {
     pub expires_at: Option<DateTime<Utc>>,
     /// Revoked, if so.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Last used to authenticate a request, to within a minute; null if never.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl From<ApiKeyInfo> for ApiKeyDto {
@@ -256,6 +258,7 @@ impl From<ApiKeyInfo> for ApiKeyDto {
             created_at: k.created_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
         }
     }
 }

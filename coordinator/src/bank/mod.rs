@@ -190,7 +190,15 @@ pub struct ApiKeyInfo {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last authenticated a request, to within [`API_KEY_LAST_USED_GRANULARITY`].
+    pub last_used_at: Option<DateTime<Utc>>,
 }
+
+/// How stale an API key's `last_used_at` may get before a request refreshes it. Writing
+/// it on every request would make each authentication a commit (a WAL flush); with this
+/// granularity a busy key costs one small write a minute and its other requests stay
+/// read-only.
+pub const API_KEY_LAST_USED_GRANULARITY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One entry of an account's audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -615,13 +623,30 @@ impl Bank {
                 method: AuthMethod::Session,
             })
         } else if token.starts_with("key_") {
+            // One statement: the look-up, and a refresh of last_used_at only when it is
+            // older than the granularity. A data-modifying CTE runs even though the outer
+            // query does not read it; when it updates no row, no transaction id is taken
+            // and the autocommit ends without a WAL flush. The UPDATE repeats the
+            // conditions so that, when two requests race, the second sees the first's
+            // new value after the row lock and writes nothing, and a key revoked in the
+            // meantime is not touched.
             let row = sqlx::query(
-                "UPDATE api_keys k SET last_used_at = now() FROM accounts a \
-                 WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
-                   AND (k.expires_at IS NULL OR k.expires_at > now()) AND a.id = k.account_id \
-                 RETURNING k.id, a.user_id, a.id, k.scopes",
+                "WITH k AS ( \
+                   SELECT k.id, a.user_id, a.id AS account_id, k.scopes FROM api_keys k \
+                   JOIN accounts a ON a.id = k.account_id \
+                   WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
+                     AND (k.expires_at IS NULL OR k.expires_at > now()) \
+                 ), touched AS ( \
+                   UPDATE api_keys u SET last_used_at = now() FROM k \
+                   WHERE u.id = k.id AND u.revoked_at IS NULL \
+                     AND (u.last_used_at IS NULL \
+                          OR u.last_used_at < now() - make_interval(secs => $2)) \
+                   RETURNING u.id \
+                 ) \
+                 SELECT id, user_id, account_id, scopes FROM k",
             )
             .bind(hash)
+            .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(BankError::Unauthenticated)?;
@@ -711,6 +736,7 @@ impl Bank {
                 created_at,
                 expires_at,
                 revoked_at: None,
+                last_used_at: None,
             },
             secret,
         ))
@@ -723,8 +749,8 @@ impl Bank {
     pub async fn api_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyInfo>, BankError> {
         principal.require(Scope::Read)?;
         let rows = sqlx::query(
-            "SELECT id, name, scopes, created_at, expires_at, revoked_at FROM api_keys \
-             WHERE account_id = $1 ORDER BY created_at",
+            "SELECT id, name, scopes, created_at, expires_at, revoked_at, last_used_at \
+             FROM api_keys WHERE account_id = $1 ORDER BY created_at",
         )
         .bind(principal.account_id.as_uuid())
         .fetch_all(&self.pool)
@@ -739,6 +765,7 @@ impl Bank {
                     created_at: r.try_get(3)?,
                     expires_at: r.try_get(4)?,
                     revoked_at: r.try_get(5)?,
+                    last_used_at: r.try_get(6)?,
                 })
             })
             .collect()
@@ -843,6 +870,18 @@ impl Bank {
             AccountQuery::Email(e) => {
                 sqlx::query(&format!("{base} WHERE u.email = $1"))
                     .bind(e.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::UserId(id) => {
+                sqlx::query(&format!("{base} WHERE a.user_id = $1"))
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::Phone(p) => {
+                sqlx::query(&format!("{base} WHERE u.phone = $1"))
+                    .bind(p.as_str())
                     .fetch_optional(&self.pool)
                     .await?
             }
@@ -1212,6 +1251,10 @@ pub enum AccountQuery {
     Username(Username),
     /// By e-mail.
     Email(Email),
+    /// By the owner's user id.
+    UserId(UserId),
+    /// By the owner's phone number.
+    Phone(Phone),
 }
 
 fn checked_reason(reason: &str) -> Result<&str, BankError> {

@@ -38,6 +38,13 @@ enum Command {
         /// Database connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
+        /// Seconds a request may run before it is abandoned (503 REQUEST_TIMEOUT).
+        #[arg(long, env = "COORDINATOR_REQUEST_TIMEOUT", default_value_t = 30)]
+        request_timeout: u64,
+        /// Origins allowed to call the API from a browser (CORS), comma-separated;
+        /// none by default.
+        #[arg(long, env = "COORDINATOR_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origins: Vec<String>,
     },
     /// Ledger tools.
     Ledger {
@@ -69,8 +76,21 @@ async fn main() -> anyhow::Result<()> {
         limits,
         notifier,
         connections,
+        request_timeout,
+        cors_origins,
     } = &cli.command
     {
+        let http = HttpOptions {
+            request_timeout: std::time::Duration::from_secs(*request_timeout),
+            cors_allowed_origins: cors_origins
+                .iter()
+                .map(|o| {
+                    o.trim()
+                        .parse()
+                        .with_context(|| format!("CORS origin {o:?}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
         return serve(
             &cli.database_url,
             *bind,
@@ -78,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             limits.as_deref(),
             notifier.as_deref(),
             *connections,
+            http,
         )
         .await;
     }
@@ -121,6 +142,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The HTTP protections of `serve`.
+struct HttpOptions {
+    request_timeout: std::time::Duration,
+    cors_allowed_origins: Vec<axum::http::HeaderValue>,
+}
+
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
@@ -128,6 +155,7 @@ async fn serve(
     limits: Option<&std::path::Path>,
     notifier: Option<&std::path::Path>,
     connections: u32,
+    http: HttpOptions,
 ) -> anyhow::Result<()> {
     use coordinator::bank::{Bank, BankConfig};
     use coordinator::notify::NotifierConfig;
@@ -162,6 +190,8 @@ async fn serve(
         .context("resuming pending payments")?;
     let api = coordinator::api::ApiConfig {
         dev_mode: dev,
+        request_timeout: http.request_timeout,
+        cors_allowed_origins: http.cors_allowed_origins,
         ..Default::default()
     };
     let app = coordinator::api::router(bank, api);

@@ -230,3 +230,59 @@ pub const SEND: &str = "mutation IntraLedgerPaymentSend($input: IntraLedgerPayme
 pub fn send_input(from: WalletId, to: WalletId, amount: u64) -> Value {
     json!({ "input": { "walletId": from.to_string(), "recipientWalletId": to.to_string(), "amount": amount, "memo": "lunch" } })
 }
+
+/// The REST body of an internal transfer.
+pub fn send_body(from: &impl ToString, to: &impl ToString, amount: u64) -> String {
+    json!({"wallet_id": from.to_string(), "recipient_wallet_id": to.to_string(), "amount_sats": amount, "memo": "rent"}).to_string()
+}
+
+/// The payload status of an `intraLedgerPaymentSend` answer (`SUCCESS`, `FAILURE`, ...).
+pub fn send_status(v: &Value) -> Option<&str> {
+    v["data"]["intraLedgerPaymentSend"]["status"].as_str()
+}
+
+/// The code of the first payload error of an `intraLedgerPaymentSend` answer.
+pub fn send_error(v: &Value) -> Option<&str> {
+    v["data"]["intraLedgerPaymentSend"]["errors"][0]["code"].as_str()
+}
+
+impl Api {
+    /// Sends `amount` sats from `from` to `to` with Blink's `intraLedgerPaymentSend`.
+    pub async fn send_via_graphql(
+        &self,
+        cred: Cred<'_>,
+        from: WalletId,
+        to: WalletId,
+        amount: u64,
+    ) -> (StatusCode, Value) {
+        self.gql(cred, SEND, send_input(from, to, amount)).await
+    }
+
+    /// `intraLedgerPaymentSend` with this input and an `Idempotency-Key` header.
+    pub async fn send_via_graphql_keyed(
+        &self,
+        cred: Cred<'_>,
+        idempotency_key: &str,
+        input: Value,
+    ) -> (StatusCode, Value) {
+        self.gql_headers(
+            "/graphql",
+            cred,
+            &[("idempotency-key", idempotency_key)],
+            SEND,
+            input,
+        )
+        .await
+    }
+
+    /// `POST /v1/payments/intraledger` with this body (see [`send_body`]).
+    pub async fn send_via_rest(
+        &self,
+        cred: Cred<'_>,
+        idempotency_key: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        self.post("/v1/payments/intraledger", cred, idempotency_key, body)
+            .await
+    }
+}

@@ -1,6 +1,6 @@
 //! The staff schema (`/admin/graphql`), with Blink's admin names where they exist
 //! (`accountDetailsByAccountId`, `accountDetailsByUsername`, `accountDetailsByEmail`,
-//! `accountUpdateStatus`, `accountUpdateLevel`, `AuditedAccount`). Every field checks the
+//! `accountDetailsByUserId`, `accountDetailsByUserPhone`, `accountUpdateStatus`, `accountUpdateLevel`, `AuditedAccount`). Every field checks the
 //! staff role against the action (`StaffRole::may`): support, compliance, treasury, admin.
 //!
 //! Differences from Blink, because our domain asks for more: a status or level change
@@ -16,10 +16,10 @@ use super::scalars::{AccountIdScalar, EmailAddressScalar, PhoneScalar, Timestamp
 use super::types::{AccountLevel, BtcWallet, Viewer, Wallet, app, gql};
 use crate::api::errors::ApiError;
 use crate::bank::{
-    AccountQuery, AccountStatus as DomainStatus, AccountView, BankError, Email, ParseError, Secret,
-    StaffAction, StaffPrincipal,
+    AccountQuery, AccountStatus as DomainStatus, AccountView, BankError, Email, ParseError, Phone,
+    Secret, StaffAction, StaffPrincipal,
 };
-use crate::ids::AccountId;
+use crate::ids::{AccountId, UserId};
 use crate::ledger::system;
 
 /// What the admin resolvers know about the request.
@@ -243,6 +243,29 @@ impl AdminQuery {
     ) -> Result<AuditedAccount> {
         let e: Email = email.0.parse().map_err(invalid)?;
         find(ctx, AccountQuery::Email(e)).await
+    }
+
+    /// The account of a user, by the user's id.
+    async fn account_details_by_user_id(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> Result<AuditedAccount> {
+        let id: UserId = user_id
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::invalid("invalid userId: not a user id").to_graphql())?;
+        find(ctx, AccountQuery::UserId(id)).await
+    }
+
+    /// An account by its owner's phone number (E.164; spaces and dashes are ignored).
+    async fn account_details_by_user_phone(
+        &self,
+        ctx: &Context<'_>,
+        phone: PhoneScalar,
+    ) -> Result<AuditedAccount> {
+        let p: Phone = phone.0.parse().map_err(invalid)?;
+        find(ctx, AccountQuery::Phone(p)).await
     }
 
     /// The bank's omnibus and system balances (treasury and admin; our extension).

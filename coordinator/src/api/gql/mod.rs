@@ -123,7 +123,7 @@ fn parse_request(
         .map_err(|e| super::ApiError::invalid(format!("invalid GraphQL request: {e}")))
 }
 
-fn error_response(e: &super::ApiError) -> Response {
+pub(crate) fn error_response(e: &super::ApiError) -> Response {
     let body = async_graphql::Response::from_errors(vec![
         e.to_graphql()
             .into_server_error(async_graphql::Pos::default()),

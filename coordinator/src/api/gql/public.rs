@@ -172,6 +172,12 @@ impl ApiKey {
         self.info.expires_at.map(Timestamp::from)
     }
 
+    /// When the key last authenticated a request, to within a minute (the store
+    /// refreshes it at most once a minute so that authentication stays read-only).
+    async fn last_used_at(&self) -> Option<Timestamp> {
+        self.info.last_used_at.map(Timestamp::from)
+    }
+
     /// True when the key may only read.
     async fn read_only(&self) -> bool {
         self.info.scopes == [Scope::Read]
@@ -806,18 +812,8 @@ pub(crate) async fn send_payment(
     ),
     BankError,
 > {
+    // `myUpdates` learns of the transfer from the ledger outbox, on every instance.
     let result = app.bank.send_internal(p, &request).await?;
-    if result.status == PaymentStatus::Success
-        && let (Recipient::Wallet(to), Some(tx)) = (&request.recipient, result.transaction_id)
-    {
-        // Nobody listening is fine.
-        let _ = app.events.send(PaymentEvent {
-            sender_wallet: request.wallet_id,
-            recipient_wallet: *to,
-            transaction_id: tx,
-            amount: request.amount,
-        });
-    }
     let line = match result.transaction_id {
         Some(tx) if want_line && p.require(Scope::Read).is_ok() => {
             find_line(app, p, request.wallet_id, tx).await?
@@ -1220,7 +1216,11 @@ impl Subscription {
             .into_iter()
             .map(|w| w.id)
             .collect();
-        let rx = app.events.subscribe();
+        let rx = app
+            .updates
+            .subscribe()
+            .await
+            .map_err(|e| ApiError::internal(&e).to_graphql())?;
         Ok(stream::unfold(
             (rx, app, p, wallets),
             |(mut rx, app, p, wallets)| async move {
@@ -1243,7 +1243,7 @@ impl Subscription {
                     } else {
                         continue;
                     };
-                    let payload = update_payload(&app, &p, wallet, kind, &event).await;
+                    let payload = update_with_retry(&app, &p, wallet, kind, &event).await;
                     match payload {
                         Ok(Some(payload)) => return Some((payload, (rx, app, p, wallets))),
                         Ok(None) => continue,
@@ -1261,6 +1261,32 @@ impl Subscription {
             },
         ))
     }
+}
+
+/// [`update_payload`], retried over a short database outage: the transfer is committed,
+/// so a passing failure to read it should not turn the update into an error. The reads
+/// are idempotent.
+async fn update_with_retry(
+    app: &AppState,
+    p: &Principal,
+    wallet: WalletId,
+    kind: TxNotificationType,
+    event: &PaymentEvent,
+) -> Result<Option<MyUpdatesPayload>, BankError> {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..5 {
+        match update_payload(app, p, wallet, kind, event).await {
+            Err(
+                BankError::Database(e) | BankError::Ledger(crate::ledger::LedgerError::Database(e)),
+            ) => {
+                tracing::warn!(error = %e, "myUpdates: reading the update failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    update_payload(app, p, wallet, kind, event).await
 }
 
 async fn update_payload(
