@@ -64,6 +64,38 @@ async fn balance(b: &Bank, w: WalletId) -> u64 {
         / 1000
 }
 
+/// The sender's running window (migration 0005), which must always equal the sum
+/// `Bank::limits` computes from the payments themselves.
+async fn running_window(b: &Bank, account: AccountId) -> u64 {
+    let (window,): (i64,) =
+        sqlx::query_as("SELECT internal_sent_window FROM accounts WHERE id = $1")
+            .bind(account.as_uuid())
+            .fetch_one(b.ledger().pool())
+            .await
+            .unwrap();
+    let used = b.limits(account).await.unwrap().internal_send.used.to_sat();
+    assert_eq!(
+        u64::try_from(window).unwrap(),
+        used,
+        "running window vs sum"
+    );
+    used
+}
+
+async fn travel_back_25_hours(b: &Bank) {
+    let pool = b.ledger().pool();
+    sqlx::query("UPDATE intraledger_payments SET created_at = created_at - interval '25 hours'")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE accounts SET internal_window_from = internal_window_from - interval '25 hours'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 async fn setup() -> (TestBank, Customer, Customer) {
     let t = bank().await;
     let alice = customer(&t.bank, "alice@example.com", 50_000).await;
@@ -216,15 +248,7 @@ async fn refusals_move_nothing() {
         )
         .await;
     assert!(matches!(r, Err(BankError::InsufficientBalance)), "{r:?}");
-    assert_eq!(
-        b.limits(alice.account)
-            .await
-            .unwrap()
-            .internal_send
-            .used
-            .to_sat(),
-        0
-    );
+    assert_eq!(running_window(b, alice.account).await, 0);
     // Replaying the failed key reports the same failure.
     assert!(matches!(
         b.send_internal(
@@ -435,11 +459,11 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
         (100_000, 0)
     );
 
-    // Payments older than 24 hours leave the window.
-    sqlx::query("UPDATE intraledger_payments SET created_at = now() - interval '25 hours'")
-        .execute(b.ledger().pool())
-        .await
-        .unwrap();
+    assert_eq!(running_window(b, alice.account).await, 100_000);
+
+    // Payments older than 24 hours leave the window: 25 hours pass for every time the
+    // limit depends on (the payments and the running window's start).
+    travel_back_25_hours(b).await;
     assert_eq!(
         b.limits(alice.account)
             .await
@@ -455,6 +479,7 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
     )
     .await
     .unwrap();
+    assert_eq!(running_window(b, alice.account).await, 100_000);
     // A higher level has a higher limit.
     let compliance = staff(b, "c@bank.example", StaffRole::Compliance).await;
     b.set_level(
@@ -471,6 +496,7 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
     )
     .await
     .unwrap();
+    assert_eq!(running_window(b, alice.account).await, 600_000);
     assert!(b.ledger().verify().await.unwrap().is_ok());
 }
 
@@ -650,5 +676,39 @@ async fn a_success_recorded_late_or_lost_never_pays_twice() {
     assert_eq!(row, ("SUCCESS".to_owned(), Some(posted.as_uuid())));
     assert_eq!(balance(b, bob.wallet).await, 1_000);
     assert_eq!(balance(b, alice.wallet).await, 49_000);
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}
+
+/// Sends that fail for want of funds race with sends that reserve: the running window
+/// must still equal the sum of the payments that count.
+#[tokio::test]
+async fn the_running_window_survives_concurrent_failures() {
+    let t = bank().await;
+    let b = &t.bank;
+    let alice = customer(b, "alice@example.com", 30_000).await;
+    let bob = customer(b, "bob@example.com", 0).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let b = b.clone();
+        let me = alice.me.clone();
+        let req = send(
+            &alice,
+            Recipient::Wallet(bob.wallet),
+            1_000,
+            Some(&format!("k{i}")),
+        );
+        set.spawn(async move { b.send_internal(&me, &req).await });
+    }
+    let (mut ok, mut poor) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(BankError::InsufficientBalance) => poor += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, poor), (30, 10));
+    assert_eq!(running_window(b, alice.account).await, 30_000);
+    assert_eq!(balance(b, bob.wallet).await, 30_000);
     assert!(b.ledger().verify().await.unwrap().is_ok());
 }

@@ -393,9 +393,17 @@ impl Bank {
                 })
             }
             Err(LedgerError::InsufficientBalance { .. }) => {
+                // The amount leaves the sender's running window (migration 0005) if it is
+                // still inside; the account row lock orders this against a reserve.
                 sqlx::query(
-                    "UPDATE intraledger_payments SET status = 'FAILURE', failure_reason = $2 \
-                     WHERE id = $1 AND status = 'PENDING'",
+                    "WITH failed AS ( \
+                        UPDATE intraledger_payments SET status = 'FAILURE', failure_reason = $2 \
+                        WHERE id = $1 AND status = 'PENDING' \
+                        RETURNING sender_account_id, amount_sats, created_at) \
+                     UPDATE accounts a \
+                     SET internal_sent_window = a.internal_sent_window - f.amount_sats \
+                     FROM failed f \
+                     WHERE a.id = f.sender_account_id AND f.created_at > a.internal_window_from",
                 )
                 .bind(p.id.as_uuid())
                 .bind(FAILURE_INSUFFICIENT)
