@@ -40,6 +40,9 @@ struct Args {
     /// Seconds per round.
     #[arg(long, default_value_t = 3)]
     round_seconds: u64,
+    /// PostgreSQL connections in the pool both sides share.
+    #[arg(long, default_value_t = 48)]
+    pool: u32,
     // `cargo bench` passes `--bench`; accept and ignore it.
     #[arg(long, hide = true)]
     bench: bool,
@@ -79,7 +82,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let (db, pool) = ScratchDatabase::migrated("coordinator_bench_api", 48)
+    let (db, pool) = ScratchDatabase::migrated("coordinator_bench_api", args.pool)
         .await
         .context("PostgreSQL must be reachable at DATABASE_URL")?;
     let ledger = Ledger::start(pool.clone(), LedgerConfig::default()).await?;
