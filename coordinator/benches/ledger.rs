@@ -616,8 +616,8 @@ async fn main() -> anyhow::Result<()> {
             "## internal payments through the bank (send_internal: limits, status, payment rows)"
         );
         println!(
-            "{} workers: {rate:.0} payments/s (p99 {p99:.2} ms), {:.2} x the ledger's {} \
-             transfers/s at the same concurrency",
+            "{} workers: {rate:.0} payments/s (p99 {p99:.2} ms), {:.2} x the ledger's \
+             uncontended transfers with {} workers",
             args.payment_workers,
             rate / uncontended.per_second.max(1.0),
             args.hot_payers
