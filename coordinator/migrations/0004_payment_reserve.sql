@@ -1,3 +1,24 @@
+-- The rolling 24-hour internal-send limit comes from a running window per account, not
+-- from summing the sender's payments of the last 24 hours on every send (which made a
+-- busy sender's every payment scan thousands of rows: the payment path's largest cost).
+--
+-- Invariant, under the account row lock: `internal_sent_window` is the sum of the
+-- account's non-FAILURE payments created after `internal_window_from`. A send first moves
+-- `internal_window_from` up to now - 24 h, subtracting the payments it passes; a FAILURE
+-- subtracts its own amount if it is still inside (bank/payments.rs). `Bank::limits` still
+-- sums the payments directly, and a test holds the two equal.
+ALTER TABLE accounts
+    ADD COLUMN internal_sent_window BIGINT NOT NULL DEFAULT 0
+        CHECK (internal_sent_window >= 0),
+    ADD COLUMN internal_window_from TIMESTAMPTZ NOT NULL DEFAULT '-infinity';
+
+-- Existing accounts start from their payments of the last 24 hours.
+UPDATE accounts a SET internal_window_from = now() - interval '24 hours',
+    internal_sent_window = coalesce((
+        SELECT sum(amount_sats) FROM intraledger_payments p
+        WHERE p.sender_account_id = a.id AND p.status <> 'FAILURE'
+          AND p.created_at > now() - interval '24 hours'), 0);
+
 -- The first step of an internal payment in one round trip and one commit.
 --
 -- Every statement of a VOLATILE PL/pgSQL function takes a fresh snapshot (READ COMMITTED),
@@ -41,6 +62,11 @@ CREATE FUNCTION intraledger_reserve(
     existing_failure     TEXT
 ) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    -- The clock, read under the account lock, so an account's payments are stamped in
+    -- the order they pass the lock.
+    v_now TIMESTAMPTZ;
+    v_window_start TIMESTAMPTZ;
+    v_from TIMESTAMPTZ;
     v_status TEXT;
     v_level SMALLINT;
     v_recipient_status TEXT;
@@ -48,7 +74,8 @@ DECLARE
     v_limit BIGINT;
     e intraledger_payments%ROWTYPE;
 BEGIN
-    SELECT a.status, a.level INTO v_status, v_level
+    SELECT a.status, a.level, a.internal_sent_window, a.internal_window_from
+    INTO v_status, v_level, v_used, v_from
     FROM accounts a JOIN wallets w ON w.account_id = a.id
     WHERE w.id = p_wallet AND a.id = p_account
     FOR UPDATE OF a;
@@ -94,10 +121,17 @@ BEGIN
     IF v_limit IS NULL THEN
         RAISE EXCEPTION 'no internal-send limit for level %', v_level;
     END IF;
-    SELECT coalesce(sum(amount_sats), 0)::BIGINT INTO v_used
-    FROM intraledger_payments
-    WHERE sender_account_id = p_account AND status <> 'FAILURE'
-      AND created_at > now() - interval '24 hours';
+    -- The running window: take out what left it since the last payment (each payment is
+    -- added once and taken out once, so the cost does not grow with the sender's volume).
+    v_now := clock_timestamp();
+    v_window_start := v_now - interval '24 hours';
+    IF v_window_start > v_from THEN
+        v_used := v_used - (
+            SELECT coalesce(sum(amount_sats), 0)::BIGINT FROM intraledger_payments
+            WHERE sender_account_id = p_account AND status <> 'FAILURE'
+              AND created_at > v_from AND created_at <= v_window_start);
+        v_from := v_window_start;
+    END IF;
     IF v_used + p_amount > v_limit THEN
         RETURN QUERY SELECT 'LIMIT', v_status, v_used, v_limit,
             NULL::UUID, NULL::UUID, NULL::UUID, NULL::BIGINT, NULL::TEXT, NULL::TEXT,
@@ -106,14 +140,17 @@ BEGIN
     END IF;
 
     PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE accounts SET internal_sent_window = v_used + p_amount, internal_window_from = v_from
+    WHERE id = p_account;
     INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id,
-        recipient_wallet_id, amount_sats, memo, idempotency_key, status)
-    VALUES (p_id, p_account, p_wallet, p_recipient, p_amount, p_memo, p_key, 'PENDING');
+        recipient_wallet_id, amount_sats, memo, idempotency_key, status, created_at)
+    VALUES (p_id, p_account, p_wallet, p_recipient, p_amount, p_memo, p_key, 'PENDING', v_now);
     RETURN QUERY SELECT 'INSERTED', v_status, v_used, v_limit,
         NULL::UUID, NULL::UUID, NULL::UUID, NULL::BIGINT, NULL::TEXT, NULL::TEXT,
         NULL::UUID, NULL::TEXT;
 END
 $$;
+
 
 -- The window sum reads only the index (amounts included), not the table.
 DROP INDEX intraledger_payments_window_idx;

@@ -64,7 +64,7 @@ async fn balance(b: &Bank, w: WalletId) -> u64 {
         / 1000
 }
 
-/// The sender's running window (migration 0005), which must always equal the sum
+/// The sender's running window (migration 0004), which must always equal the sum
 /// `Bank::limits` computes from the payments themselves.
 async fn running_window(b: &Bank, account: AccountId) -> u64 {
     let (window,): (i64,) =
@@ -80,6 +80,24 @@ async fn running_window(b: &Bank, account: AccountId) -> u64 {
         "running window vs sum"
     );
     used
+}
+
+/// `count` sends of `amount` from `from` to `to` at once, each with its own key.
+async fn concurrent_sends(
+    b: &Bank,
+    from: &Customer,
+    to: WalletId,
+    count: usize,
+    amount: u64,
+) -> Vec<Result<coordinator::bank::PaymentResult, BankError>> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let b = b.clone();
+        let me = from.me.clone();
+        let req = send(from, Recipient::Wallet(to), amount, Some(&format!("k{i}")));
+        set.spawn(async move { b.send_internal(&me, &req).await });
+    }
+    set.join_all().await
 }
 
 async fn travel_back_25_hours(b: &Bank) {
@@ -425,21 +443,10 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
     let limit = b.config().limits.level0.internal_send.to_sat();
     assert_eq!(limit, 100_000);
     // 20 concurrent sends of 10,000 against a 100,000 limit: exactly 10 pass.
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let b = b.clone();
-        let me = alice.me.clone();
-        let req = send(
-            &alice,
-            Recipient::Wallet(bob.wallet),
-            10_000,
-            Some(&format!("k{i}")),
-        );
-        set.spawn(async move { b.send_internal(&me, &req).await });
-    }
+    let outcomes = concurrent_sends(b, &alice, bob.wallet, 20, 10_000).await;
     let (mut ok, mut limited) = (0, 0);
-    while let Some(r) = set.join_next().await {
-        match r.unwrap() {
+    for r in outcomes {
+        match r {
             Ok(_) => ok += 1,
             Err(BankError::LimitExceeded { limit, .. }) => {
                 assert_eq!(limit.to_sat(), 100_000);
@@ -687,21 +694,10 @@ async fn the_running_window_survives_concurrent_failures() {
     let b = &t.bank;
     let alice = customer(b, "alice@example.com", 30_000).await;
     let bob = customer(b, "bob@example.com", 0).await;
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        let b = b.clone();
-        let me = alice.me.clone();
-        let req = send(
-            &alice,
-            Recipient::Wallet(bob.wallet),
-            1_000,
-            Some(&format!("k{i}")),
-        );
-        set.spawn(async move { b.send_internal(&me, &req).await });
-    }
+    let outcomes = concurrent_sends(b, &alice, bob.wallet, 40, 1_000).await;
     let (mut ok, mut poor) = (0, 0);
-    while let Some(r) = set.join_next().await {
-        match r.unwrap() {
+    for r in outcomes {
+        match r {
             Ok(_) => ok += 1,
             Err(BankError::InsufficientBalance) => poor += 1,
             Err(e) => panic!("{e}"),

@@ -2,7 +2,7 @@
 //! subscriber on any coordinator instance sees payments made through every instance.
 //!
 //! Each [`AppState`](super::AppState) starts one feed on its first subscription. The feed
-//! LISTENs on [`CHANNEL`] (a statement-level trigger on `ledger_outbox`, migration 0006,
+//! LISTENs on [`CHANNEL`] (a statement-level trigger on `ledger_outbox`, migration 0005,
 //! NOTIFYs once per ledger batch at commit) and, when woken, reads the outbox rows after
 //! the last `seq` it has seen and broadcasts them to its subscribers. Notifications only
 //! wake it; the outbox is the record. A lost listener connection is re-established by
@@ -26,7 +26,7 @@ use super::PaymentEvent;
 use crate::amount::Msats;
 use crate::ids::{TransactionId, WalletId};
 
-/// The NOTIFY channel of the outbox trigger (migration 0006).
+/// The NOTIFY channel of the outbox trigger (migration 0005).
 pub const CHANNEL: &str = "ledger_outbox";
 
 /// The `application_name` of the listener's connection, for operators (and tests).

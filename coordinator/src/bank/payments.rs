@@ -393,7 +393,7 @@ impl Bank {
                 })
             }
             Err(LedgerError::InsufficientBalance { .. }) => {
-                // The amount leaves the sender's running window (migration 0005) if it is
+                // The amount leaves the sender's running window (migration 0004) if it is
                 // still inside; the account row lock orders this against a reserve.
                 sqlx::query(
                     "WITH failed AS ( \
