@@ -10,7 +10,7 @@ mod standins;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestLedger, id, ledger, pw};
+use common::{TestLedger, code_in, id, ledger, pw, users};
 use coordinator::bank::{
     Bank, BankConfig, BankError, Notification, Notifier, NotifyError, PasswordCost, Secret,
 };
@@ -49,20 +49,6 @@ fn bank(t: &TestLedger, notifier: Arc<dyn Notifier>) -> Bank {
         ..BankConfig::default()
     };
     Bank::new(t.ledger.clone(), notifier, config)
-}
-
-fn code_in(body: &str) -> String {
-    body.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap_or_else(|| panic!("no code in {body:?}"))
-        .to_owned()
-}
-
-async fn users(t: &TestLedger) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(t.ledger.pool())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

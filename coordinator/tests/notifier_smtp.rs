@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::{TestLedger, id, ledger, pw};
+use common::{TestLedger, code_in, id, ledger, pw, users};
 use coordinator::api::ApiConfig;
 use coordinator::bank::{
     Bank, BankConfig, BankError, Identity, Notification, Notifier, NotifyError, PasswordCost,
@@ -58,21 +58,6 @@ fn standin_with_auth() -> Behaviour {
         credentials: Some((USER.to_owned(), PASSWORD.to_owned())),
         ..Behaviour::default()
     }
-}
-
-/// The six-digit code in a message body.
-fn code_in(body: &str) -> String {
-    body.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap_or_else(|| panic!("no code in {body:?}"))
-        .to_owned()
-}
-
-async fn users(t: &TestLedger) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(t.ledger.pool())
-        .await
-        .unwrap()
 }
 
 async fn outbox(t: &TestLedger) -> i64 {

@@ -64,6 +64,11 @@ async fn balance(b: &Bank, w: WalletId) -> u64 {
         / 1000
 }
 
+/// What `Bank::limits` reports as sent internally over the last 24 hours.
+async fn sent_24h(b: &Bank, account: AccountId) -> u64 {
+    b.limits(account).await.unwrap().internal_send.used.to_sat()
+}
+
 /// The sender's running window (migration 0004), which must always equal the sum
 /// `Bank::limits` computes from the payments themselves.
 async fn running_window(b: &Bank, account: AccountId) -> u64 {
@@ -73,7 +78,7 @@ async fn running_window(b: &Bank, account: AccountId) -> u64 {
             .fetch_one(b.ledger().pool())
             .await
             .unwrap();
-    let used = b.limits(account).await.unwrap().internal_send.used.to_sat();
+    let used = sent_24h(b, account).await;
     assert_eq!(
         u64::try_from(window).unwrap(),
         used,
@@ -471,15 +476,7 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
     // Payments older than 24 hours leave the window: 25 hours pass for every time the
     // limit depends on (the payments and the running window's start).
     travel_back_25_hours(b).await;
-    assert_eq!(
-        b.limits(alice.account)
-            .await
-            .unwrap()
-            .internal_send
-            .used
-            .to_sat(),
-        0
-    );
+    assert_eq!(sent_24h(b, alice.account).await, 0);
     b.send_internal(
         &alice.me,
         &send(&alice, Recipient::Wallet(bob.wallet), 100_000, None),
@@ -539,15 +536,7 @@ async fn a_payment_interrupted_by_a_crash_is_finished_once() {
     b.ledger().post(posting).await.unwrap();
     assert_eq!(balance(b, bob.wallet).await, 700);
     // Pending payments count against the limit meanwhile.
-    assert_eq!(
-        b.limits(alice.account)
-            .await
-            .unwrap()
-            .internal_send
-            .used
-            .to_sat(),
-        1_400
-    );
+    assert_eq!(sent_24h(b, alice.account).await, 1_400);
 
     assert_eq!(b.resume_pending_payments().await.unwrap(), 2);
     assert_eq!(b.resume_pending_payments().await.unwrap(), 0);
@@ -656,15 +645,7 @@ async fn a_success_recorded_late_or_lost_never_pays_twice() {
 
     // A pending row still counts against the limit, and the history still names the
     // counterparty (it is found through the posting, not through the row).
-    assert_eq!(
-        b.limits(alice.account)
-            .await
-            .unwrap()
-            .internal_send
-            .used
-            .to_sat(),
-        1_000
-    );
+    assert_eq!(sent_24h(b, alice.account).await, 1_000);
     sqlx::query("UPDATE intraledger_payments SET status = 'PENDING', transaction_id = NULL")
         .execute(pool)
         .await

@@ -95,6 +95,22 @@ pub fn pw(s: &str) -> NewPassword {
     NewPassword::new(Secret::new(s)).expect("test helper")
 }
 
+/// The six-digit code in a message body.
+pub fn code_in(body: &str) -> String {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {body:?}"))
+        .to_owned()
+}
+
+/// Registered users, verified or not.
+pub async fn users(t: &TestLedger) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(t.ledger.pool())
+        .await
+        .expect("test helper")
+}
+
 /// The code in the latest message to `recipient`.
 pub async fn last_code(bank: &Bank, recipient: &str) -> String {
     let body: String = sqlx::query_scalar(
