@@ -69,22 +69,29 @@ async fn sent_24h(b: &Bank, account: AccountId) -> u64 {
     b.limits(account).await.unwrap().internal_send.used.to_sat()
 }
 
-/// The sender's running window (migration 0004), which must always equal the sum
-/// `Bank::limits` computes from the payments themselves.
+/// The sender's running window (migrations 0004 and 0006). Its invariant: it is exactly
+/// the sum of the account's non-FAILURE payments created after `internal_window_from`,
+/// and so never less than what `Bank::limits` reports for the last 24 hours (it may be
+/// more: payments leave it lazily, when a send would otherwise be refused).
 async fn running_window(b: &Bank, account: AccountId) -> u64 {
-    let (window,): (i64,) =
-        sqlx::query_as("SELECT internal_sent_window FROM accounts WHERE id = $1")
-            .bind(account.as_uuid())
-            .fetch_one(b.ledger().pool())
-            .await
-            .unwrap();
-    let used = sent_24h(b, account).await;
-    assert_eq!(
-        u64::try_from(window).unwrap(),
-        used,
-        "running window vs sum"
+    let (window, counted): (i64, i64) = sqlx::query_as(
+        "SELECT a.internal_sent_window, coalesce(( \
+           SELECT sum(p.amount_sats) FROM intraledger_payments p \
+           WHERE p.sender_account_id = a.id AND p.status <> 'FAILURE' \
+             AND p.created_at > a.internal_window_from), 0)::BIGINT \
+         FROM accounts a WHERE a.id = $1",
+    )
+    .bind(account.as_uuid())
+    .fetch_one(b.ledger().pool())
+    .await
+    .unwrap();
+    assert_eq!(window, counted, "running window vs its payments");
+    let window = u64::try_from(window).unwrap();
+    assert!(
+        window >= sent_24h(b, account).await,
+        "window below the 24 h sum"
     );
-    used
+    window
 }
 
 /// `count` sends of `amount` from `from` to `to` at once, each with its own key.
@@ -501,6 +508,51 @@ async fn the_rolling_limit_holds_under_concurrency_and_frees_after_24_hours() {
     .await
     .unwrap();
     assert_eq!(running_window(b, alice.account).await, 600_000);
+    assert!(b.ledger().verify().await.unwrap().is_ok());
+}
+
+/// Payments older than 24 hours leave the running window only when a send would
+/// otherwise be refused (migration 0006): until then the window over-counts, never
+/// under-counts, and the refusal is decided on the exact 24 h sum.
+#[tokio::test]
+async fn old_payments_leave_the_window_when_the_limit_needs_them_to() {
+    let t = bank().await;
+    let b = &t.bank;
+    let alice = customer(b, "alice@example.com", 1_000_000).await;
+    let bob = customer(b, "bob@example.com", 0).await;
+    let pay = |amount: u64| send(&alice, Recipient::Wallet(bob.wallet), amount, None);
+    b.send_internal(&alice.me, &pay(60_000)).await.unwrap();
+    travel_back_25_hours(b).await;
+
+    // 60k + 10k fits the level-0 limit (100k) even counting the old payment: the
+    // window keeps it.
+    b.send_internal(&alice.me, &pay(10_000)).await.unwrap();
+    assert_eq!(sent_24h(b, alice.account).await, 10_000);
+    assert_eq!(running_window(b, alice.account).await, 70_000);
+
+    // 70k + 50k would not fit: the old 60k leaves, and 10k + 50k does.
+    b.send_internal(&alice.me, &pay(50_000)).await.unwrap();
+    assert_eq!(running_window(b, alice.account).await, 60_000);
+    assert_eq!(sent_24h(b, alice.account).await, 60_000);
+
+    // Nothing old is left to take out: 60k + 41k is refused on the exact sum, and the
+    // refusal writes nothing.
+    let r = b.send_internal(&alice.me, &pay(41_000)).await;
+    match r {
+        Err(BankError::LimitExceeded { limit, used, .. }) => {
+            assert_eq!((limit.to_sat(), used.to_sat()), (100_000, 60_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(running_window(b, alice.account).await, 60_000);
+    assert_eq!(balance(b, bob.wallet).await, 120_000);
+
+    // 25 hours later the whole limit is free again: the send that needs it takes the
+    // old payments out.
+    travel_back_25_hours(b).await;
+    b.send_internal(&alice.me, &pay(100_000)).await.unwrap();
+    assert_eq!(running_window(b, alice.account).await, 100_000);
+    assert_eq!(sent_24h(b, alice.account).await, 100_000);
     assert!(b.ledger().verify().await.unwrap().is_ok());
 }
 

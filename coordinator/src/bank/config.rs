@@ -87,6 +87,9 @@ pub struct BankConfig {
     pub max_code_attempts: i32,
     /// Argon2id cost for new password hashes.
     pub password_cost: PasswordCost,
+    /// How long an authentication may be answered from memory (revocations still reach
+    /// every instance at once); zero reads the database for every request.
+    pub auth_cache_ttl: Duration,
 }
 
 impl Default for BankConfig {
@@ -97,6 +100,7 @@ impl Default for BankConfig {
             code_ttl: Duration::from_secs(10 * 60),
             max_code_attempts: 5,
             password_cost: PasswordCost::default(),
+            auth_cache_ttl: Duration::from_secs(30),
         }
     }
 }

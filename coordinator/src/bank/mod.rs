@@ -2,6 +2,7 @@
 //! one-time code, password login, sessions, API keys with scopes, usernames, KYC levels
 //! and limits, account status with an audit trail, staff roles.
 
+mod auth_cache;
 mod config;
 mod error;
 mod notifier;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+pub use auth_cache::LISTENER_APPLICATION_NAME as AUTH_LISTENER_APPLICATION_NAME;
 pub use config::{BankConfig, LevelLimits, LimitsConfig};
 pub use error::BankError;
 pub use notifier::{CodePurpose, Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
@@ -250,6 +252,8 @@ pub struct Bank {
     notifier: Arc<dyn Notifier>,
     config: Arc<BankConfig>,
     settler: payments::Settler,
+    /// `None` when `config.auth_cache_ttl` is zero.
+    auth: Option<Arc<auth_cache::AuthCache>>,
 }
 
 fn to_sats_floor(msats: i64) -> Sats {
@@ -273,6 +277,7 @@ impl Bank {
     pub fn new(ledger: Ledger, notifier: Arc<dyn Notifier>, config: BankConfig) -> Bank {
         Bank {
             settler: payments::Settler::spawn(ledger.pool().clone()),
+            auth: auth_cache::AuthCache::spawn(ledger.pool(), config.auth_cache_ttl),
             pool: ledger.pool().clone(),
             ledger,
             notifier,
@@ -603,63 +608,108 @@ impl Bank {
 
     /// Resolves a bearer token (`sess_...`) or an API key (`key_...`).
     ///
+    /// A credential seen recently is answered from memory (see `auth_cache.rs`: a
+    /// revocation anywhere reaches every instance through PostgreSQL notifications).
+    ///
     /// # Errors
     /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, BankError> {
-        let hash = secrets::token_hash(token);
-        if token.starts_with("sess_") {
-            let row = sqlx::query(
-                "SELECT s.user_id, a.id FROM sessions s JOIN accounts a ON a.user_id = s.user_id \
-                 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
-            )
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(BankError::Unauthenticated)?;
-            Ok(Principal {
-                user_id: UserId::from_uuid(row.try_get(0)?),
-                account_id: AccountId::from_uuid(row.try_get(1)?),
-                scopes: Scope::ALL.to_vec(),
-                method: AuthMethod::Session,
-            })
-        } else if token.starts_with("key_") {
-            // One statement: the look-up, and a refresh of last_used_at only when it is
-            // older than the granularity. A data-modifying CTE runs even though the outer
-            // query does not read it; when it updates no row, no transaction id is taken
-            // and the autocommit ends without a WAL flush. The UPDATE repeats the
-            // conditions so that, when two requests race, the second sees the first's
-            // new value after the row lock and writes nothing, and a key revoked in the
-            // meantime is not touched.
-            let row = sqlx::query(
-                "WITH k AS ( \
-                   SELECT k.id, a.user_id, a.id AS account_id, k.scopes FROM api_keys k \
-                   JOIN accounts a ON a.id = k.account_id \
-                   WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
-                     AND (k.expires_at IS NULL OR k.expires_at > now()) \
-                 ), touched AS ( \
-                   UPDATE api_keys u SET last_used_at = now() FROM k \
-                   WHERE u.id = k.id AND u.revoked_at IS NULL \
-                     AND (u.last_used_at IS NULL \
-                          OR u.last_used_at < now() - make_interval(secs => $2)) \
-                   RETURNING u.id \
-                 ) \
-                 SELECT id, user_id, account_id, scopes FROM k",
-            )
-            .bind(hash)
-            .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(BankError::Unauthenticated)?;
-            let scopes: Vec<String> = row.try_get(3)?;
-            Ok(Principal {
-                user_id: UserId::from_uuid(row.try_get(1)?),
-                account_id: AccountId::from_uuid(row.try_get(2)?),
-                scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-                method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
-            })
-        } else {
-            Err(BankError::Unauthenticated)
+        let session = token.starts_with("sess_");
+        if !session && !token.starts_with("key_") {
+            return Err(BankError::Unauthenticated);
         }
+        let hash = secrets::token_hash(token);
+        if let Some(principal) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
+            return Ok(principal);
+        }
+        let ticket = self.auth.as_ref().map(|c| c.ticket());
+        let (principal, expires_at) = if session {
+            self.authenticate_session(&hash).await?
+        } else {
+            self.authenticate_api_key(&hash).await?
+        };
+        if let (Some(cache), Some(ticket)) = (&self.auth, ticket) {
+            cache.remember(ticket, &hash, &principal, expires_at);
+        }
+        Ok(principal)
+    }
+
+    async fn authenticate_session(
+        &self,
+        hash: &[u8],
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+        let row = sqlx::query(
+            "SELECT s.user_id, a.id, s.expires_at FROM sessions s \
+             JOIN accounts a ON a.user_id = s.user_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::Unauthenticated)?;
+        let principal = Principal {
+            user_id: UserId::from_uuid(row.try_get(0)?),
+            account_id: AccountId::from_uuid(row.try_get(1)?),
+            scopes: Scope::ALL.to_vec(),
+            method: AuthMethod::Session,
+        };
+        Ok((principal, Some(row.try_get(2)?)))
+    }
+
+    async fn authenticate_api_key(
+        &self,
+        hash: &[u8],
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+        // One statement: the look-up, and a refresh of last_used_at only when it is older
+        // than the granularity. A data-modifying CTE runs even though the outer query does
+        // not read it; when it updates no row, no transaction id is taken and the
+        // autocommit ends without a WAL flush. The UPDATE repeats the conditions so that,
+        // when two requests race, the second sees the first's new value after the row
+        // lock and writes nothing, and a key revoked in the meantime is not touched.
+        // A cached key is not seen here: its last use is recorded when its entry is
+        // refreshed, at most the cache's time to live later.
+        let row = sqlx::query(
+            "WITH k AS ( \
+               SELECT k.id, a.user_id, a.id AS account_id, k.scopes, k.expires_at \
+               FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+               WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
+                 AND (k.expires_at IS NULL OR k.expires_at > now()) \
+             ), touched AS ( \
+               UPDATE api_keys u SET last_used_at = now() FROM k \
+               WHERE u.id = k.id AND u.revoked_at IS NULL \
+                 AND (u.last_used_at IS NULL \
+                      OR u.last_used_at < now() - make_interval(secs => $2)) \
+               RETURNING u.id \
+             ) \
+             SELECT id, user_id, account_id, scopes, expires_at FROM k",
+        )
+        .bind(hash)
+        .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::Unauthenticated)?;
+        let scopes: Vec<String> = row.try_get(3)?;
+        let principal = Principal {
+            user_id: UserId::from_uuid(row.try_get(1)?),
+            account_id: AccountId::from_uuid(row.try_get(2)?),
+            scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
+            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
+        };
+        Ok((principal, row.try_get(4)?))
+    }
+
+    /// Forgets a credential in this instance at once (the others hear of it through
+    /// migration 0007's notification).
+    fn forget_credential(&self, hash: &[u8]) {
+        if let Some(cache) = &self.auth {
+            cache.evict(&secrets::hex(hash));
+        }
+    }
+
+    /// Whether authentications are being answered from memory (the cache is on and its
+    /// revocation listener listens). For tests and health checks.
+    pub fn auth_cache_live(&self) -> bool {
+        self.auth.as_ref().is_some_and(|c| c.is_live())
     }
 
     /// Revokes a session token. Unknown tokens are ignored.
@@ -667,12 +717,14 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn logout(&self, token: &str) -> Result<(), BankError> {
+        let hash = secrets::token_hash(token);
         sqlx::query(
             "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
         )
-        .bind(secrets::token_hash(token))
+        .bind(&hash)
         .execute(&self.pool)
         .await?;
+        self.forget_credential(&hash);
         Ok(())
     }
 
@@ -784,18 +836,16 @@ impl Bank {
         if principal.method != AuthMethod::Session {
             return Err(BankError::Forbidden { needed: "session" });
         }
-        let n = sqlx::query(
+        let hash: Vec<u8> = sqlx::query_scalar(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) \
-             WHERE id = $1 AND account_id = $2",
+             WHERE id = $1 AND account_id = $2 RETURNING secret_hash",
         )
         .bind(id.as_uuid())
         .bind(principal.account_id.as_uuid())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(BankError::NotFound { what: "api key" });
-        }
+        .ok_or(BankError::NotFound { what: "api key" })?;
+        self.forget_credential(&hash);
         Ok(())
     }
 
