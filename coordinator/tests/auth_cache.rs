@@ -11,6 +11,7 @@ use common::{TestBank, bank, signed_up};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::SubsecRound;
 use coordinator::bank::{Bank, BankConfig, BankError, OutboxNotifier, Scope, Secret};
 
 /// How long a notification may take to arrive on a loaded machine.
@@ -185,4 +186,42 @@ async fn a_lost_listener_connection_forgets_everything_remembered() {
     b.authenticate(other.expose()).await.unwrap();
     live(b).await;
     b.authenticate(other.expose()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_remembered_key_still_records_its_last_use_every_granularity() {
+    let t = bank().await;
+    let b = &t.bank;
+    live(b).await;
+    let (_, _, me) = signed_up(b, "alice@example.com").await;
+    let (_, key) = b
+        .create_api_key(&me, "bot", &[Scope::Read], None)
+        .await
+        .unwrap();
+    let pool = b.ledger().pool();
+    // Recorded 1 s short of the granularity ago: the next use reads the database but
+    // records nothing, and is remembered only until the record is a granularity old.
+    let granularity =
+        chrono::Duration::from_std(coordinator::bank::API_KEY_LAST_USED_GRANULARITY).unwrap();
+    // (In microseconds, as PostgreSQL stores it.)
+    let recorded =
+        (chrono::Utc::now() - granularity + chrono::Duration::seconds(1)).trunc_subsecs(6);
+    sqlx::query("UPDATE api_keys SET last_used_at = $1")
+        .bind(recorded)
+        .execute(pool)
+        .await
+        .unwrap();
+    let last_used = || async {
+        let (at,): (chrono::DateTime<chrono::Utc>,) =
+            sqlx::query_as("SELECT last_used_at FROM api_keys")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        at
+    };
+    b.authenticate(key.expose()).await.unwrap();
+    assert_eq!(last_used().await, recorded);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    b.authenticate(key.expose()).await.unwrap();
+    assert!(last_used().await > recorded + granularity);
 }

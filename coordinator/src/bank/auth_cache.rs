@@ -36,7 +36,9 @@ const CAPACITY: u64 = 100_000;
 #[derive(Clone)]
 struct Entry {
     principal: Principal,
-    expires_at: Option<DateTime<Utc>>,
+    /// The credential's expiry, or for an API key the moment its last use must be
+    /// recorded again (`API_KEY_LAST_USED_GRANULARITY`), whichever is first.
+    valid_until: Option<DateTime<Utc>>,
 }
 
 pub(crate) struct AuthCache {
@@ -96,14 +98,14 @@ impl AuthCache {
         Some(cache)
     }
 
-    /// The remembered principal of a credential hash, if it is remembered, unexpired and
+    /// The remembered principal of a credential hash, if it is remembered, still valid and
     /// the cache is live.
     pub(crate) fn get(&self, hash: &[u8]) -> Option<Principal> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
         let entry = self.entries.get(&super::secrets::hex(hash))?;
-        match entry.expires_at {
+        match entry.valid_until {
             Some(at) if at <= Utc::now() => None,
             _ => Some(entry.principal),
         }
@@ -120,7 +122,7 @@ impl AuthCache {
         ticket: Ticket,
         hash: &[u8],
         principal: &Principal,
-        expires_at: Option<DateTime<Utc>>,
+        valid_until: Option<DateTime<Utc>>,
     ) {
         let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
         if self.live.load(Ordering::Acquire) && self.generation.load(Ordering::Acquire) == ticket.0
@@ -129,7 +131,7 @@ impl AuthCache {
                 super::secrets::hex(hash),
                 Entry {
                     principal: principal.clone(),
-                    expires_at,
+                    valid_until,
                 },
             );
         }

@@ -623,17 +623,18 @@ impl Bank {
             return Ok(principal);
         }
         let ticket = self.auth.as_ref().map(|c| c.ticket());
-        let (principal, expires_at) = if session {
+        let (principal, valid_until) = if session {
             self.authenticate_session(&hash).await?
         } else {
             self.authenticate_api_key(&hash).await?
         };
         if let (Some(cache), Some(ticket)) = (&self.auth, ticket) {
-            cache.remember(ticket, &hash, &principal, expires_at);
+            cache.remember(ticket, &hash, &principal, valid_until);
         }
         Ok(principal)
     }
 
+    /// The session's principal and its expiry.
     async fn authenticate_session(
         &self,
         hash: &[u8],
@@ -656,6 +657,7 @@ impl Bank {
         Ok((principal, Some(row.try_get(2)?)))
     }
 
+    /// The key's principal and until when it may be answered from memory.
     async fn authenticate_api_key(
         &self,
         hash: &[u8],
@@ -666,11 +668,12 @@ impl Bank {
         // autocommit ends without a WAL flush. The UPDATE repeats the conditions so that,
         // when two requests race, the second sees the first's new value after the row
         // lock and writes nothing, and a key revoked in the meantime is not touched.
-        // A cached key is not seen here: its last use is recorded when its entry is
-        // refreshed, at most the cache's time to live later.
+        // A remembered key is not seen here: its entry is valid only until its recorded
+        // last use is a granularity old, so that the next use comes here and records it.
         let row = sqlx::query(
             "WITH k AS ( \
-               SELECT k.id, a.user_id, a.id AS account_id, k.scopes, k.expires_at \
+               SELECT k.id, a.user_id, a.id AS account_id, k.scopes, k.expires_at, \
+                 k.last_used_at \
                FROM api_keys k JOIN accounts a ON a.id = k.account_id \
                WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
                  AND (k.expires_at IS NULL OR k.expires_at > now()) \
@@ -679,9 +682,10 @@ impl Bank {
                WHERE u.id = k.id AND u.revoked_at IS NULL \
                  AND (u.last_used_at IS NULL \
                       OR u.last_used_at < now() - make_interval(secs => $2)) \
-               RETURNING u.id \
+               RETURNING u.last_used_at \
              ) \
-             SELECT id, user_id, account_id, scopes, expires_at FROM k",
+             SELECT id, user_id, account_id, scopes, expires_at, \
+               coalesce((SELECT last_used_at FROM touched), last_used_at) FROM k",
         )
         .bind(hash)
         .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
@@ -695,7 +699,20 @@ impl Bank {
             scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
             method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
         };
-        Ok((principal, row.try_get(4)?))
+        let expires_at: Option<DateTime<Utc>> = row.try_get(4)?;
+        let last_used_at: Option<DateTime<Utc>> = row.try_get(5)?;
+        let record_again = last_used_at.and_then(|at| {
+            chrono::Duration::from_std(API_KEY_LAST_USED_GRANULARITY)
+                .ok()
+                .and_then(|g| at.checked_add_signed(g))
+        });
+        // Remembered until it expires or its last use must be recorded again; the
+        // statement has just recorded it, so `record_again` is always set.
+        let valid_until = match (expires_at, record_again) {
+            (Some(e), Some(r)) => Some(e.min(r)),
+            (e, r) => e.or(r),
+        };
+        Ok((principal, valid_until))
     }
 
     /// Forgets a credential in this instance at once (the others hear of it through

@@ -45,6 +45,11 @@ enum Command {
         /// none by default.
         #[arg(long, env = "COORDINATOR_CORS_ORIGINS", value_delimiter = ',')]
         cors_origins: Vec<String>,
+        /// Seconds an authentication may be answered from memory; revocations still
+        /// reach every instance at once (PostgreSQL notifications). 0 reads the database
+        /// for every request.
+        #[arg(long, env = "COORDINATOR_AUTH_CACHE_SECONDS", default_value_t = 30)]
+        auth_cache_seconds: u64,
     },
     /// Ledger tools.
     Ledger {
@@ -78,10 +83,12 @@ async fn main() -> anyhow::Result<()> {
         connections,
         request_timeout,
         cors_origins,
+        auth_cache_seconds,
     } = &cli.command
     {
         let http = HttpOptions {
             request_timeout: std::time::Duration::from_secs(*request_timeout),
+            auth_cache_ttl: std::time::Duration::from_secs(*auth_cache_seconds),
             cors_allowed_origins: cors_origins
                 .iter()
                 .map(|o| {
@@ -142,9 +149,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The HTTP protections of `serve`.
+/// How `serve` treats requests.
 struct HttpOptions {
     request_timeout: std::time::Duration,
+    auth_cache_ttl: std::time::Duration,
     cors_allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
@@ -159,7 +167,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     use coordinator::bank::{Bank, BankConfig};
     use coordinator::notify::NotifierConfig;
-    let mut config = BankConfig::default();
+    let mut config = BankConfig {
+        auth_cache_ttl: http.auth_cache_ttl,
+        ..BankConfig::default()
+    };
     if let Some(path) = limits {
         let text = std::fs::read_to_string(path).context("reading the limits file")?;
         config.limits = toml::from_str(&text).context("parsing the limits file")?;
