@@ -28,6 +28,19 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// A one-connection pool for a `LISTEN`ing task: the same server and credentials as
+/// `pool`, outside its limit, named `application_name` so operators can find it. Lazy:
+/// nothing connects until the listener does.
+pub fn listener_pool(pool: &PgPool, application_name: &str) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with(options)
+}
+
 /// Runs the migrations.
 ///
 /// # Errors

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::SubsecRound;
-use coordinator::bank::{Bank, BankConfig, BankError, OutboxNotifier, Scope, Secret};
+use coordinator::bank::{
+    ApiKeyInfo, Bank, BankConfig, BankError, OutboxNotifier, Principal, Scope, Secret,
+};
 
 /// How long a notification may take to arrive on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -40,6 +42,17 @@ async fn refused_soon(b: &Bank, token: &str) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Alice, signed up on `b` once its cache is live: her session, principal, and a read key.
+async fn alice(b: &Bank) -> (Secret, Principal, ApiKeyInfo, Secret) {
+    live(b).await;
+    let (session, _, me) = signed_up(b, "alice@example.com").await;
+    let (info, key) = b
+        .create_api_key(&me, "bot", &[Scope::Read], None)
+        .await
+        .unwrap();
+    (session, me, info, key)
 }
 
 /// A second coordinator instance on the same database.
@@ -73,12 +86,7 @@ async fn read_from_database(b: &Bank, secret: &Secret) -> bool {
 async fn a_remembered_credential_is_refused_as_soon_as_it_is_revoked_here() {
     let t = bank().await;
     let b = &t.bank;
-    live(b).await;
-    let (session, _, me) = signed_up(b, "alice@example.com").await;
-    let (info, key) = b
-        .create_api_key(&me, "bot", &[Scope::Read], None)
-        .await
-        .unwrap();
+    let (session, me, info, key) = alice(b).await;
     // The first use reads the database, the next ones do not.
     assert!(read_from_database(b, &key).await);
     assert!(!read_from_database(b, &key).await);
@@ -108,13 +116,8 @@ async fn revocations_reach_other_instances_including_by_hand() {
     let t = bank().await;
     let a = &t.bank;
     let b = second_instance(&t);
-    live(a).await;
     live(&b).await;
-    let (session, _, me) = signed_up(a, "alice@example.com").await;
-    let (info, key) = a
-        .create_api_key(&me, "bot", &[Scope::Read], None)
-        .await
-        .unwrap();
+    let (session, me, info, key) = alice(a).await;
     // Remembered by the second instance.
     assert!(read_from_database(&b, &key).await);
     assert!(!read_from_database(&b, &key).await);
@@ -138,12 +141,7 @@ async fn revocations_reach_other_instances_including_by_hand() {
 async fn a_lost_listener_connection_forgets_everything_remembered() {
     let t = bank().await;
     let b = &t.bank;
-    live(b).await;
-    let (_, _, me) = signed_up(b, "alice@example.com").await;
-    let (_, key) = b
-        .create_api_key(&me, "bot", &[Scope::Read], None)
-        .await
-        .unwrap();
+    let (_, me, _, key) = alice(b).await;
     assert!(read_from_database(b, &key).await);
     assert!(!read_from_database(b, &key).await);
 
@@ -192,12 +190,7 @@ async fn a_lost_listener_connection_forgets_everything_remembered() {
 async fn a_remembered_key_still_records_its_last_use_every_granularity() {
     let t = bank().await;
     let b = &t.bank;
-    live(b).await;
-    let (_, _, me) = signed_up(b, "alice@example.com").await;
-    let (_, key) = b
-        .create_api_key(&me, "bot", &[Scope::Read], None)
-        .await
-        .unwrap();
+    let (_, _, _, key) = alice(b).await;
     let pool = b.ledger().pool();
     // Recorded 1 s short of the granularity ago: the next use reads the database but
     // records nothing, and is remembered only until the record is a granularity old.

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Row, postgres::PgRow};
 use tokio::sync::{Notify, OnceCell, broadcast, watch};
 use uuid::Uuid;
@@ -77,14 +77,7 @@ impl OutboxFeed {
 }
 
 async fn start(pool: PgPool) -> Result<Running, sqlx::Error> {
-    // Its own connection, outside the request pool, named so operators can find it.
-    let options = (*pool.connect_options())
-        .clone()
-        .application_name(LISTENER_APPLICATION_NAME);
-    let listen_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(options);
+    let listen_pool = crate::db::listener_pool(&pool, LISTENER_APPLICATION_NAME);
     let mut listener = PgListener::connect_with(&listen_pool).await?;
     listener.listen(CHANNEL).await?;
     // Listening before taking the high-water mark: a batch committed in between is read

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::watch;
 
 use super::Principal;
@@ -87,13 +87,7 @@ impl AuthCache {
             live: AtomicBool::new(false),
             _stop: stop,
         });
-        let options = (*pool.connect_options())
-            .clone()
-            .application_name(LISTENER_APPLICATION_NAME);
-        let listen_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options);
+        let listen_pool = crate::db::listener_pool(pool, LISTENER_APPLICATION_NAME);
         tokio::spawn(listen(listen_pool, Arc::downgrade(&cache), stopped));
         Some(cache)
     }
