@@ -278,7 +278,7 @@ impl Bank {
             .collect::<Result<Vec<i64>, _>>()
             .map_err(|_| BankError::Corrupt("internal-send limit above i64".into()))?;
         // One round trip and one commit: lock, replay check, rules and the PENDING row
-        // (migrations/0004_payment_reserve.sql).
+        // (migrations 0004_payment_reserve.sql and 0006_reserve_fast_path.sql).
         let row = sqlx::query("SELECT * FROM intraledger_reserve($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(id.as_uuid())
             .bind(principal.account_id.as_uuid())
