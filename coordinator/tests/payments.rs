@@ -11,7 +11,7 @@ use coordinator::bank::{
     StaffRole, TxDirection,
 };
 use coordinator::ledger::system;
-use coordinator::{AccountId, Posting, Sats, WalletId};
+use coordinator::{AccountId, PaymentId, Posting, Sats, WalletId};
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
@@ -642,6 +642,26 @@ async fn history_pages_with_cursors() {
 /// A success is recorded on the payment row after the payer has its answer; until then
 /// (or if that record is lost) the row is PENDING, and a replay or a restart must neither
 /// pay again nor report the payment as failed.
+/// Waits (up to 2 s) for the settler to record the payment's success; its transaction.
+async fn settled(pool: &sqlx::PgPool, payment: PaymentId) -> Option<uuid::Uuid> {
+    for _ in 0..100 {
+        let row = sqlx::query_as::<_, (String, Option<uuid::Uuid>)>(
+            "SELECT status, transaction_id FROM intraledger_payments WHERE id = $1",
+        )
+        .bind(payment.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some((status, transaction)) = row
+            && status == "SUCCESS"
+        {
+            return transaction;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the settler did not record {payment:?}");
+}
+
 #[tokio::test]
 async fn a_success_recorded_late_or_lost_never_pays_twice() {
     let (t, alice, bob) = setup().await;
@@ -658,24 +678,9 @@ async fn a_success_recorded_late_or_lost_never_pays_twice() {
     let posted = first.transaction_id.unwrap();
 
     // The settler records the success with the ledger transaction.
-    let mut recorded = None;
-    for _ in 0..100 {
-        recorded = sqlx::query_as::<_, (String, Option<uuid::Uuid>)>(
-            "SELECT status, transaction_id FROM intraledger_payments WHERE id = $1",
-        )
-        .bind(first.payment_id.as_uuid())
-        .fetch_optional(pool)
-        .await
-        .unwrap()
-        .filter(|(s, _)| s == "SUCCESS");
-        if recorded.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        recorded,
-        Some(("SUCCESS".to_owned(), Some(posted.as_uuid())))
+        settled(pool, first.payment_id).await,
+        Some(posted.as_uuid())
     );
 
     // The record lost (a crash before the settler's statement): the row is PENDING again.
@@ -694,6 +699,12 @@ async fn a_success_recorded_late_or_lost_never_pays_twice() {
     assert_eq!(again.payment_id, first.payment_id);
     assert_eq!(again.transaction_id, Some(posted));
     assert_eq!(balance(b, bob.wallet).await, 1_000);
+    // The replay's success is recorded too (waited for, so that it cannot land after the
+    // next reset).
+    assert_eq!(
+        settled(pool, first.payment_id).await,
+        Some(posted.as_uuid())
+    );
 
     // A pending row still counts against the limit, and the history still names the
     // counterparty (it is found through the posting, not through the row).
