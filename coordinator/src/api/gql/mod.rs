@@ -29,7 +29,11 @@ pub type PublicSchema = Schema<public::Query, public::Mutation, public::Subscrip
 pub type AdminSchema = Schema<admin::AdminQuery, admin::AdminMutation, EmptySubscription>;
 
 fn public_builder() -> SchemaBuilder<public::Query, public::Mutation, public::Subscription> {
-    Schema::build(public::Query, public::Mutation, public::Subscription)
+    Schema::build(
+        public::Query::default(),
+        public::Mutation::default(),
+        public::Subscription,
+    )
 }
 
 fn admin_builder() -> SchemaBuilder<admin::AdminQuery, admin::AdminMutation, EmptySubscription> {

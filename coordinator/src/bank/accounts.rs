@@ -1,0 +1,364 @@
+//! Accounts and users: usernames, lookups, wallets, status, levels, events and limits.
+
+use super::*;
+
+impl Bank {
+    /// Sets the account's username, once.
+    ///
+    /// # Errors
+    /// [`BankError::UsernameTaken`], [`BankError::UsernameAlreadySet`],
+    /// [`BankError::Forbidden`] without the write scope.
+    pub async fn set_username(
+        &self,
+        principal: &Principal,
+        username: &Username,
+    ) -> Result<(), BankError> {
+        principal.require(Scope::Write)?;
+        let result =
+            sqlx::query("UPDATE accounts SET username = $1 WHERE id = $2 AND username IS NULL")
+                .bind(username.as_str())
+                .bind(principal.account_id.as_uuid())
+                .execute(&self.pool)
+                .await;
+        match result {
+            Ok(r) if r.rows_affected() == 1 => Ok(()),
+            Ok(_) => Err(BankError::UsernameAlreadySet),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+                Err(BankError::UsernameTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An account.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn account(&self, id: AccountId) -> Result<AccountView, BankError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, username, level, status, default_wallet_id, created_at \
+             FROM accounts WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::NotFound { what: "account" })?;
+        account_from_row(&row)
+    }
+
+    /// The account that owns a username or an identity, for staff look-ups.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn find_account(
+        &self,
+        staff: &StaffPrincipal,
+        query: &AccountQuery,
+    ) -> Result<AccountView, BankError> {
+        staff.require(StaffAction::ViewAccounts)?;
+        let base = "SELECT a.id, a.user_id, a.username, a.level, a.status, a.default_wallet_id, \
+                    a.created_at FROM accounts a JOIN users u ON u.id = a.user_id";
+        let row = match query {
+            AccountQuery::Id(id) => {
+                sqlx::query(&format!("{base} WHERE a.id = $1"))
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::Username(u) => {
+                sqlx::query(&format!("{base} WHERE a.username = $1"))
+                    .bind(u.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::Email(e) => {
+                sqlx::query(&format!("{base} WHERE u.email = $1"))
+                    .bind(e.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::UserId(id) => {
+                sqlx::query(&format!("{base} WHERE a.user_id = $1"))
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            AccountQuery::Phone(p) => {
+                sqlx::query(&format!("{base} WHERE u.phone = $1"))
+                    .bind(p.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        account_from_row(&row.ok_or(BankError::NotFound { what: "account" })?)
+    }
+
+    /// A user.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
+        let row = sqlx::query(
+            "SELECT email, phone, verified_at IS NOT NULL, created_at FROM users WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::NotFound { what: "user" })?;
+        Ok(UserView {
+            id,
+            email: row.try_get(0)?,
+            phone: row.try_get(1)?,
+            verified: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+
+    /// Whether a username is free.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn username_available(&self, username: &Username) -> Result<bool, BankError> {
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1)")
+                .bind(username.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(!taken)
+    }
+
+    /// The principal's own account.
+    ///
+    /// # Errors
+    /// [`BankError::Forbidden`] without the read scope.
+    pub async fn me(&self, principal: &Principal) -> Result<AccountView, BankError> {
+        principal.require(Scope::Read)?;
+        self.account(principal.account_id).await
+    }
+
+    /// The wallets of an account with their balances.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn wallets_of(&self, account: AccountId) -> Result<Vec<WalletView>, BankError> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.currency, b.settled, b.pending FROM wallets w \
+             JOIN ledger_balances b ON b.account_id = w.id WHERE w.account_id = $1 \
+             ORDER BY w.created_at",
+        )
+        .bind(account.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let pending: i64 = r.try_get(3)?;
+                Ok(WalletView {
+                    id: WalletId::from_uuid(r.try_get(0)?),
+                    account_id: account,
+                    currency: r.try_get(1)?,
+                    balance: to_sats_floor(r.try_get(2)?),
+                    pending_incoming: to_sats_floor(pending.max(0)),
+                })
+            })
+            .collect()
+    }
+
+    /// One of the principal's wallets. Another account's wallet is reported as not found,
+    /// so its existence does not leak.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`], [`BankError::Forbidden`] without the read scope.
+    pub async fn wallet(
+        &self,
+        principal: &Principal,
+        id: WalletId,
+    ) -> Result<WalletView, BankError> {
+        principal.require(Scope::Read)?;
+        self.wallets_of(principal.account_id)
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or(BankError::NotFound { what: "wallet" })
+    }
+
+    /// The default wallet of the account with this username (to pay it).
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn wallet_of_username(&self, username: &Username) -> Result<WalletId, BankError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT default_wallet_id FROM accounts WHERE username = $1 AND status <> 'CLOSED'",
+        )
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        id.map(WalletId::from_uuid)
+            .ok_or(BankError::NotFound { what: "username" })
+    }
+
+    /// Changes an account's status and records who, when and why. CLOSED is final;
+    /// only staff may unlock.
+    ///
+    /// # Errors
+    /// [`BankError::InvalidTransition`], [`BankError::NotFound`], [`BankError::Forbidden`].
+    pub async fn set_status(
+        &self,
+        actor: Actor,
+        account: AccountId,
+        status: AccountStatus,
+        reason: &str,
+    ) -> Result<(), BankError> {
+        let reason = checked_reason(reason)?;
+        let mut tx = self.pool.begin().await?;
+        let current: String =
+            sqlx::query_scalar("SELECT status FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(account.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(BankError::NotFound { what: "account" })?;
+        let current: AccountStatus = current.parse()?;
+        let allowed = match (current, status) {
+            (AccountStatus::Closed, _) => false,
+            (a, b) if a == b => false,
+            // Unlocking is for staff only; a user may lock or close their own account.
+            (AccountStatus::Locked, AccountStatus::Active) => matches!(actor, Actor::Staff(_)),
+            _ => true,
+        };
+        if !allowed {
+            return Err(BankError::InvalidTransition {
+                from: current.as_str(),
+                to: status.as_str(),
+            });
+        }
+        sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(account.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        record_event(
+            &mut tx,
+            account,
+            "status",
+            current.as_str(),
+            status.as_str(),
+            actor,
+            reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Staff changes an account's status (needs the right role).
+    ///
+    /// # Errors
+    /// As [`Bank::set_status`], and [`BankError::Forbidden`] for a role that may not.
+    pub async fn staff_set_status(
+        &self,
+        staff: &StaffPrincipal,
+        account: AccountId,
+        status: AccountStatus,
+        reason: &str,
+    ) -> Result<(), BankError> {
+        let action = match status {
+            AccountStatus::Closed => StaffAction::CloseAccount,
+            _ => StaffAction::LockAccount,
+        };
+        staff.require(action)?;
+        self.set_status(Actor::Staff(staff.staff_id), account, status, reason)
+            .await
+    }
+
+    /// Staff changes an account's KYC level and the change is recorded.
+    ///
+    /// # Errors
+    /// [`BankError::Forbidden`], [`BankError::NotFound`].
+    pub async fn set_level(
+        &self,
+        staff: &StaffPrincipal,
+        account: AccountId,
+        level: Level,
+        reason: &str,
+    ) -> Result<(), BankError> {
+        staff.require(StaffAction::ChangeLevel)?;
+        let reason = checked_reason(reason)?;
+        let mut tx = self.pool.begin().await?;
+        let current: i16 =
+            sqlx::query_scalar("SELECT level FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(account.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(BankError::NotFound { what: "account" })?;
+        sqlx::query("UPDATE accounts SET level = $1 WHERE id = $2")
+            .bind(i16::from(level.get()))
+            .bind(account.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        record_event(
+            &mut tx,
+            account,
+            "level",
+            &current.to_string(),
+            &level.get().to_string(),
+            Actor::Staff(staff.staff_id),
+            reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An account's audit trail, oldest first.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn account_events(&self, account: AccountId) -> Result<Vec<AccountEvent>, BankError> {
+        let rows = sqlx::query(
+            "SELECT kind, old_value, new_value, actor, reason, created_at FROM account_events \
+             WHERE account_id = $1 ORDER BY id",
+        )
+        .bind(account.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccountEvent {
+                    kind: r.try_get(0)?,
+                    old_value: r.try_get(1)?,
+                    new_value: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// An account's limits and what is left of them over the last 24 hours.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn limits(&self, account: AccountId) -> Result<Limits, BankError> {
+        let view = self.account(account).await?;
+        let mut conn = self.pool.acquire().await?;
+        let used = internal_sent_24h(&mut conn, account).await?;
+        let lim = self.config.limits.of(view.level);
+        let internal = LimitView {
+            total: lim.internal_send,
+            used,
+            remaining: lim.internal_send.checked_sub(used).unwrap_or(Sats::ZERO),
+        };
+        // No withdrawals exist yet: nothing is used.
+        let withdrawal = LimitView {
+            total: lim.withdrawal,
+            used: Sats::ZERO,
+            remaining: lim.withdrawal,
+        };
+        Ok(Limits {
+            level: view.level,
+            internal_send: internal,
+            withdrawal,
+        })
+    }
+}

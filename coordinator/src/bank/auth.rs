@@ -1,0 +1,439 @@
+//! Registration, one-time codes, login, authentication and logout.
+
+use super::*;
+
+impl Bank {
+    /// Registers a user and sends a verification code. The account and its wallet are
+    /// created when the code is confirmed ([`Bank::confirm_code`]).
+    ///
+    /// # Errors
+    /// [`BankError::IdentityTaken`] if the e-mail or phone is registered;
+    /// [`BankError::Notify`] if the code cannot be sent (nothing is kept then, so the
+    /// registration can be tried again).
+    pub async fn register(
+        &self,
+        identity: &Identity,
+        password: &NewPassword,
+    ) -> Result<UserId, BankError> {
+        self.notifier.check_channel(identity)?;
+        let hash = self.hash(password.secret()).await?;
+        let id = UserId::new();
+        let (email, phone) = match identity {
+            Identity::Email(e) => (Some(e.as_str()), None),
+            Identity::Phone(p) => (None, Some(p.as_str())),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, phone, password_hash) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id.as_uuid())
+        .bind(email)
+        .bind(phone)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(BankError::IdentityTaken);
+        }
+        if let Err(e) = self.issue_code(id, identity, CODE_PURPOSE_VERIFY).await {
+            // No code reached the user: undo the registration so that they can simply
+            // register again, instead of meeting `IdentityTaken` for an account they
+            // cannot confirm.
+            self.forget_unverified(id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Deletes a user who was never verified (their registration could not be
+    /// completed). Failures are logged: the row is then as if the process had crashed.
+    async fn forget_unverified(&self, user: UserId) {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM one_time_codes WHERE user_id = $1")
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM users WHERE id = $1 AND verified_at IS NULL")
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%user, error = %e, "could not undo an unconfirmed registration");
+        }
+    }
+
+    async fn issue_code(
+        &self,
+        user: UserId,
+        identity: &Identity,
+        purpose: &str,
+    ) -> Result<(), BankError> {
+        let code = secrets::new_code();
+        let id = Uuid::now_v7();
+        let ttl = chrono::Duration::from_std(self.config.code_ttl)
+            .map_err(|e| BankError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO one_time_codes (id, user_id, purpose, code_hash, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(user.as_uuid())
+        .bind(purpose)
+        .bind(secrets::code_hash(id, code.expose()))
+        .bind(Utc::now() + ttl)
+        .execute(&self.pool)
+        .await?;
+        let purpose = if purpose == CODE_PURPOSE_LOGIN {
+            CodePurpose::Login
+        } else {
+            CodePurpose::Verify
+        };
+        let message =
+            Notification::one_time_code(identity.clone(), purpose, &code, self.config.code_ttl);
+        if let Err(e) = self.notifier.send(message).await {
+            // The user never saw this code; as the latest code it would shadow one they
+            // did receive earlier, so it goes.
+            if let Err(db) = sqlx::query("DELETE FROM one_time_codes WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(%user, error = %db, "could not drop an undelivered code");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    async fn user_by_identity(
+        &self,
+        identity: &Identity,
+    ) -> Result<Option<(UserId, String, bool)>, BankError> {
+        let row =
+            match identity {
+                Identity::Email(e) => sqlx::query(
+                    "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE email = $1",
+                )
+                .bind(e.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+                Identity::Phone(p) => sqlx::query(
+                    "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE phone = $1",
+                )
+                .bind(p.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+            };
+        row.map(|r| {
+            Ok((
+                UserId::from_uuid(r.try_get(0)?),
+                r.try_get(1)?,
+                r.try_get(2)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Sends a fresh code: a verification code to an unverified user, a login code to a
+    /// verified one. Says nothing about whether the identity is registered.
+    ///
+    /// # Errors
+    /// [`BankError::Notify`] if the message cannot be sent (a code sent earlier stays
+    /// valid).
+    pub async fn request_code(&self, identity: &Identity) -> Result<(), BankError> {
+        self.notifier.check_channel(identity)?;
+        if let Some((user, _, verified)) = self.user_by_identity(identity).await? {
+            let purpose = if verified {
+                CODE_PURPOSE_LOGIN
+            } else {
+                CODE_PURPOSE_VERIFY
+            };
+            self.issue_code(user, identity, purpose).await?;
+        }
+        Ok(())
+    }
+
+    /// Confirms a one-time code and logs the user in. The first confirmation verifies the
+    /// user and creates the account with its default BTC wallet.
+    ///
+    /// # Errors
+    /// [`BankError::InvalidCode`] for an unknown identity, a wrong, used or expired code,
+    /// or too many attempts.
+    pub async fn confirm_code(
+        &self,
+        identity: &Identity,
+        code: &str,
+    ) -> Result<(Session, AccountId), BankError> {
+        let Some((user, _, verified)) = self.user_by_identity(identity).await? else {
+            return Err(BankError::InvalidCode);
+        };
+        let purpose = if verified {
+            CODE_PURPOSE_LOGIN
+        } else {
+            CODE_PURPOSE_VERIFY
+        };
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT id, code_hash, attempts, expires_at > now() FROM one_time_codes \
+             WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL \
+             ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+        )
+        .bind(user.as_uuid())
+        .bind(purpose)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(BankError::InvalidCode);
+        };
+        let code_id: Uuid = row.try_get(0)?;
+        let stored: Vec<u8> = row.try_get(1)?;
+        let attempts: i32 = row.try_get(2)?;
+        let fresh: bool = row.try_get(3)?;
+        if !fresh || attempts >= self.config.max_code_attempts {
+            return Err(BankError::InvalidCode);
+        }
+        if secrets::code_hash(code_id, code.trim()) != stored {
+            sqlx::query("UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1")
+                .bind(code_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Err(BankError::InvalidCode);
+        }
+        sqlx::query("UPDATE one_time_codes SET consumed_at = now() WHERE id = $1")
+            .bind(code_id)
+            .execute(&mut *tx)
+            .await?;
+        let account = if verified {
+            let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
+                .bind(user.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+            AccountId::from_uuid(id)
+        } else {
+            sqlx::query("UPDATE users SET verified_at = now() WHERE id = $1")
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let account = AccountId::new();
+            let wallet = ledger::create_account_in(
+                &mut *tx,
+                NewAccount::user_wallet(format!("wallet of account {account}")),
+            )
+            .await?;
+            let wallet = WalletId::from_uuid(wallet.id.as_uuid());
+            sqlx::query(
+                "INSERT INTO accounts (id, user_id, default_wallet_id) VALUES ($1, $2, $3)",
+            )
+            .bind(account.as_uuid())
+            .bind(user.as_uuid())
+            .bind(wallet.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')")
+                .bind(wallet.as_uuid())
+                .bind(account.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            account
+        };
+        let session = self.new_session_in(&mut tx, Some(user), None).await?;
+        tx.commit().await?;
+        Ok((session, account))
+    }
+
+    pub(super) async fn new_session_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        user: Option<UserId>,
+        staff: Option<StaffId>,
+    ) -> Result<Session, BankError> {
+        let (token, hash) = secrets::new_token("sess");
+        let ttl = chrono::Duration::from_std(self.config.session_ttl)
+            .map_err(|e| BankError::Corrupt(e.to_string()))?;
+        let expires_at = Utc::now() + ttl;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, staff_id, token_hash, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(user.map(|u| u.as_uuid()))
+        .bind(staff.map(|s| s.as_uuid()))
+        .bind(hash)
+        .bind(expires_at)
+        .execute(tx)
+        .await?;
+        Ok(Session { token, expires_at })
+    }
+
+    /// Logs in with a password.
+    ///
+    /// # Errors
+    /// [`BankError::InvalidCredentials`] for an unknown identity or a wrong password;
+    /// [`BankError::NotVerified`] before the registration code was confirmed.
+    pub async fn login(
+        &self,
+        identity: &Identity,
+        password: &Secret,
+    ) -> Result<Session, BankError> {
+        let found = self.user_by_identity(identity).await?;
+        let Some((user, hash, verified)) = found else {
+            // Spend the same time as for a known user, so timing does not tell.
+            let dummy = self.hash(&Secret::new("not a password")).await?;
+            let _ = self.check_password(password, dummy).await?;
+            return Err(BankError::InvalidCredentials);
+        };
+        if !self.check_password(password, hash).await? {
+            return Err(BankError::InvalidCredentials);
+        }
+        if !verified {
+            return Err(BankError::NotVerified);
+        }
+        let mut conn = self.pool.acquire().await?;
+        self.new_session_in(&mut conn, Some(user), None).await
+    }
+
+    /// Resolves a bearer token (`sess_...`) or an API key (`key_...`).
+    ///
+    /// A credential seen recently is answered from memory (see `auth_cache.rs`: a
+    /// revocation anywhere reaches every instance through PostgreSQL notifications).
+    ///
+    /// # Errors
+    /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, BankError> {
+        let session = token.starts_with("sess_");
+        if !session && !token.starts_with("key_") {
+            return Err(BankError::Unauthenticated);
+        }
+        let hash = secrets::token_hash(token);
+        if let Some(principal) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
+            return Ok(principal);
+        }
+        let ticket = self.auth.as_ref().map(|c| c.ticket());
+        let (principal, valid_until) = if session {
+            self.authenticate_session(&hash).await?
+        } else {
+            self.authenticate_api_key(&hash).await?
+        };
+        if let (Some(cache), Some(ticket)) = (&self.auth, ticket) {
+            cache.remember(ticket, &hash, &principal, valid_until);
+        }
+        Ok(principal)
+    }
+
+    /// The session's principal and its expiry.
+    async fn authenticate_session(
+        &self,
+        hash: &[u8],
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+        let row = sqlx::query(
+            "SELECT s.user_id, a.id, s.expires_at FROM sessions s \
+             JOIN accounts a ON a.user_id = s.user_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::Unauthenticated)?;
+        let principal = Principal {
+            user_id: UserId::from_uuid(row.try_get(0)?),
+            account_id: AccountId::from_uuid(row.try_get(1)?),
+            scopes: Scope::ALL.to_vec(),
+            method: AuthMethod::Session,
+        };
+        Ok((principal, Some(row.try_get(2)?)))
+    }
+
+    /// The key's principal and until when it may be answered from memory.
+    async fn authenticate_api_key(
+        &self,
+        hash: &[u8],
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+        // One statement: the look-up, and a refresh of last_used_at only when it is older
+        // than the granularity. A data-modifying CTE runs even though the outer query does
+        // not read it; when it updates no row, no transaction id is taken and the
+        // autocommit ends without a WAL flush. The UPDATE repeats the conditions so that,
+        // when two requests race, the second sees the first's new value after the row
+        // lock and writes nothing, and a key revoked in the meantime is not touched.
+        // A remembered key is not seen here: its entry is valid only until its recorded
+        // last use is a granularity old, so that the next use comes here and records it.
+        let row = sqlx::query(
+            "WITH k AS ( \
+               SELECT k.id, a.user_id, a.id AS account_id, k.scopes, k.expires_at, \
+                 k.last_used_at \
+               FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+               WHERE k.secret_hash = $1 AND k.revoked_at IS NULL \
+                 AND (k.expires_at IS NULL OR k.expires_at > now()) \
+             ), touched AS ( \
+               UPDATE api_keys u SET last_used_at = now() FROM k \
+               WHERE u.id = k.id AND u.revoked_at IS NULL \
+                 AND (u.last_used_at IS NULL \
+                      OR u.last_used_at < now() - make_interval(secs => $2)) \
+               RETURNING u.last_used_at \
+             ) \
+             SELECT id, user_id, account_id, scopes, expires_at, \
+               coalesce((SELECT last_used_at FROM touched), last_used_at) FROM k",
+        )
+        .bind(hash)
+        .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::Unauthenticated)?;
+        let scopes: Vec<String> = row.try_get(3)?;
+        let principal = Principal {
+            user_id: UserId::from_uuid(row.try_get(1)?),
+            account_id: AccountId::from_uuid(row.try_get(2)?),
+            scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
+            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
+        };
+        let expires_at: Option<DateTime<Utc>> = row.try_get(4)?;
+        let last_used_at: Option<DateTime<Utc>> = row.try_get(5)?;
+        let record_again = last_used_at.and_then(|at| {
+            chrono::Duration::from_std(API_KEY_LAST_USED_GRANULARITY)
+                .ok()
+                .and_then(|g| at.checked_add_signed(g))
+        });
+        // Remembered until it expires or its last use must be recorded again; the
+        // statement has just recorded it, so `record_again` is always set.
+        let valid_until = match (expires_at, record_again) {
+            (Some(e), Some(r)) => Some(e.min(r)),
+            (e, r) => e.or(r),
+        };
+        Ok((principal, valid_until))
+    }
+
+    /// Forgets a credential in this instance at once (the others hear of it through
+    /// migration 0007's notification).
+    pub(super) fn forget_credential(&self, hash: &[u8]) {
+        if let Some(cache) = &self.auth {
+            cache.evict(&secrets::hex(hash));
+        }
+    }
+
+    /// Whether authentications are being answered from memory (the cache is on and its
+    /// revocation listener listens). For tests and health checks.
+    pub fn auth_cache_live(&self) -> bool {
+        self.auth.as_ref().is_some_and(|c| c.is_live())
+    }
+
+    /// Revokes a session token. Unknown tokens are ignored.
+    ///
+    /// # Errors
+    /// [`BankError::Database`].
+    pub async fn logout(&self, token: &str) -> Result<(), BankError> {
+        let hash = secrets::token_hash(token);
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(&hash)
+        .execute(&self.pool)
+        .await?;
+        self.forget_credential(&hash);
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Staff users: creation, login and authentication.
+
+use super::*;
+
+impl Bank {
+    /// Creates a staff member (bootstrap and admin tool).
+    ///
+    /// # Errors
+    /// [`BankError::IdentityTaken`] if the e-mail is taken.
+    pub async fn create_staff(
+        &self,
+        email: &Email,
+        password: &NewPassword,
+        role: StaffRole,
+    ) -> Result<StaffId, BankError> {
+        let hash = self.hash(password.secret()).await?;
+        let id = StaffId::new();
+        let n = sqlx::query(
+            "INSERT INTO staff (id, email, password_hash, role) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id.as_uuid())
+        .bind(email.as_str())
+        .bind(hash)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(BankError::IdentityTaken);
+        }
+        Ok(id)
+    }
+
+    /// Staff login.
+    ///
+    /// # Errors
+    /// [`BankError::InvalidCredentials`].
+    pub async fn staff_login(
+        &self,
+        email: &Email,
+        password: &Secret,
+    ) -> Result<Session, BankError> {
+        let row = sqlx::query(
+            "SELECT id, password_hash FROM staff WHERE email = $1 AND disabled_at IS NULL",
+        )
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            let dummy = self.hash(&Secret::new("not a password")).await?;
+            let _ = self.check_password(password, dummy).await?;
+            return Err(BankError::InvalidCredentials);
+        };
+        let id = StaffId::from_uuid(row.try_get(0)?);
+        if !self.check_password(password, row.try_get(1)?).await? {
+            return Err(BankError::InvalidCredentials);
+        }
+        let mut conn = self.pool.acquire().await?;
+        self.new_session_in(&mut conn, None, Some(id)).await
+    }
+
+    /// Resolves a staff session token.
+    ///
+    /// # Errors
+    /// [`BankError::Unauthenticated`].
+    pub async fn authenticate_staff(&self, token: &str) -> Result<StaffPrincipal, BankError> {
+        let row = sqlx::query(
+            "SELECT st.id, st.role FROM sessions s JOIN staff st ON st.id = s.staff_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now() \
+               AND st.disabled_at IS NULL",
+        )
+        .bind(secrets::token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::Unauthenticated)?;
+        let role: String = row.try_get(1)?;
+        Ok(StaffPrincipal {
+            staff_id: StaffId::from_uuid(row.try_get(0)?),
+            role: role.parse()?,
+        })
+    }
+}
