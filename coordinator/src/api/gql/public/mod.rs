@@ -124,11 +124,11 @@ impl SuccessPayload {
         }
     }
 }
-/// The public query root, merged from one object per domain.
+// The public query root, merged from one object per domain (no description in the SDL).
 #[derive(async_graphql::MergedObject, Debug, Default)]
 pub struct Query(accounts::AccountQuery);
 
-/// The public mutation root, merged from one object per domain.
+// The public mutation root, merged from one object per domain (no description in the SDL).
 #[derive(async_graphql::MergedObject, Debug, Default)]
 pub struct Mutation(
     payments::PaymentMutation,
