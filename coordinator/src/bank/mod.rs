@@ -315,6 +315,13 @@ impl Bank {
             .map_err(|e| BankError::Corrupt(e.to_string()))
     }
 
+    /// Spends what checking a password against a stored hash costs, for an identity that
+    /// does not exist (no user enumeration by timing). Always false.
+    async fn check_unknown_password(&self, password: &Secret) -> Result<bool, BankError> {
+        self.check_password(password, secrets::dummy_hash(self.config.password_cost))
+            .await
+    }
+
     /// The ledger account behind a wallet.
     pub fn ledger_account(wallet: WalletId) -> LedgerAccountId {
         LedgerAccountId::from_uuid(wallet.as_uuid())

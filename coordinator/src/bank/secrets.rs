@@ -103,6 +103,20 @@ pub fn verify_password(password: &Secret, stored: &str) -> bool {
     }
 }
 
+/// A PHC string that no password matches, with `cost`'s parameters. Verifying a password
+/// against it costs one full argon2id computation, exactly as against a stored hash of the
+/// same cost: the salt and output are fixed bytes (the output is not the hash of anything
+/// we know, so nothing matches it in practice), and only the parameters decide the work.
+/// Logins spend it when the identity is unknown, so timing does not tell.
+pub(crate) fn dummy_hash(cost: PasswordCost) -> String {
+    // 16 bytes of salt and 32 of output, unpadded base64 as the PHC format wants.
+    format!(
+        "$argon2id$v=19$m={},t={},p={}$ZHVtbXktc2FsdC0xNmJ5dA$\
+         AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        cost.memory_kib, cost.iterations, cost.parallelism
+    )
+}
+
 /// SHA-256 of a token: what is stored and looked up. Tokens carry 256 random bits, so a
 /// fast hash is enough.
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -160,6 +174,26 @@ mod tests {
             stored,
             hash_password(&pw, PasswordCost::insecure_for_tests()).unwrap()
         );
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_valid_hash_of_the_same_cost() {
+        // If it did not parse, verification would return at once: the very timing leak
+        // it is there to prevent.
+        let cost = PasswordCost::default();
+        let dummy = dummy_hash(cost);
+        let parsed = PasswordHash::new(&dummy).unwrap();
+        let params = Params::try_from(&parsed).unwrap();
+        assert_eq!(params.m_cost(), cost.memory_kib);
+        assert_eq!(params.t_cost(), cost.iterations);
+        assert_eq!(params.p_cost(), cost.parallelism);
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        let real = hash_password(&Secret::new("x"), cost).unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(parsed.salt.unwrap().len(), real.salt.unwrap().len());
+        assert_eq!(parsed.hash.unwrap().len(), real.hash.unwrap().len());
+        assert!(!verify_password(&Secret::new("not a password"), &dummy));
+        assert!(!verify_password(&Secret::new(""), &dummy));
     }
 
     #[test]
