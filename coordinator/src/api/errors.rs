@@ -48,6 +48,45 @@ impl ApiError {
         e("RATE_LIMITED", "too many requests; try again later", 429)
     }
 
+    /// Introspection (`__schema`, `__type`) outside development, or on the staff schema
+    /// without an admin session.
+    pub fn introspection_disabled() -> ApiError {
+        e(
+            "INTROSPECTION_DISABLED",
+            "introspection is disabled here; the schema is published with the API",
+            403,
+        )
+    }
+
+    /// A GraphQL document whose fields, counted as often as their lists repeat them,
+    /// cost more than the limit.
+    pub fn query_too_complex(cost: usize, limit: usize) -> ApiError {
+        e(
+            "QUERY_TOO_COMPLEX",
+            format!(
+                "query too complex: it costs {cost}, the limit is {limit} (each field counts                  once per item of the lists around it; ask for smaller pages or fewer fields)"
+            ),
+            400,
+        )
+    }
+
+    /// A known path with a method it does not take.
+    pub fn method_not_allowed(method: &axum::http::Method, path: &str) -> ApiError {
+        let path: String = path.chars().take(200).collect();
+        e(
+            "METHOD_NOT_ALLOWED",
+            format!("{path} does not take {method}"),
+            405,
+        )
+    }
+
+    /// No route for this method and path.
+    pub fn route_not_found(method: &axum::http::Method, path: &str) -> ApiError {
+        // The path is the client's; a bounded copy is enough to recognise it.
+        let path: String = path.chars().take(200).collect();
+        e("NOT_FOUND", format!("no route for {method} {path}"), 404)
+    }
+
     /// A POST without an `Idempotency-Key` header.
     pub fn idempotency_key_required() -> ApiError {
         e(

@@ -43,8 +43,12 @@ pub struct ApiConfig {
     pub rate_limit: RateLimitConfig,
     /// Deepest GraphQL selection accepted.
     pub max_query_depth: usize,
-    /// Most fields one GraphQL document may select (async-graphql's complexity).
+    /// Most fields one GraphQL document may select, each counted once (async-graphql's
+    /// complexity).
     pub max_query_complexity: usize,
+    /// Most a GraphQL operation may cost when every field counts once per item of the
+    /// lists around it (`first`/`last`, or the default page): see `gql/guard.rs`.
+    pub max_query_cost: usize,
     /// Longest a request may run before it is abandoned with `503 REQUEST_TIMEOUT`.
     pub request_timeout: std::time::Duration,
     /// Largest request body accepted (`413 PAYLOAD_TOO_LARGE` above). GraphQL and REST
@@ -62,6 +66,7 @@ impl Default for ApiConfig {
             rate_limit: RateLimitConfig::default(),
             max_query_depth: 16,
             max_query_complexity: 1_000,
+            max_query_cost: 10_000,
             request_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: 64 * 1024,
             cors_allowed_origins: Vec::new(),
@@ -239,6 +244,22 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Any path no route matches, `/graphql/` with its trailing slash included: a 404 with
+/// a code, never an error of some other route's middleware.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::route_not_found(&method, uri.path()).into_response()
+}
+
+/// A known path with a method it does not take.
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::method_not_allowed(&method, uri.path()).into_response()
+}
+
 /// The whole HTTP API over a bank.
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
     let cors = http::cors(&config.cors_allowed_origins);
@@ -251,6 +272,8 @@ pub fn router(bank: Bank, config: ApiConfig) -> Router {
         .merge(gql::routes(state.clone()))
         .merge(rest_auth::routes(state.clone()))
         .merge(rest::routes(state))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             http::time_limit,

@@ -621,12 +621,14 @@ pub(crate) fn routes(app: AppState) -> Router {
         .route("/v1/limits", get(limits))
         .route("/v1/api-keys", get(api_keys).post(create_api_key))
         .route("/v1/api-keys/{key_id}/revoke", post(revoke_api_key))
-        // Layers run outside-in: authentication first, then idempotency.
-        .layer(middleware::from_fn_with_state(
+        // Layers run outside-in: authentication first, then idempotency. Route layers:
+        // they wrap these routes only, so an unknown path reaches the router's 404
+        // instead of a credential or idempotency-key error.
+        .route_layer(middleware::from_fn_with_state(
             app.clone(),
             idempotency::middleware,
         ))
-        .layer(middleware::from_fn_with_state(app.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(app.clone(), auth));
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .merge(authed)

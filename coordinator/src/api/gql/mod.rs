@@ -3,6 +3,7 @@
 //! committed next to this module and a test fails when it drifts.
 
 mod admin;
+mod guard;
 mod public;
 mod scalars;
 mod types;
@@ -67,17 +68,40 @@ struct GraphqlState {
 pub(crate) fn routes(app: AppState) -> Router {
     let depth = app.config.max_query_depth;
     let complexity = app.config.max_query_complexity;
-    let public = public_builder()
+    let dev = app.config.dev_mode;
+    let max_cost = app.config.max_query_cost;
+    // Outside development the public schema cannot be introspected at all (its SDL is
+    // published with the API), and the staff schema only by an admin.
+    let (public_introspection, admin_introspection) = if dev {
+        (guard::Introspection::Allowed, guard::Introspection::Allowed)
+    } else {
+        (
+            guard::Introspection::Refused,
+            guard::Introspection::AdminOnly,
+        )
+    };
+    let mut public = public_builder()
         .data(app.clone())
         .limit_depth(depth)
         .limit_complexity(complexity)
-        .finish();
+        .extension(guard::Guard {
+            introspection: public_introspection,
+            max_cost,
+        });
+    if !dev {
+        // Also off in the schema itself, should a path ever skip the guard.
+        public = public.disable_introspection();
+    }
+    let public = public.finish();
     let admin = admin_builder()
         .data(app.clone())
         .limit_depth(depth)
         .limit_complexity(complexity)
+        .extension(guard::Guard {
+            introspection: admin_introspection,
+            max_cost,
+        })
         .finish();
-    let dev = app.config.dev_mode;
     let state = GraphqlState { app, public, admin };
     let mut r = Router::new()
         .route("/graphql", post(public_handler))
