@@ -166,6 +166,13 @@ impl From<&BankError> for ApiError {
                 format!("not authorized (needs {needed})"),
                 403,
             ),
+            BankError::LockHeld { placed_by } => e(
+                "LOCK_HELD",
+                format!(
+                    "the lock was placed by {placed_by}; only {placed_by} or an admin may lift it"
+                ),
+                403,
+            ),
             BankError::NotFound { what } => e("NOT_FOUND", format!("{what} not found"), 404),
             BankError::UsernameTaken => e("USERNAME_TAKEN", "username taken", 409),
             BankError::UsernameAlreadySet => e("USERNAME_ALREADY_SET", "username already set", 409),

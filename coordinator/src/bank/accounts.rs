@@ -197,11 +197,14 @@ impl Bank {
             .ok_or(BankError::NotFound { what: "username" })
     }
 
-    /// Changes an account's status and records who, when and why. CLOSED is final;
-    /// only staff may unlock.
+    /// Changes an account's status and records who, when, why and in which role. CLOSED
+    /// is final; only staff may unlock, and only the role that placed the lock or an
+    /// admin (see [`may_lift`]). A staff actor's role is read from the database in the
+    /// same transaction, so a role changed since login counts as it is now.
     ///
     /// # Errors
-    /// [`BankError::InvalidTransition`], [`BankError::NotFound`], [`BankError::Forbidden`].
+    /// [`BankError::InvalidTransition`], [`BankError::NotFound`], [`BankError::Forbidden`],
+    /// [`BankError::LockHeld`].
     pub async fn set_status(
         &self,
         actor: Actor,
@@ -211,13 +214,25 @@ impl Bank {
     ) -> Result<(), BankError> {
         let reason = checked_reason(reason)?;
         let mut tx = self.pool.begin().await?;
-        let current: String =
-            sqlx::query_scalar("SELECT status FROM accounts WHERE id = $1 FOR UPDATE")
-                .bind(account.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(BankError::NotFound { what: "account" })?;
-        let current: AccountStatus = current.parse()?;
+        let staff_role = match actor {
+            Actor::Staff(id) => {
+                let role = staff_role_in(&mut tx, id).await?;
+                let action = match status {
+                    AccountStatus::Closed => StaffAction::CloseAccount,
+                    _ => StaffAction::LockAccount,
+                };
+                StaffPrincipal { staff_id: id, role }.require(action)?;
+                Some(role)
+            }
+            _ => None,
+        };
+        let row = sqlx::query("SELECT status, locked_by FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(BankError::NotFound { what: "account" })?;
+        let current: AccountStatus = row.try_get::<String, _>(0)?.parse()?;
+        let locked_by: Option<String> = row.try_get(1)?;
         let allowed = match (current, status) {
             (AccountStatus::Closed, _) => false,
             (a, b) if a == b => false,
@@ -231,23 +246,40 @@ impl Bank {
                 to: status.as_str(),
             });
         }
-        sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+        let role = actor.role(staff_role);
+        if let (AccountStatus::Locked, AccountStatus::Active, Some(staff)) =
+            (current, status, staff_role)
+        {
+            may_lift(locked_by.as_deref().unwrap_or("admin"), staff.as_str())?;
+        }
+        let holder = (status == AccountStatus::Locked).then_some(role);
+        sqlx::query("UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3")
             .bind(status.as_str())
+            .bind(holder)
             .bind(account.as_uuid())
             .execute(&mut *tx)
             .await?;
-        record_event(
-            &mut tx,
-            account,
-            "status",
-            current.as_str(),
-            status.as_str(),
-            actor,
-            reason,
-        )
-        .await?;
+        let change = Change {
+            kind: "status",
+            old: current.as_str(),
+            new: status.as_str(),
+        };
+        record_event(&mut tx, account, change, actor, role, reason).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Who holds an account's lock ("user", "system" or a staff role); `None` unless the
+    /// account is LOCKED.
+    ///
+    /// # Errors
+    /// [`BankError::NotFound`].
+    pub async fn lock_holder(&self, account: AccountId) -> Result<Option<String>, BankError> {
+        sqlx::query_scalar("SELECT locked_by FROM accounts WHERE id = $1")
+            .bind(account.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(BankError::NotFound { what: "account" })
     }
 
     /// Staff changes an account's status (needs the right role).
@@ -295,13 +327,17 @@ impl Bank {
             .bind(account.as_uuid())
             .execute(&mut *tx)
             .await?;
+        let change = Change {
+            kind: "level",
+            old: &current.to_string(),
+            new: &level.get().to_string(),
+        };
         record_event(
             &mut tx,
             account,
-            "level",
-            &current.to_string(),
-            &level.get().to_string(),
+            change,
             Actor::Staff(staff.staff_id),
+            staff.role.as_str(),
             reason,
         )
         .await?;
@@ -315,8 +351,8 @@ impl Bank {
     /// [`BankError::Database`].
     pub async fn account_events(&self, account: AccountId) -> Result<Vec<AccountEvent>, BankError> {
         let rows = sqlx::query(
-            "SELECT kind, old_value, new_value, actor, reason, created_at FROM account_events \
-             WHERE account_id = $1 ORDER BY id",
+            "SELECT kind, old_value, new_value, actor, reason, created_at, actor_role \
+             FROM account_events WHERE account_id = $1 ORDER BY id",
         )
         .bind(account.as_uuid())
         .fetch_all(&self.pool)
@@ -330,6 +366,7 @@ impl Bank {
                     actor: r.try_get(3)?,
                     reason: r.try_get(4)?,
                     created_at: r.try_get(5)?,
+                    actor_role: r.try_get(6)?,
                 })
             })
             .collect()
@@ -361,4 +398,42 @@ impl Bank {
             withdrawal,
         })
     }
+}
+
+/// Whether a staff member in `role` may lift a lock placed by `placed_by`: an admin
+/// always; the role that placed it; any staff member who may unlock for a lock the user
+/// placed on their own account; compliance for a lock the system placed.
+///
+/// # Errors
+/// [`BankError::LockHeld`].
+fn may_lift(placed_by: &str, role: &str) -> Result<(), BankError> {
+    let ok = role == StaffRole::Admin.as_str()
+        || role == placed_by
+        || placed_by == "user"
+        || (placed_by == "system" && role == StaffRole::Compliance.as_str());
+    if ok {
+        return Ok(());
+    }
+    let placed_by = match placed_by {
+        "system" => "system",
+        other => other
+            .parse::<StaffRole>()
+            .map(StaffRole::as_str)
+            .unwrap_or("admin"),
+    };
+    Err(BankError::LockHeld { placed_by })
+}
+
+/// The role of an active staff member, read inside the change's transaction.
+async fn staff_role_in(tx: &mut sqlx::PgConnection, id: StaffId) -> Result<StaffRole, BankError> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM staff WHERE id = $1 AND disabled_at IS NULL")
+            .bind(id.as_uuid())
+            .fetch_optional(tx)
+            .await?;
+    role.ok_or(BankError::Forbidden {
+        needed: "an active staff member",
+    })?
+    .parse()
+    .map_err(BankError::from)
 }

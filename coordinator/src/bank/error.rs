@@ -34,6 +34,13 @@ pub enum BankError {
         /// What was needed.
         needed: &'static str,
     },
+    /// The account's lock was placed by another role: only that role or an admin may
+    /// lift it.
+    #[error("bank: the lock was placed by {placed_by}; only {placed_by} or an admin may lift it")]
+    LockHeld {
+        /// Who placed the lock: a staff role, "user" or "system".
+        placed_by: &'static str,
+    },
     /// Not found (or not visible to the caller).
     #[error("bank: {what} not found")]
     NotFound {

@@ -114,6 +114,17 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// The role the actor acts in: "user", "system" or the staff member's role.
+    fn role(self, staff_role: Option<StaffRole>) -> &'static str {
+        match (self, staff_role) {
+            (Actor::User(_), _) => "user",
+            (Actor::System, _) => "system",
+            (Actor::Staff(_), Some(r)) => r.as_str(),
+            // Not reached: a staff actor's role is read before any change.
+            (Actor::Staff(_), None) => "staff",
+        }
+    }
+
     fn label(self) -> String {
         match self {
             Actor::User(u) => format!("user:{u}"),
@@ -217,6 +228,9 @@ pub struct AccountEvent {
     pub new_value: String,
     /// Who.
     pub actor: String,
+    /// The role they acted in ("user", "system" or a staff role); none for changes made
+    /// before roles were recorded.
+    pub actor_role: Option<String>,
     /// Why.
     pub reason: String,
     /// When.
@@ -354,24 +368,32 @@ fn checked_reason(reason: &str) -> Result<&str, BankError> {
     Ok(reason)
 }
 
+/// What changed, from what to what, in the audit trail.
+struct Change<'a> {
+    kind: &'a str,
+    old: &'a str,
+    new: &'a str,
+}
+
 async fn record_event(
     tx: &mut sqlx::PgConnection,
     account: AccountId,
-    kind: &str,
-    old: &str,
-    new: &str,
+    change: Change<'_>,
     actor: Actor,
+    actor_role: &str,
     reason: &str,
 ) -> Result<(), BankError> {
     sqlx::query(
-        "INSERT INTO account_events (account_id, kind, old_value, new_value, actor, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO account_events \
+         (account_id, kind, old_value, new_value, actor, actor_role, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(account.as_uuid())
-    .bind(kind)
-    .bind(old)
-    .bind(new)
+    .bind(change.kind)
+    .bind(change.old)
+    .bind(change.new)
     .bind(actor.label())
+    .bind(actor_role)
     .bind(reason)
     .execute(tx)
     .await?;

@@ -96,6 +96,9 @@ pub struct AccountAuditEvent {
     pub new_value: String,
     /// Who ("user:<id>", "staff:<id>" or "system").
     pub actor: String,
+    /// The role they acted in ("user", "system" or a staff role such as "compliance");
+    /// null for changes recorded before roles were.
+    pub actor_role: Option<String>,
     /// Why.
     pub reason: String,
     /// When.
@@ -129,6 +132,13 @@ impl AuditedAccount {
 
     async fn username(&self) -> Option<UsernameScalar> {
         self.view.username.clone().map(UsernameScalar)
+    }
+
+    /// Who placed the lock of a LOCKED account ("user", "system" or a staff role): only
+    /// that role or an admin may lift it (our extension). Null unless LOCKED.
+    async fn locked_by(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        self.staff.require(StaffAction::ViewAccounts).map_err(gql)?;
+        app(ctx).bank.lock_holder(self.view.id).await.map_err(gql)
     }
 
     async fn owner(&self, ctx: &Context<'_>) -> Result<AuditedUser> {
@@ -170,6 +180,7 @@ impl AuditedAccount {
                 old_value: e.old_value,
                 new_value: e.new_value,
                 actor: e.actor,
+                actor_role: e.actor_role,
                 reason: e.reason,
                 created_at: e.created_at.into(),
             })
@@ -394,7 +405,8 @@ pub struct AdminMutation;
 #[Object(name = "Mutation")]
 impl AdminMutation {
     /// Locks, unlocks or closes an account, with a comment for the audit trail. Support
-    /// may lock and unlock; compliance and admin may also close.
+    /// may lock and unlock; compliance and admin may also close. A lock is lifted only by
+    /// the role that placed it or an admin (`LOCK_HELD` otherwise).
     async fn account_update_status(
         &self,
         ctx: &Context<'_>,
