@@ -67,6 +67,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The PIN file may be read (or written) by its group or by others.
+    #[error(
+        "the PIN file named by {variable} ({path}) has mode {mode:04o}: its group or others \
+         may access it; make it the owner's alone (chmod 600, or defaultMode 0400 for a \
+         mounted secret)"
+    )]
+    PinFileMode {
+        /// The variable naming the file.
+        variable: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// The PIN is empty or not valid UTF-8.
     #[error("the PIN from {variable} is {problem}")]
     PinInvalid {

@@ -8,6 +8,12 @@
 //! | user PIN | `HSM_USER_PIN` | `HSM_USER_PIN_FILE` |
 //! | SO PIN   | `HSM_SO_PIN`   | `HSM_SO_PIN_FILE`   |
 //!
+//! **Prefer the file.** A variable still works, but a warning says so: the environment of
+//! a process can be read by other processes of the same user (and by root) in
+//! `/proc/<pid>/environ`, and it is inherited by every child. A PIN file must be the
+//! owner's alone: one that its group or others may access (any of the mode bits `0o077`)
+//! is refused, with an error naming the mode.
+//!
 //! When both are set, **the file wins** and a warning (naming the variables, never the
 //! value) is logged: a file is what a service manager or a secret store mounts, and an
 //! inherited variable is the more likely stale one. One trailing newline (`\n` or `\r\n`)
@@ -17,7 +23,8 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -107,11 +114,7 @@ fn from_lookup(
             );
         }
         let path = PathBuf::from(path);
-        let content = Zeroizing::new(std::fs::read(&path).map_err(|source| Error::PinFile {
-            variable: file_variable,
-            path: path.clone(),
-            source,
-        })?);
+        let content = read_private(&path, file_variable)?;
         let text = std::str::from_utf8(&content).map_err(|_| Error::PinInvalid {
             variable: file_variable,
             problem: "not valid UTF-8",
@@ -120,6 +123,12 @@ fn from_lookup(
     }
     match direct {
         Some(value) => {
+            tracing::warn!(
+                variable,
+                file_variable,
+                "the PIN comes from an environment variable, which other processes of the \
+                 same user can read in /proc; prefer a file named by the file variable"
+            );
             let text = std::str::from_utf8(&value).map_err(|_| Error::PinInvalid {
                 variable,
                 problem: "not valid UTF-8",
@@ -132,6 +141,32 @@ fn from_lookup(
             file_variable,
         }),
     }
+}
+
+/// Reads a PIN file that only its owner may access. The mode is checked on the opened
+/// file, so the file read is the file checked.
+fn read_private(path: &Path, variable: &'static str) -> Result<Zeroizing<Vec<u8>>> {
+    let io_error = |source| Error::PinFile {
+        variable,
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(io_error)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(Error::PinFileMode {
+                variable,
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    let mut content = Zeroizing::new(Vec::new());
+    file.read_to_end(&mut content).map_err(io_error)?;
+    Ok(content)
 }
 
 fn checked(pin: &str, variable: &'static str) -> Result<SecretString> {
@@ -215,6 +250,89 @@ mod tests {
     fn unreadable_file_names_the_variable() {
         let err = read(&[(USER_PIN_FILE_ENV, "/nonexistent/pin")]).unwrap_err();
         assert!(err.to_string().contains("HSM_USER_PIN_FILE"), "{err}");
+    }
+
+    fn pin_file(content: &[u8], mode: u32) -> tempfile::NamedTempFile {
+        use std::os::unix::fs::PermissionsExt;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(content).unwrap();
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_pin_file_others_may_read_is_refused_with_its_mode() {
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602, 0o620, 0o670] {
+            let file = pin_file(b"1234\n", mode);
+            let path = file.path().to_str().unwrap().to_owned();
+            let err = read(&[(USER_PIN_FILE_ENV, &path)]).unwrap_err();
+            assert!(
+                matches!(err, Error::PinFileMode { mode: m, .. } if m == mode),
+                "{mode:o}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
+            assert!(
+                msg.contains("HSM_USER_PIN_FILE") && msg.contains(&path),
+                "{msg}"
+            );
+            // Refused even though the variable would have given a PIN: a file that leaks
+            // is a mistake to fix, not to fall back from.
+            let err = read(&[(USER_PIN_ENV, "9999"), (USER_PIN_FILE_ENV, &path)]).unwrap_err();
+            assert!(matches!(err, Error::PinFileMode { .. }), "{err}");
+        }
+        for mode in [0o600, 0o400] {
+            let file = pin_file(b"1234\n", mode);
+            let path = file.path().to_str().unwrap().to_owned();
+            assert_eq!(
+                read(&[(USER_PIN_FILE_ENV, &path)]).unwrap(),
+                "1234",
+                "{mode:o}"
+            );
+        }
+    }
+
+    /// Collects what is logged while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let out = buf.0.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_pin_from_the_environment_still_works_but_warns() {
+        let mut pin = String::new();
+        let log = logged(|| pin = read(&[(USER_PIN_ENV, "1234")]).unwrap());
+        assert_eq!(pin, "1234");
+        assert!(log.contains("WARN") && log.contains("/proc"), "{log}");
+        assert!(log.contains("HSM_USER_PIN_FILE"), "{log}");
+        assert!(
+            !log.contains("1234"),
+            "the PIN itself is never logged: {log}"
+        );
+        // From a file: no such warning.
+        let file = pin_file(b"5678", 0o600);
+        let path = file.path().to_str().unwrap().to_owned();
+        let log = logged(|| pin = read(&[(USER_PIN_FILE_ENV, &path)]).unwrap());
+        assert_eq!(pin, "5678");
+        assert!(!log.contains("/proc"), "{log}");
     }
 
     #[test]

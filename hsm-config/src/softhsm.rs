@@ -122,6 +122,16 @@ impl SoftHsmDir {
                 context: "creating a temporary directory".into(),
                 source,
             })?;
+        // The temporary directory exists already, with the default mode (0755 here).
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            temp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|source| Error::SoftHsm {
+            context: "making the temporary directory private".into(),
+            source,
+        })?;
         let mut dir = Self::in_dir(temp.path())?;
         dir.temp = Some(temp);
         Ok(dir)
@@ -135,12 +145,11 @@ impl SoftHsmDir {
     pub fn in_dir(root: impl AsRef<Path>) -> Result<SoftHsmDir> {
         let io = |context: String| move |source| Error::SoftHsm { context, source };
         let root = root.as_ref();
-        std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
+        private_dir(root).map_err(io(format!("creating {}", root.display())))?;
         let root =
             std::fs::canonicalize(root).map_err(io(format!("resolving {}", root.display())))?;
         let token_dir = root.join("tokens");
-        std::fs::create_dir_all(&token_dir)
-            .map_err(io(format!("creating {}", token_dir.display())))?;
+        private_dir(&token_dir).map_err(io(format!("creating {}", token_dir.display())))?;
         let conf = root.join("softhsm2.conf");
         let text = format!(
             "# Private SoftHSM2 configuration.\n\
@@ -183,6 +192,17 @@ impl SoftHsmDir {
     pub fn is_temporary(&self) -> bool {
         self.temp.is_some()
     }
+}
+
+/// Creates a directory (and missing parents) readable by its owner only: token files hold
+/// wrapped keys and PIN-derived data, nobody else's to read. Missing parents are made
+/// 0700 too; an existing directory is left as it is (its owner chose its mode).
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 /// Run the current test in a child process with its own SoftHSM2 token directory.
@@ -379,5 +399,33 @@ impl TestToken {
             sessions: None,
             notes: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn token_directories_are_created_for_the_owner_only() {
+        let base = tempfile::tempdir().unwrap();
+        // Whatever the umask would allow, the directories made here are 0700.
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = base.path().join("new-parent").join("softhsm");
+        let dir = SoftHsmDir::in_dir(&root).unwrap();
+        assert_eq!(mode(dir.root()), 0o700);
+        assert_eq!(mode(&base.path().join("new-parent")), 0o700);
+        assert_eq!(mode(dir.token_dir()), 0o700);
+        let temp = SoftHsmDir::new().unwrap();
+        assert_eq!(mode(temp.root()), 0o700);
+        assert_eq!(mode(temp.token_dir()), 0o700);
     }
 }

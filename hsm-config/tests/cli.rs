@@ -4,6 +4,7 @@
 //! renumbering after `C_InitToken` and persistence across processes get exercised.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::str::FromStr;
@@ -267,12 +268,31 @@ fn pin_files_are_read_and_win_over_variables() {
     let hsm = Hsm::with_keys(&["hot-a"]);
     let file = hsm.dir.root().join("user.pin");
     std::fs::write(&file, format!("{USER_PIN}\n")).unwrap();
+    // A PIN file must be the owner's alone (see the next test).
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut cmd = hsm.cmd(&["list"]);
     cmd.env("HSM_USER_PIN", "stale-wrong-pin")
         .env("HSM_USER_PIN_FILE", &file);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("hot-a"));
+}
+
+#[test]
+fn a_pin_file_others_can_read_is_refused() {
+    let hsm = Hsm::with_keys(&["hot-a"]);
+    let file = hsm.dir.root().join("user.pin");
+    std::fs::write(&file, format!("{USER_PIN}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = hsm.cmd(&["list"]);
+    cmd.env_remove("HSM_USER_PIN")
+        .env("HSM_USER_PIN_FILE", &file);
+    let err = hsm.fails(cmd);
+    assert!(
+        err.contains("0644") && err.contains("HSM_USER_PIN_FILE") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains(USER_PIN), "{err}");
 }
 
 #[test]
