@@ -36,8 +36,10 @@ async fn existing_locks_get_their_holder_from_the_audit_trail() {
     let ledger = Ledger::start(pool.clone(), LedgerConfig::default())
         .await
         .unwrap();
-    let mut config = BankConfig::default();
-    config.password_cost = coordinator::bank::PasswordCost::insecure_for_tests();
+    let config = BankConfig {
+        password_cost: coordinator::bank::PasswordCost::insecure_for_tests(),
+        ..BankConfig::default()
+    };
     let bank = Bank::new(ledger, Arc::new(OutboxNotifier::new(pool.clone())), config);
     let compliance = common::staff(&bank, "c@bank.example", StaffRole::Compliance).await;
     let support = common::staff(&bank, "s@bank.example", StaffRole::Support).await;
