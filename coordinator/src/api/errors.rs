@@ -48,6 +48,11 @@ impl ApiError {
         e("RATE_LIMITED", "too many requests; try again later", 429)
     }
 
+    /// Too many WebSocket connections (in total, or for one credential).
+    pub fn too_many_connections(message: impl Into<String>) -> ApiError {
+        e("TOO_MANY_CONNECTIONS", message, 503)
+    }
+
     /// A POST without an `Idempotency-Key` header.
     pub fn idempotency_key_required() -> ApiError {
         e(

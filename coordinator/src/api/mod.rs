@@ -25,7 +25,9 @@ use axum::http::request::Parts;
 use axum::routing::get;
 
 pub use errors::ApiError;
-pub use gql::{admin_sdl, public_sdl};
+pub use gql::{
+    CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig, admin_sdl, public_sdl,
+};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
@@ -53,6 +55,8 @@ pub struct ApiConfig {
     /// Origins allowed to call from a browser (CORS), e.g. `https://wallet.example`.
     /// Empty (the default): no cross-origin access.
     pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
+    /// Limits of GraphQL WebSocket connections.
+    pub ws: WsConfig,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +69,7 @@ impl Default for ApiConfig {
             request_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: 64 * 1024,
             cors_allowed_origins: Vec::new(),
+            ws: WsConfig::default(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct AppState {
     /// The source of `myUpdates`: the ledger outbox, shared by every instance.
     pub(crate) updates: Arc<updates::OutboxFeed>,
     pub(crate) limiter: Arc<RateLimiter>,
+    /// Open WebSocket connections, for their limits.
+    pub(crate) ws: Arc<gql::WsLimits>,
     pub(crate) config: Arc<ApiConfig>,
 }
 
@@ -100,6 +107,7 @@ impl AppState {
             updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
             bank,
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
         }
     }
@@ -202,6 +210,35 @@ pub(crate) async fn authenticate(
             Ok((Some(p), Some(t)))
         }
     }
+}
+
+/// [`authenticate`] for a connection that holds the credential open: also the
+/// credential itself and its expiry, to check it again later.
+pub(crate) async fn authenticate_with_expiry(
+    bank: &Bank,
+    headers: &HeaderMap,
+) -> Result<
+    (
+        Option<Principal>,
+        Option<Secret>,
+        Option<(Secret, Option<chrono::DateTime<chrono::Utc>>)>,
+    ),
+    ApiError,
+> {
+    let (token, session) = match credential(headers)? {
+        None => return Ok((None, None, None)),
+        Some(Credential::ApiKey(k)) => (k, false),
+        Some(Credential::Bearer(t)) => (t, true),
+    };
+    let (p, expires_at) = bank
+        .authenticate_with_expiry(token.expose())
+        .await
+        .map_err(ApiError::from)?;
+    if session != (p.method == AuthMethod::Session) {
+        return Err(ApiError::unauthenticated());
+    }
+    let bearer = session.then(|| token.clone());
+    Ok((Some(p), bearer, Some((token, expires_at))))
 }
 
 /// Resolves a staff session (`Authorization: Bearer <staff token>`).

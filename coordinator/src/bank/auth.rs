@@ -306,24 +306,52 @@ impl Bank {
     /// # Errors
     /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, BankError> {
+        self.authenticate_with_expiry(token).await.map(|(p, _)| p)
+    }
+
+    /// [`Bank::authenticate`], with the moment the credential expires (`None`: an API key
+    /// without expiry). A connection that holds the credential open must stop using it
+    /// then, or at the next revocation ([`Bank::revocations`]), whichever comes first.
+    ///
+    /// # Errors
+    /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
+    pub async fn authenticate_with_expiry(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
         let session = token.starts_with("sess_");
         if !session && !token.starts_with("key_") {
             return Err(BankError::Unauthenticated);
         }
         let hash = secrets::token_hash(token);
-        if let Some(principal) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
-            return Ok(principal);
+        if let Some(found) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
+            return Ok(found);
         }
         let ticket = self.auth.as_ref().map(|c| c.ticket());
-        let (principal, valid_until) = if session {
-            self.authenticate_session(&hash).await?
+        let (principal, expires_at, valid_until) = if session {
+            let (p, e) = self.authenticate_session(&hash).await?;
+            (p, e, e)
         } else {
             self.authenticate_api_key(&hash).await?
         };
         if let (Some(cache), Some(ticket)) = (&self.auth, ticket) {
-            cache.remember(ticket, &hash, &principal, valid_until);
+            cache.remember(ticket, &hash, &principal, expires_at, valid_until);
         }
-        Ok(principal)
+        Ok((principal, expires_at))
+    }
+
+    /// The name under which [`Bank::revocations`] announces a credential (its hash in
+    /// hex, never the credential).
+    pub fn credential_key(token: &str) -> String {
+        secrets::hex(&secrets::token_hash(token))
+    }
+
+    /// Announces every credential revoked, re-scoped or logged out from now on, on any
+    /// instance (a [`Bank::credential_key`]), and `None` when announcements may have been
+    /// missed (then every holder must check again). `None` when the authentication cache
+    /// is off: holders must then check on their own schedule.
+    pub fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<Option<Arc<str>>>> {
+        self.auth.as_ref().map(|c| c.revocations())
     }
 
     /// The session's principal and its expiry.
@@ -349,11 +377,11 @@ impl Bank {
         Ok((principal, Some(row.try_get(2)?)))
     }
 
-    /// The key's principal and until when it may be answered from memory.
+    /// The key's principal, its expiry, and until when it may be answered from memory.
     async fn authenticate_api_key(
         &self,
         hash: &[u8],
-    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+    ) -> Result<(Principal, Option<DateTime<Utc>>, Option<DateTime<Utc>>), BankError> {
         // One statement: the look-up, and a refresh of last_used_at only when it is older
         // than the granularity. A data-modifying CTE runs even though the outer query does
         // not read it; when it updates no row, no transaction id is taken and the
@@ -404,7 +432,7 @@ impl Bank {
             (Some(e), Some(r)) => Some(e.min(r)),
             (e, r) => e.or(r),
         };
-        Ok((principal, valid_until))
+        Ok((principal, expires_at, valid_until))
     }
 
     /// Forgets a credential in this instance at once (the others hear of it through
