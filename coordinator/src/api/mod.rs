@@ -28,7 +28,7 @@ pub use errors::ApiError;
 pub use gql::{
     CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig, admin_sdl, public_sdl,
 };
-pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use ratelimit::{LimitedOp, RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
 
@@ -105,8 +105,11 @@ impl AppState {
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
         AppState {
             updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
+            limiter: Arc::new(RateLimiter::new(
+                config.rate_limit,
+                bank.ledger().pool().clone(),
+            )),
             bank,
-            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
         }
