@@ -6,6 +6,7 @@
 //! [`Bank`]. Decisions and their reasons are in this module's README.
 #![doc = include_str!("README.md")]
 
+mod client_ip;
 mod errors;
 mod gql;
 mod http;
@@ -24,6 +25,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::get;
 
+pub use client_ip::ForwardedHeader;
 pub use errors::ApiError;
 pub use gql::{
     CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig, admin_sdl, public_sdl,
@@ -57,6 +59,11 @@ pub struct ApiConfig {
     pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
     /// Limits of GraphQL WebSocket connections.
     pub ws: WsConfig,
+    /// Reverse proxies whose forwarding header names the client (CIDRs). Empty (the
+    /// default): the TCP peer is the client, whatever the headers say.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies write (only that one is read).
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +77,8 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             cors_allowed_origins: Vec::new(),
             ws: WsConfig::default(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
         }
     }
 }
@@ -137,14 +146,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // The peer address only: X-Forwarded-For is not trusted (a client could rotate
-        // it to escape the rate limits). Behind a proxy, limits are per proxy.
-        Ok(ClientAddr(
+        // As resolved by `client_ip::resolve`: the peer, or behind a trusted proxy the
+        // address it forwards (a client cannot choose its own).
+        let resolved = parts.extensions.get::<client_ip::ClientIp>().map(|c| c.0);
+        let peer = || {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".to_owned()),
+                .map(|c| c.0.ip())
+        };
+        Ok(ClientAddr(
+            resolved
+                .or_else(peer)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         ))
     }
 }
@@ -283,6 +297,10 @@ async fn healthz() -> &'static str {
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
     let cors = http::cors(&config.cors_allowed_origins);
     let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
+    let trust = Arc::new(client_ip::ProxyTrust {
+        trusted: config.trusted_proxies.clone(),
+        header: config.forwarded_header,
+    });
     let state = AppState::new(bank, config);
     // Layers run outside-in: tracing, CORS (so that error answers carry its headers
     // too), the body bound, then the time limit around the handlers.
@@ -291,6 +309,10 @@ pub fn router(bank: Bank, config: ApiConfig) -> Router {
         .merge(gql::routes(state.clone()))
         .merge(rest_auth::routes(state.clone()))
         .merge(rest::routes(state))
+        .layer(axum::middleware::from_fn_with_state(
+            trust,
+            client_ip::resolve,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             http::time_limit,
