@@ -293,14 +293,14 @@ async fn confirm_code(
 
 /// Logs in with a password and opens a session.
 ///
-/// An unknown identity and a wrong password give the same answer. No Idempotency-Key: a
-/// repeat opens another session. Rate-limited per client and per identity.
+/// An unknown or unconfirmed identity, one without a password and a wrong password give
+/// the same answer. No Idempotency-Key: a repeat opens another session. Rate-limited per
+/// client and per identity.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = SessionResponse),
         (status = 400, body = ErrorBody, description = "INVALID_INPUT"),
         (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS"),
-        (status = 403, body = ErrorBody, description = "NOT_VERIFIED: confirm the code first"),
         (status = 429, body = ErrorBody, description = "RATE_LIMITED")))]
 async fn login(
     State(app): State<AppState>,
