@@ -374,3 +374,22 @@ async fn websocket_limits_refuse_connections_and_operations_over_them() {
     }
     me_works(&mut first, "q").await;
 }
+
+#[tokio::test]
+async fn a_dead_credential_at_connection_init_is_closed_with_4403() {
+    let a = api().await;
+    let alice = customer(a.bank(), "alice@example.com", 0).await;
+    a.bank().logout(&alice.token).await.unwrap();
+    let addr = serve(a.router.clone()).await;
+    for auth in [
+        bearer(&alice.token),
+        key("key_forged"),
+        bearer("sess_forged"),
+    ] {
+        let mut ws = try_open(addr, auth.clone()).await;
+        match next(&mut ws, Duration::from_secs(10)).await {
+            Next::Closed(code) => assert_eq!(code, Some(CLOSE_CREDENTIAL_REVOKED), "{auth}"),
+            other => panic!("{auth}: {other:?}"),
+        }
+    }
+}
