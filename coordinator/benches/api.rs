@@ -173,7 +173,7 @@ async fn setup(bank: &Bank, ledger: &Ledger, count: usize) -> anyhow::Result<Vec
     for n in 0..count {
         let identity: Identity = format!("bench-{n}@example.com").parse()?;
         let password = NewPassword::new(Secret::new("a long bench password"))?;
-        bank.register(&identity, &password).await?;
+        bank.register(&identity).await?;
         let code: String = sqlx::query_scalar(
             "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
         )
@@ -185,7 +185,9 @@ async fn setup(bank: &Bank, ledger: &Ledger, count: usize) -> anyhow::Result<Vec
             .find(|w| w.len() == 6)
             .context("a six-digit code in the message")?
             .to_owned();
-        let (session, _) = bank.confirm_code(&identity, &code).await?;
+        let (session, _) = bank
+            .confirm_code_with_password(&identity, &code, Some(&password))
+            .await?;
         let principal = bank.authenticate(session.token.expose()).await?;
         let wallet = bank.me(&principal).await?.default_wallet_id;
         let deposit = Posting::transfer(

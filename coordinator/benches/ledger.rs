@@ -352,8 +352,8 @@ async fn balance_reads(
 /// Internal payments through `Bank::send_internal` among freshly registered customers.
 async fn payments(ledger: &Ledger, args: &Args) -> anyhow::Result<(f64, f64)> {
     use coordinator::bank::{
-        Bank, BankConfig, LevelLimits, LimitsConfig, NewPassword, OutboxNotifier, PasswordCost,
-        Recipient, Secret, SendRequest,
+        Bank, BankConfig, LevelLimits, LimitsConfig, OutboxNotifier, PasswordCost, Recipient,
+        SendRequest,
     };
     use coordinator::{Sats, WalletId};
     let unlimited = LevelLimits {
@@ -377,8 +377,7 @@ async fn payments(ledger: &Ledger, args: &Args) -> anyhow::Result<(f64, f64)> {
     let mut customers = Vec::new();
     for i in 0..100 {
         let identity: coordinator::bank::Identity = format!("bench{i}@example.com").parse()?;
-        bank.register(&identity, &NewPassword::new(Secret::new("bench password"))?)
-            .await?;
+        bank.register(&identity).await?;
         let body: String = sqlx::query_scalar(
             "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
         )

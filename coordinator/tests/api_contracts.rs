@@ -58,6 +58,9 @@ fn openapi_is_valid_json_and_lists_every_route() {
         ("/v1/auth/code/confirm", "post"),
         ("/v1/auth/login", "post"),
         ("/v1/auth/logout", "post"),
+        ("/v1/auth/password/change", "post"),
+        ("/v1/auth/password/reset/request", "post"),
+        ("/v1/auth/password/reset", "post"),
     ];
     for (path, method) in expected {
         let op = &paths[path][method];

@@ -32,23 +32,23 @@ async fn register_confirm_login_use_the_token_and_log_out() {
     let (s, _, v) = post(
         &a,
         "/v1/auth/register",
-        json!({"email": "Alice@Example.com", "password": PASSWORD}),
+        json!({"email": "Alice@Example.com"}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v, json!({"status": "CODE_SENT"}));
 
-    // Before the code is confirmed, the password does not log in.
+    // Before the code is confirmed there is no password at all.
     let login = json!({"email": "alice@example.com", "password": PASSWORD});
     let (s, _, v) = post(&a, "/v1/auth/login", login.clone()).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["code"], "NOT_VERIFIED");
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "INVALID_CREDENTIALS");
 
     let code = last_code(a.bank(), "alice@example.com").await;
     let (s, h, v) = post(
         &a,
         "/v1/auth/code/confirm",
-        json!({"email": "alice@example.com", "code": code}),
+        json!({"email": "alice@example.com", "code": code, "password": PASSWORD}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -107,7 +107,7 @@ async fn phone_registration_works_with_the_outbox() {
     let (s, _, v) = post(
         &a,
         "/v1/auth/register",
-        json!({"phone": "+41 79 123 45 67", "password": PASSWORD}),
+        json!({"phone": "+41 79 123 45 67"}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -133,40 +133,42 @@ async fn an_unknown_identity_gets_the_same_code_answer_and_no_message() {
 #[tokio::test]
 async fn bad_input_gives_specific_errors_and_writes_nothing() {
     let a = api().await;
-    let cases: [(&str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str); 11] = [
         (
             "/v1/auth/register",
-            r#"{"email": "a@example.com", "phone": "+41791234567", "password": "a long password"}"#,
+            r#"{"email": "a@example.com", "phone": "+41791234567"}"#,
             "give exactly one of email and phone",
         ),
         (
             "/v1/auth/register",
-            r#"{"password": "a long password"}"#,
+            r#"{}"#,
             "give exactly one of email and phone",
         ),
         (
             "/v1/auth/register",
-            r#"{"email": "not an address", "password": "a long password"}"#,
+            r#"{"email": "not an address"}"#,
             "invalid email",
         ),
+        ("/v1/auth/register", r#"{"phone": "12"}"#, "invalid phone"),
+        // The password is chosen at the confirmation, by the identity's proven owner.
         (
             "/v1/auth/register",
-            r#"{"phone": "12", "password": "a long password"}"#,
-            "invalid phone",
+            r#"{"email": "a@example.com", "password": "a long password"}"#,
+            "unknown field `password`",
         ),
         (
-            "/v1/auth/register",
-            r#"{"email": "a@example.com", "password": "short"}"#,
+            "/v1/auth/code/confirm",
+            r#"{"email": "a@example.com", "code": "123456", "password": "short"}"#,
             "invalid password",
         ),
         (
-            "/v1/auth/register",
+            "/v1/auth/code/confirm",
             r#"{"email": "a@example.com"}"#,
-            "missing field `password`",
+            "missing field `code`",
         ),
         (
             "/v1/auth/register",
-            r#"{"email": "a@example.com", "password": "a long password", "admin": true}"#,
+            r#"{"email": "a@example.com", "admin": true}"#,
             "unknown field `admin`",
         ),
         ("/v1/auth/register", "{not json", "invalid JSON body"),
@@ -200,17 +202,32 @@ async fn bad_input_gives_specific_errors_and_writes_nothing() {
     assert_eq!(count(&a, "one_time_codes").await, 0);
     assert_eq!(count(&a, "notification_outbox").await, 0);
 
-    // Registered already: refused, no second message.
-    let body = json!({"email": "a@example.com", "password": PASSWORD});
+    // Registered but unconfirmed: registering again sends a new code (an unconfirmed
+    // registration never blocks its owner); once confirmed: refused, no message.
+    let body = json!({"email": "a@example.com"});
     assert_eq!(
         post(&a, "/v1/auth/register", body.clone()).await.0,
         StatusCode::CREATED
     );
+    assert_eq!(
+        post(&a, "/v1/auth/register", body.clone()).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(count(&a, "users").await, 1);
+    assert_eq!(count(&a, "notification_outbox").await, 2);
+    let code = last_code(a.bank(), "a@example.com").await;
+    let (s, _, v) = post(
+        &a,
+        "/v1/auth/code/confirm",
+        json!({"email": "a@example.com", "code": code}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let (s, _, v) = post(&a, "/v1/auth/register", body).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["code"], "IDENTITY_TAKEN");
     assert_eq!(count(&a, "users").await, 1);
-    assert_eq!(count(&a, "notification_outbox").await, 1);
+    assert_eq!(count(&a, "notification_outbox").await, 2);
 }
 
 #[tokio::test]
@@ -314,22 +331,11 @@ async fn registration_login_and_code_requests_are_rate_limited() {
     // Registrations.
     for who in ["b@example.com", "c@example.com"] {
         assert_eq!(
-            post(
-                &a,
-                "/v1/auth/register",
-                json!({"email": who, "password": PASSWORD})
-            )
-            .await
-            .0,
+            post(&a, "/v1/auth/register", json!({"email": who})).await.0,
             StatusCode::CREATED
         );
     }
-    let (s, _, v) = post(
-        &a,
-        "/v1/auth/register",
-        json!({"email": "d@example.com", "password": PASSWORD}),
-    )
-    .await;
+    let (s, _, v) = post(&a, "/v1/auth/register", json!({"email": "d@example.com"})).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     assert_eq!(count(&a, "users").await, 3, "alice, b and c only");
 }
@@ -337,24 +343,29 @@ async fn registration_login_and_code_requests_are_rate_limited() {
 #[tokio::test]
 async fn repeats_are_safe_and_nothing_is_stored_for_replay() {
     let a = api().await;
-    let register = json!({"email": "alice@example.com", "password": PASSWORD}).to_string();
+    let register = json!({"email": "alice@example.com"}).to_string();
     let (s, h, _) = a
         .post("/v1/auth/register", Cred::None, Some("reg-1"), &register)
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(h.get("idempotent-replayed").is_none());
-    // A repeat (same Idempotency-Key, which these routes ignore) changes nothing.
+    // A repeat (same Idempotency-Key, which these routes ignore) sends a new code and
+    // registers nothing new.
     let (s, h, v) = a
         .post("/v1/auth/register", Cred::None, Some("reg-1"), &register)
         .await;
-    assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    assert_eq!(v["code"], "IDENTITY_TAKEN");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     assert!(h.get("idempotent-replayed").is_none());
     assert_eq!(count(&a, "users").await, 1);
-    assert_eq!(count(&a, "notification_outbox").await, 1, "one code sent");
+    assert_eq!(
+        count(&a, "notification_outbox").await,
+        2,
+        "a second code sent"
+    );
 
     let code = last_code(a.bank(), "alice@example.com").await;
-    let confirm = json!({"email": "alice@example.com", "code": code}).to_string();
+    let confirm =
+        json!({"email": "alice@example.com", "code": code, "password": PASSWORD}).to_string();
     let (s, _, v) = a
         .post("/v1/auth/code/confirm", Cred::None, Some("c-1"), &confirm)
         .await;

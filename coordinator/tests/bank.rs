@@ -19,16 +19,14 @@ async fn register_confirm_and_log_in_by_email() {
     let t = bank().await;
     let b = &t.bank;
     let alice = id("Alice@Example.com");
-    b.register(&alice, &pw("a long password")).await.unwrap();
-    assert!(matches!(
-        b.register(&id("alice@example.com"), &pw("another password"))
-            .await,
-        Err(BankError::IdentityTaken)
-    ));
-    // Not verified yet: no login.
+    b.register(&alice).await.unwrap();
+    // Registering again before the confirmation sends a new code: an unconfirmed
+    // registration never blocks its identity.
+    b.register(&id("alice@example.com")).await.unwrap();
+    // Not verified yet: no password exists, so no password login.
     assert!(matches!(
         b.login(&alice, &Secret::new("a long password")).await,
-        Err(BankError::NotVerified)
+        Err(BankError::InvalidCredentials)
     ));
     let code = last_code(b, "alice@example.com").await;
     let wrong = if code == "000000" { "000001" } else { "000000" };
@@ -36,7 +34,15 @@ async fn register_confirm_and_log_in_by_email() {
         b.confirm_code(&alice, wrong).await,
         Err(BankError::InvalidCode)
     ));
-    let (session, account) = b.confirm_code(&alice, &code).await.unwrap();
+    let (session, account) = b
+        .confirm_code_with_password(&alice, &code, Some(&pw("a long password")))
+        .await
+        .unwrap();
+    // Confirmed: the identity is taken now.
+    assert!(matches!(
+        b.register(&id("alice@example.com")).await,
+        Err(BankError::IdentityTaken)
+    ));
     // A code works once.
     assert!(matches!(
         b.confirm_code(&alice, &code).await,
@@ -123,7 +129,7 @@ async fn phone_users_get_codes_by_sms_and_can_log_in_with_a_code() {
     let t = bank().await;
     let b = &t.bank;
     let phone = id("+41 79 555 12 34");
-    b.register(&phone, &pw("a long password")).await.unwrap();
+    b.register(&phone).await.unwrap();
     let channel: String = sqlx::query_scalar("SELECT channel FROM notification_outbox")
         .fetch_one(b.ledger().pool())
         .await
@@ -153,7 +159,7 @@ async fn codes_allow_few_attempts_and_expire() {
     let t = bank().await;
     let b = &t.bank;
     let who = id("bob@example.com");
-    b.register(&who, &pw("a long password")).await.unwrap();
+    b.register(&who).await.unwrap();
     let code = last_code(b, "bob@example.com").await;
     let wrong = if code == "111111" { "222222" } else { "111111" };
     for _ in 0..5 {
@@ -178,7 +184,7 @@ async fn codes_allow_few_attempts_and_expire() {
     })
     .await;
     let b2 = &t2.bank;
-    b2.register(&who, &pw("a long password")).await.unwrap();
+    b2.register(&who).await.unwrap();
     let code = last_code(b2, "bob@example.com").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(matches!(

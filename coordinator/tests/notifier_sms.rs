@@ -10,7 +10,7 @@ mod standins;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestLedger, code_in, id, ledger, pw, users};
+use common::{TestLedger, code_in, id, ledger, users};
 use coordinator::bank::{
     Bank, BankConfig, BankError, Notification, Notifier, NotifyError, PasswordCost, Secret,
 };
@@ -73,7 +73,7 @@ async fn a_phone_registration_code_arrives_by_sms_and_confirms_it() {
     let b = bank(&t, notifier);
 
     let phone = id("+41 79 123 45 67");
-    b.register(&phone, &pw("a long password")).await.unwrap();
+    b.register(&phone).await.unwrap();
     let sms = server.messages();
     assert_eq!(sms.len(), 1);
     assert_eq!(sms[0].to, "+41791234567");
@@ -96,9 +96,7 @@ async fn a_phone_registration_code_arrives_by_sms_and_confirms_it() {
     assert_eq!(outbox, 0);
 
     // E-mail still goes to the outbox in this configuration.
-    b.register(&id("alice@example.com"), &pw("a long password"))
-        .await
-        .unwrap();
+    b.register(&id("alice@example.com")).await.unwrap();
     assert_eq!(server.messages().len(), 1);
 }
 
@@ -107,10 +105,7 @@ async fn a_wrong_token_is_an_auth_error_and_nothing_is_kept() {
     let t = ledger().await;
     let server = TwilioStandIn::start(behaviour()).await;
     let b = bank(&t, twilio(&server.base_url, "not the token", 5));
-    let err = b
-        .register(&id("+41791234567"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("+41791234567")).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Auth { channel, detail }) => {
             assert_eq!(*channel, "twilio");
@@ -129,10 +124,7 @@ async fn an_invalid_number_is_rejected_for_good() {
     let t = ledger().await;
     let server = TwilioStandIn::start(behaviour()).await;
     let b = bank(&t, twilio(&server.base_url, TOKEN, 5));
-    let err = b
-        .register(&id("+41790000000"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("+41790000000")).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Rejected { detail, .. }) => {
             assert!(detail.contains("21211"), "{detail}");
@@ -150,10 +142,7 @@ async fn a_server_down_or_too_slow_is_unavailable() {
         l.local_addr().unwrap().port()
     };
     let down = bank(&t, twilio(&format!("http://127.0.0.1:{port}"), TOKEN, 5));
-    let err = down
-        .register(&id("+41791234567"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = down.register(&id("+41791234567")).await.unwrap_err();
     assert!(
         matches!(err, BankError::Notify(NotifyError::Unavailable { .. })),
         "{err:?}"
@@ -166,10 +155,7 @@ async fn a_server_down_or_too_slow_is_unavailable() {
     .await;
     let b = bank(&t, twilio(&slow.base_url, TOKEN, 1));
     let started = Instant::now();
-    let err = b
-        .register(&id("+41791234567"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("+41791234567")).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Unavailable { detail, .. }) => {
             assert!(detail.contains("no answer within 1 s"), "{detail}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::{TestLedger, code_in, id, ledger, pw, users};
+use common::{TestLedger, code_in, id, ledger, users};
 use coordinator::api::ApiConfig;
 use coordinator::bank::{
     Bank, BankConfig, BankError, Identity, Notification, Notifier, NotifyError, PasswordCost,
@@ -101,7 +101,7 @@ async fn registration_code_is_delivered_by_smtp_and_confirms_the_registration() 
     let b = bank(&t, notifier);
 
     let alice = id("Alice@Example.com");
-    b.register(&alice, &pw("a long password")).await.unwrap();
+    b.register(&alice).await.unwrap();
 
     let messages = server.messages();
     assert_eq!(messages.len(), 1, "one message");
@@ -168,7 +168,7 @@ async fn starttls_and_implicit_tls_deliver_encrypted_to_a_relay_with_a_private_c
         config.ca_file = Some(ca.0.clone());
         let n = SmtpNotifier::new(&config, Some(Secret::new(PASSWORD))).unwrap();
         let b = bank(&t, Arc::new(n));
-        b.register(&id(who), &pw("a long password")).await.unwrap();
+        b.register(&id(who)).await.unwrap();
         let messages = server.messages();
         assert_eq!(messages.len(), 1, "{mode:?}");
         let m = &messages[0];
@@ -197,7 +197,7 @@ async fn an_untrusted_certificate_fails_before_the_password_is_sent() {
         };
         let n = SmtpNotifier::new(&config, Some(Secret::new(PASSWORD))).unwrap();
         let err = bank(&t, Arc::new(n))
-            .register(&id("alice@example.com"), &pw("a long password"))
+            .register(&id("alice@example.com"))
             .await
             .unwrap_err();
         assert!(
@@ -219,9 +219,7 @@ async fn auth_login_is_used_when_the_server_offers_only_that() {
     })
     .await;
     let b = bank(&t, smtp(server.addr.port(), Some(PASSWORD), 5));
-    b.register(&id("alice@example.com"), &pw("a long password"))
-        .await
-        .unwrap();
+    b.register(&id("alice@example.com")).await.unwrap();
     assert_eq!(server.auth_failures(), 0);
     let m = &server.messages()[0];
     assert_eq!(m.auth_user.as_deref(), Some(USER));
@@ -259,10 +257,7 @@ async fn wrong_credentials_are_an_auth_error_and_the_registration_can_be_repeate
     let wrong = bank(&t, smtp(server.addr.port(), Some("not the password"), 5));
     let alice = id("alice@example.com");
 
-    let err = wrong
-        .register(&alice, &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = wrong.register(&alice).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Auth { channel, detail }) => {
             assert_eq!(*channel, "smtp");
@@ -277,10 +272,7 @@ async fn wrong_credentials_are_an_auth_error_and_the_registration_can_be_repeate
 
     // Without credentials the server refuses MAIL: also an auth error.
     let none = bank(&t, smtp(server.addr.port(), None, 5));
-    let err = none
-        .register(&alice, &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = none.register(&alice).await.unwrap_err();
     assert!(
         matches!(err, BankError::Notify(NotifyError::Auth { .. })),
         "{err:?}"
@@ -288,10 +280,7 @@ async fn wrong_credentials_are_an_auth_error_and_the_registration_can_be_repeate
 
     // Fixed credentials: the same identity registers.
     let right = bank(&t, smtp(server.addr.port(), Some(PASSWORD), 5));
-    right
-        .register(&alice, &pw("a long password"))
-        .await
-        .unwrap();
+    right.register(&alice).await.unwrap();
     assert_eq!(server.messages().len(), 1);
     assert_eq!(users(&t).await, 1);
 }
@@ -301,10 +290,7 @@ async fn a_server_that_is_down_fails_cleanly_and_the_registration_can_be_repeate
     let t = ledger().await;
     let down = bank(&t, smtp(closed_port().await, None, 5));
     let alice = id("alice@example.com");
-    let err = down
-        .register(&alice, &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = down.register(&alice).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Unavailable { channel, detail }) => {
             assert_eq!(*channel, "smtp");
@@ -326,7 +312,7 @@ async fn a_server_that_is_down_fails_cleanly_and_the_registration_can_be_repeate
 
     let server = SmtpStandIn::start(Behaviour::default()).await;
     let up = bank(&t, smtp(server.addr.port(), None, 5));
-    up.register(&alice, &pw("a long password")).await.unwrap();
+    up.register(&alice).await.unwrap();
     let code = code_in(server.messages()[0].body());
     up.confirm_code(&alice, &code).await.unwrap();
 }
@@ -341,10 +327,7 @@ async fn a_silent_server_times_out() {
     .await;
     let b = bank(&t, smtp(server.addr.port(), None, 1));
     let started = Instant::now();
-    let err = b
-        .register(&id("alice@example.com"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("alice@example.com")).await.unwrap_err();
     let took = started.elapsed();
     assert!(
         matches!(err, BankError::Notify(NotifyError::Unavailable { .. })),
@@ -365,7 +348,7 @@ async fn a_code_that_could_not_be_sent_does_not_replace_the_one_delivered() {
     let server = SmtpStandIn::start(Behaviour::default()).await;
     let up = bank(&t, smtp(server.addr.port(), None, 5));
     let alice = id("alice@example.com");
-    up.register(&alice, &pw("a long password")).await.unwrap();
+    up.register(&alice).await.unwrap();
     let verify = code_in(server.messages()[0].body());
     up.confirm_code(&alice, &verify).await.unwrap();
     up.request_code(&alice).await.unwrap();
@@ -390,10 +373,7 @@ async fn starttls_is_required_when_configured_and_the_password_never_goes_in_cle
     config.tls = SmtpTls::Starttls;
     let n = SmtpNotifier::new(&config, Some(Secret::new(PASSWORD))).unwrap();
     let b = bank(&t, Arc::new(n));
-    let err = b
-        .register(&id("alice@example.com"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("alice@example.com")).await.unwrap_err();
     match &err {
         BankError::Notify(NotifyError::Unavailable { detail, .. }) => {
             assert!(detail.to_ascii_lowercase().contains("starttls"), "{detail}");
@@ -411,10 +391,7 @@ async fn phone_identities_without_an_sms_channel_fail_specifically() {
     let server = SmtpStandIn::start(Behaviour::default()).await;
     let router = RoutingNotifier::new(smtp(server.addr.port(), None, 5), None);
     let b = bank(&t, Arc::new(router));
-    let err = b
-        .register(&id("+41791234567"), &pw("a long password"))
-        .await
-        .unwrap_err();
+    let err = b.register(&id("+41791234567")).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -433,10 +410,7 @@ async fn phone_identities_without_an_sms_channel_fail_specifically() {
             t.ledger.pool().clone(),
         )),
     );
-    with_outbox
-        .register(&id("+41791234567"), &pw("a long password"))
-        .await
-        .unwrap();
+    with_outbox.register(&id("+41791234567")).await.unwrap();
     for phone in ["+41791234567", "+41790000001"] {
         let err = b.request_code(&id(phone)).await.unwrap_err();
         assert!(
@@ -448,9 +422,7 @@ async fn phone_identities_without_an_sms_channel_fail_specifically() {
         );
     }
     // E-mail identities still go by SMTP through the router.
-    b.register(&id("alice@example.com"), &pw("a long password"))
-        .await
-        .unwrap();
+    b.register(&id("alice@example.com")).await.unwrap();
     assert_eq!(server.messages().len(), 1);
     assert_eq!(users(&t).await, 2);
 }
@@ -477,19 +449,11 @@ async fn the_api_reports_notifier_failures_with_safe_specific_errors() {
     let router = RoutingNotifier::new(smtp(port, None, 5), None);
     let api = coordinator::api::router(bank(&t, Arc::new(router)), ApiConfig::default());
 
-    let (s, v) = rest_register(
-        &api,
-        r#"{"email": "alice@example.com", "password": "a long password"}"#,
-    )
-    .await;
+    let (s, v) = rest_register(&api, r#"{"email": "alice@example.com"}"#).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["code"], "NOTIFICATION_FAILED");
     assert!(!v["message"].as_str().unwrap().contains("127.0.0.1"), "{v}");
-    let (s, v) = rest_register(
-        &api,
-        r#"{"phone": "+41791234567", "password": "a long password"}"#,
-    )
-    .await;
+    let (s, v) = rest_register(&api, r#"{"phone": "+41791234567"}"#).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["code"], "CHANNEL_UNAVAILABLE");
     assert_eq!(users(&t).await, 0);
@@ -562,12 +526,11 @@ async fn serve_sends_codes_through_the_configured_smtp_server() {
             .json(&body)
             .send()
     };
-    let r =
-        register(serde_json::json!({"email": "alice@example.com", "password": "a long password"}))
-            .await
-            .unwrap();
+    let r = register(serde_json::json!({"email": "alice@example.com"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = register(serde_json::json!({"phone": "+41791234567", "password": "a long password"}))
+    let r = register(serde_json::json!({"phone": "+41791234567"}))
         .await
         .unwrap();
     assert_eq!(r.status(), 422, "no SMS channel configured");

@@ -64,7 +64,7 @@ impl ApiError {
         e(
             "QUERY_TOO_COMPLEX",
             format!(
-                "query too complex: it costs {cost}, the limit is {limit} (each field counts                  once per item of the lists around it; ask for smaller pages or fewer fields)"
+                "query too complex: it costs {cost}, the limit is {limit} (each field counts once per item of the lists around it; ask for smaller pages or fewer fields)"
             ),
             400,
         )
@@ -85,6 +85,11 @@ impl ApiError {
         // The path is the client's; a bounded copy is enough to recognise it.
         let path: String = path.chars().take(200).collect();
         e("NOT_FOUND", format!("no route for {method} {path}"), 404)
+    }
+
+    /// Too many WebSocket connections (in total, or for one credential).
+    pub fn too_many_connections(message: impl Into<String>) -> ApiError {
+        e("TOO_MANY_CONNECTIONS", message, 503)
     }
 
     /// A POST without an `Idempotency-Key` header.

@@ -6,6 +6,7 @@
 //! [`Bank`]. Decisions and their reasons are in this module's README.
 #![doc = include_str!("README.md")]
 
+mod client_ip;
 mod errors;
 mod gql;
 mod http;
@@ -24,9 +25,12 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::get;
 
+pub use client_ip::ForwardedHeader;
 pub use errors::ApiError;
-pub use gql::{admin_sdl, public_sdl};
-pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use gql::{
+    CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig, admin_sdl, public_sdl,
+};
+pub use ratelimit::{LimitedOp, RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
 
@@ -57,6 +61,13 @@ pub struct ApiConfig {
     /// Origins allowed to call from a browser (CORS), e.g. `https://wallet.example`.
     /// Empty (the default): no cross-origin access.
     pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
+    /// Limits of GraphQL WebSocket connections.
+    pub ws: WsConfig,
+    /// Reverse proxies whose forwarding header names the client (CIDRs). Empty (the
+    /// default): the TCP peer is the client, whatever the headers say.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies write (only that one is read).
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +81,9 @@ impl Default for ApiConfig {
             request_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: 64 * 1024,
             cors_allowed_origins: Vec::new(),
+            ws: WsConfig::default(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
         }
     }
 }
@@ -95,6 +109,8 @@ pub struct AppState {
     /// The source of `myUpdates`: the ledger outbox, shared by every instance.
     pub(crate) updates: Arc<updates::OutboxFeed>,
     pub(crate) limiter: Arc<RateLimiter>,
+    /// Open WebSocket connections, for their limits.
+    pub(crate) ws: Arc<gql::WsLimits>,
     pub(crate) config: Arc<ApiConfig>,
 }
 
@@ -103,8 +119,12 @@ impl AppState {
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
         AppState {
             updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
+            limiter: Arc::new(RateLimiter::new(
+                config.rate_limit,
+                bank.ledger().pool().clone(),
+            )),
             bank,
-            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
         }
     }
@@ -131,14 +151,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // The peer address only: X-Forwarded-For is not trusted (a client could rotate
-        // it to escape the rate limits). Behind a proxy, limits are per proxy.
-        Ok(ClientAddr(
+        // As resolved by `client_ip::resolve`: the peer, or behind a trusted proxy the
+        // address it forwards (a client cannot choose its own).
+        let resolved = parts.extensions.get::<client_ip::ClientIp>().map(|c| c.0);
+        let peer = || {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".to_owned()),
+                .map(|c| c.0.ip())
+        };
+        Ok(ClientAddr(
+            resolved
+                .or_else(peer)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         ))
     }
 }
@@ -209,6 +234,35 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// [`authenticate`] for a connection that holds the credential open: also the
+/// credential itself and its expiry, to check it again later.
+pub(crate) async fn authenticate_with_expiry(
+    bank: &Bank,
+    headers: &HeaderMap,
+) -> Result<
+    (
+        Option<Principal>,
+        Option<Secret>,
+        Option<(Secret, Option<chrono::DateTime<chrono::Utc>>)>,
+    ),
+    ApiError,
+> {
+    let (token, session) = match credential(headers)? {
+        None => return Ok((None, None, None)),
+        Some(Credential::ApiKey(k)) => (k, false),
+        Some(Credential::Bearer(t)) => (t, true),
+    };
+    let (p, expires_at) = bank
+        .authenticate_with_expiry(token.expose())
+        .await
+        .map_err(ApiError::from)?;
+    if session != (p.method == AuthMethod::Session) {
+        return Err(ApiError::unauthenticated());
+    }
+    let bearer = session.then(|| token.clone());
+    Ok((Some(p), bearer, Some((token, expires_at))))
+}
+
 /// Resolves a staff session (`Authorization: Bearer <staff token>`).
 pub(crate) async fn authenticate_staff(
     bank: &Bank,
@@ -264,6 +318,10 @@ async fn method_not_allowed(
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
     let cors = http::cors(&config.cors_allowed_origins);
     let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
+    let trust = Arc::new(client_ip::ProxyTrust {
+        trusted: config.trusted_proxies.clone(),
+        header: config.forwarded_header,
+    });
     let state = AppState::new(bank, config);
     // Layers run outside-in: tracing, CORS (so that error answers carry its headers
     // too), the body bound, then the time limit around the handlers.
@@ -274,6 +332,10 @@ pub fn router(bank: Bank, config: ApiConfig) -> Router {
         .merge(rest::routes(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            trust,
+            client_ip::resolve,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             http::time_limit,

@@ -6,7 +6,7 @@
 //! **Idempotency.** These POSTs take no `Idempotency-Key` (one sent is ignored): stored
 //! replay is scoped to an account, and these requests have none yet; a stored login
 //! response would hold a session token. Each is safe to retry as it is: a repeated
-//! registration answers `IDENTITY_TAKEN` and changes nothing, a repeated code request
+//! registration sends a new code (or, once confirmed, answers `IDENTITY_TAKEN`), a repeated code request
 //! sends another code (the latest one counts), a repeated confirmation answers
 //! `INVALID_CODE` (the code is used; log in again), a repeated login opens another
 //! session, and a repeated logout answers 401 (the token is revoked already).
@@ -27,9 +27,12 @@ use utoipa::{OpenApi, ToSchema};
 use zeroize::Zeroize;
 
 use super::errors::{ApiError, ErrorBody};
+use super::ratelimit::LimitedOp;
 use super::rest::json_body;
 use super::{AppState, ClientAddr, authenticate};
-use crate::bank::{AuthMethod, BankError, Identity, NewPassword, ParseError, Secret, Session};
+use crate::bank::{
+    AuthMethod, BankError, Identity, NewPassword, ParseError, PasswordProof, Secret, Session,
+};
 
 /// A secret request field: goes straight into a [`Secret`] (zeroized, redacted in
 /// `Debug`).
@@ -42,7 +45,8 @@ impl<'de> Deserialize<'de> for SecretField {
     }
 }
 
-/// Registration with an e-mail address or a phone number.
+/// Registration with an e-mail address or a phone number. The password is set when the
+/// code is confirmed, by the identity's proven owner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
@@ -50,9 +54,6 @@ pub struct RegisterRequest {
     pub email: Option<String>,
     /// Phone number in E.164 form, e.g. `+41791234567` (give this or `email`).
     pub phone: Option<String>,
-    /// 10 to 128 characters.
-    #[schema(value_type = String, format = Password)]
-    pub password: SecretField,
 }
 
 /// Ask for a one-time code.
@@ -76,6 +77,41 @@ pub struct ConfirmCodeRequest {
     /// The six-digit code.
     #[schema(value_type = String, format = Password)]
     pub code: SecretField,
+    /// With the first confirmation only: the account's password (10 to 128 characters).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretField>,
+}
+
+/// Change the password: prove it with the current password or a reset code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The current password (give this or `code`).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<SecretField>,
+    /// A code from `POST /v1/auth/password/reset/request` (give this or
+    /// `current_password`).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<SecretField>,
+    /// 10 to 128 characters.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretField,
+}
+
+/// Set a new password with a reset code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// E-mail address (give this or `phone`).
+    pub email: Option<String>,
+    /// Phone number (give this or `email`).
+    pub phone: Option<String>,
+    /// The six-digit code.
+    #[schema(value_type = String, format = Password)]
+    pub code: SecretField,
+    /// 10 to 128 characters.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretField,
 }
 
 /// Log in with a password.
@@ -149,15 +185,18 @@ fn secret_body<T: serde::de::DeserializeOwned>(body: Bytes) -> Result<T, ApiErro
     parsed
 }
 
-/// The same keys as the GraphQL side: per client address, then per identity.
-fn rate_limit(
+/// The same counters as the GraphQL side.
+async fn rate_limit(
     app: &AppState,
     client: &ClientAddr,
-    op: &str,
+    op: LimitedOp,
     identity: &Identity,
 ) -> Result<(), ApiError> {
-    app.limiter.check(&format!("{op}:ip:{}", client.0))?;
-    app.limiter.check(&format!("{op}:id:{identity}"))
+    app.limiter.check(op, &client.0, identity).await
+}
+
+fn new_password(secret: SecretField) -> Result<NewPassword, ApiError> {
+    NewPassword::new(secret.0).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 fn session_response(session: &Session) -> Response {
@@ -176,12 +215,12 @@ fn session_response(session: &Session) -> Response {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Registers with an e-mail address or a phone number and a password.
+/// Registers an e-mail address or a phone number.
 ///
-/// Sends a verification code; confirm it with `POST /v1/auth/code/confirm`. If the code
-/// cannot be sent, nothing is kept and the registration can be repeated. No
-/// Idempotency-Key: a repeat answers `IDENTITY_TAKEN`. Rate-limited per client and per
-/// identity.
+/// Sends a verification code; confirm it with `POST /v1/auth/code/confirm`, which also
+/// sets the password. If the code cannot be sent, nothing is kept and the registration
+/// can be repeated. No Idempotency-Key: a repeat before the confirmation sends a new
+/// code, after it answers `IDENTITY_TAKEN`. Rate-limited per client and per identity.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 201, body = CodeSentResponse),
@@ -195,12 +234,10 @@ async fn register(
     client: ClientAddr,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
-    let req: RegisterRequest = secret_body(body)?;
+    let req: RegisterRequest = json_body(&body)?;
     let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
-    rate_limit(&app, &client, "register", &identity)?;
-    let password =
-        NewPassword::new(req.password.0).map_err(|e| ApiError::invalid(e.to_string()))?;
-    app.bank.register(&identity, &password).await?;
+    rate_limit(&app, &client, LimitedOp::Register, &identity).await?;
+    app.bank.register(&identity).await?;
     Ok((StatusCode::CREATED, Json(CodeSentResponse::new())))
 }
 
@@ -223,7 +260,7 @@ async fn request_code(
 ) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
     let req: CodeRequest = json_body(&body)?;
     let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
-    rate_limit(&app, &client, "code", &identity)?;
+    rate_limit(&app, &client, LimitedOp::Code, &identity).await?;
     app.bank.request_code(&identity).await?;
     Ok((StatusCode::ACCEPTED, Json(CodeSentResponse::new())))
 }
@@ -231,8 +268,8 @@ async fn request_code(
 /// Confirms a one-time code and opens a session.
 ///
 /// The first confirmation verifies the registration and creates the account with its
-/// BTC wallet. No Idempotency-Key: a repeat answers `INVALID_CODE` (the code is used).
-/// Rate-limited with logins.
+/// BTC wallet, and sets the password if one is given. No Idempotency-Key: a repeat answers
+/// `INVALID_CODE` (the code is used). Rate-limited with logins.
 #[utoipa::path(post, path = "/v1/auth/code/confirm", tag = "auth", request_body = ConfirmCodeRequest,
     responses(
         (status = 200, body = SessionResponse),
@@ -245,24 +282,25 @@ async fn confirm_code(
 ) -> ApiResult<Response> {
     let req: ConfirmCodeRequest = secret_body(body)?;
     let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
-    rate_limit(&app, &client, "login", &identity)?;
+    rate_limit(&app, &client, LimitedOp::Login, &identity).await?;
+    let password = req.password.map(new_password).transpose()?;
     let (session, _) = app
         .bank
-        .confirm_code(&identity, req.code.0.expose())
+        .confirm_code_with_password(&identity, req.code.0.expose(), password.as_ref())
         .await?;
     Ok(session_response(&session))
 }
 
 /// Logs in with a password and opens a session.
 ///
-/// An unknown identity and a wrong password give the same answer. No Idempotency-Key: a
-/// repeat opens another session. Rate-limited per client and per identity.
+/// An unknown or unconfirmed identity, one without a password and a wrong password give
+/// the same answer. No Idempotency-Key: a repeat opens another session. Rate-limited per
+/// client and per identity.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = SessionResponse),
         (status = 400, body = ErrorBody, description = "INVALID_INPUT"),
         (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS"),
-        (status = 403, body = ErrorBody, description = "NOT_VERIFIED: confirm the code first"),
         (status = 429, body = ErrorBody, description = "RATE_LIMITED")))]
 async fn login(
     State(app): State<AppState>,
@@ -271,7 +309,7 @@ async fn login(
 ) -> ApiResult<Response> {
     let req: LoginRequest = secret_body(body)?;
     let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
-    rate_limit(&app, &client, "login", &identity)?;
+    rate_limit(&app, &client, LimitedOp::Login, &identity).await?;
     let session = app.bank.login(&identity, &req.password.0).await?;
     Ok(session_response(&session))
 }
@@ -297,10 +335,115 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<St
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Changes the password of the logged-in user.
+///
+/// Proved by the current password or a reset code; ends the user's other sessions (this
+/// one and the account's API keys stay). Needs a session, not an API key. No
+/// Idempotency-Key: a repeat with the same proof changes nothing new (a used code answers
+/// `INVALID_CODE`). Rate-limited with logins.
+#[utoipa::path(post, path = "/v1/auth/password/change", tag = "auth", request_body = PasswordChangeRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, body = ErrorBody, description = "INVALID_INPUT or INVALID_CODE"),
+        (status = 401, body = ErrorBody, description = "NOT_AUTHENTICATED or INVALID_CREDENTIALS (wrong current password)"),
+        (status = 403, body = ErrorBody, description = "NOT_AUTHORIZED: needs a session"),
+        (status = 429, body = ErrorBody, description = "RATE_LIMITED")),
+    security(("bearer" = [])))]
+async fn change_password(
+    State(app): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let (principal, bearer) = authenticate(&app.bank, &headers).await?;
+    let principal = principal.ok_or_else(ApiError::unauthenticated)?;
+    let (AuthMethod::Session, Some(token)) = (principal.method, bearer) else {
+        return Err(BankError::Forbidden { needed: "session" }.into());
+    };
+    let req: PasswordChangeRequest = secret_body(body)?;
+    let proof = match (req.current_password, req.code) {
+        (Some(p), None) => PasswordProof::Current(p.0),
+        (None, Some(c)) => PasswordProof::Code(c.0),
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of current_password and code",
+            ));
+        }
+    };
+    let password = new_password(req.new_password)?;
+    app.limiter
+        .check_account(LimitedOp::Login, &client.0, principal.account_id)
+        .await?;
+    let span = tracing::info_span!("rest", account = %principal.account_id);
+    app.bank
+        .change_password(&principal, &token, &proof, &password)
+        .instrument(span)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a password reset code.
+///
+/// To a verified e-mail address or phone; the answer is the same whether or not the
+/// identity is registered. No Idempotency-Key: a repeat sends another code.
+/// Rate-limited with code requests.
+#[utoipa::path(post, path = "/v1/auth/password/reset/request", tag = "auth", request_body = CodeRequest,
+    responses(
+        (status = 202, body = CodeSentResponse),
+        (status = 400, body = ErrorBody, description = "INVALID_INPUT"),
+        (status = 422, body = ErrorBody, description = "CHANNEL_UNAVAILABLE or NOTIFICATION_REJECTED"),
+        (status = 429, body = ErrorBody, description = "RATE_LIMITED"),
+        (status = 503, body = ErrorBody, description = "NOTIFICATION_FAILED")))]
+async fn request_password_reset(
+    State(app): State<AppState>,
+    client: ClientAddr,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
+    let req: CodeRequest = json_body(&body)?;
+    let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
+    rate_limit(&app, &client, LimitedOp::Code, &identity).await?;
+    app.bank.request_password_reset(&identity).await?;
+    Ok((StatusCode::ACCEPTED, Json(CodeSentResponse::new())))
+}
+
+/// Sets a new password with a reset code.
+///
+/// Ends every session of the user and revokes the account's API keys. No
+/// Idempotency-Key: a repeat answers `INVALID_CODE` (the code is used). Rate-limited with
+/// logins.
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth", request_body = PasswordResetRequest,
+    responses(
+        (status = 204, description = "Reset"),
+        (status = 400, body = ErrorBody, description = "INVALID_INPUT or INVALID_CODE"),
+        (status = 429, body = ErrorBody, description = "RATE_LIMITED")))]
+async fn reset_password(
+    State(app): State<AppState>,
+    client: ClientAddr,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let req: PasswordResetRequest = secret_body(body)?;
+    let identity = identity(req.email.as_deref(), req.phone.as_deref())?;
+    rate_limit(&app, &client, LimitedOp::Login, &identity).await?;
+    let password = new_password(req.new_password)?;
+    app.bank
+        .reset_password(&identity, req.code.0.expose(), &password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The OpenAPI paths of `/v1/auth`, merged into the `/v1` document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(register, request_code, confirm_code, login, logout),
+    paths(
+        register,
+        request_code,
+        confirm_code,
+        login,
+        logout,
+        change_password,
+        request_password_reset,
+        reset_password
+    ),
     components(schemas(ErrorBody))
 )]
 pub(crate) struct AuthDoc;
@@ -314,5 +457,11 @@ pub(crate) fn routes(app: AppState) -> Router {
         .route("/v1/auth/code/confirm", post(confirm_code))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/password/change", post(change_password))
+        .route(
+            "/v1/auth/password/reset/request",
+            post(request_password_reset),
+        )
+        .route("/v1/auth/password/reset", post(reset_password))
         .with_state(app)
 }

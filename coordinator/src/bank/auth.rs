@@ -3,47 +3,91 @@
 use super::*;
 
 impl Bank {
-    /// Registers a user and sends a verification code. The account and its wallet are
-    /// created when the code is confirmed ([`Bank::confirm_code`]).
+    /// Registers an e-mail address or phone number and sends a verification code. The
+    /// account and its wallet are created, and a password can be set, only when the code
+    /// is confirmed ([`Bank::confirm_code_with_password`]): nothing anyone chooses here
+    /// attaches to the identity before its owner proved it.
+    ///
+    /// An unverified registration of the same identity never blocks it: registering
+    /// again sends a new code. Registrations left unverified for
+    /// [`BankConfig::registration_ttl`] are deleted.
     ///
     /// # Errors
-    /// [`BankError::IdentityTaken`] if the e-mail or phone is registered;
-    /// [`BankError::Notify`] if the code cannot be sent (nothing is kept then, so the
-    /// registration can be tried again).
-    pub async fn register(
-        &self,
-        identity: &Identity,
-        password: &NewPassword,
-    ) -> Result<UserId, BankError> {
+    /// [`BankError::IdentityTaken`] if the e-mail or phone is verified already;
+    /// [`BankError::Notify`] if the code cannot be sent (a new registration is then not
+    /// kept, so it can be tried again).
+    pub async fn register(&self, identity: &Identity) -> Result<UserId, BankError> {
         self.notifier.check_channel(identity)?;
-        let hash = self.hash(password.secret()).await?;
+        self.forget_expired_registrations(identity).await?;
         let id = UserId::new();
         let (email, phone) = match identity {
             Identity::Email(e) => (Some(e.as_str()), None),
             Identity::Phone(p) => (None, Some(p.as_str())),
         };
         let inserted = sqlx::query(
-            "INSERT INTO users (id, email, phone, password_hash) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO users (id, email, phone) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(id.as_uuid())
         .bind(email)
         .bind(phone)
-        .bind(hash)
         .execute(&self.pool)
         .await?
         .rows_affected();
         if inserted == 0 {
-            return Err(BankError::IdentityTaken);
+            return match self.user_by_identity(identity).await? {
+                Some((user, _, false)) => {
+                    self.issue_code(user, identity, CODE_PURPOSE_VERIFY).await?;
+                    Ok(user)
+                }
+                _ => Err(BankError::IdentityTaken),
+            };
         }
         if let Err(e) = self.issue_code(id, identity, CODE_PURPOSE_VERIFY).await {
             // No code reached the user: undo the registration so that they can simply
-            // register again, instead of meeting `IdentityTaken` for an account they
-            // cannot confirm.
+            // register again.
             self.forget_unverified(id).await;
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// Deletes registrations left unverified past their time: `identity`'s, and a bounded
+    /// batch of others (each registration sweeps a little, so abandoned ones never pile
+    /// up).
+    async fn forget_expired_registrations(&self, identity: &Identity) -> Result<(), BankError> {
+        let ttl = self.config.registration_ttl.as_secs_f64();
+        let (email, phone) = match identity {
+            Identity::Email(e) => (Some(e.as_str()), None),
+            Identity::Phone(p) => (None, Some(p.as_str())),
+        };
+        let mut tx = self.pool.begin().await?;
+        let expired: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE verified_at IS NULL \
+               AND created_at < now() - make_interval(secs => $1) \
+               AND (email = $2 OR phone = $3 OR id IN ( \
+                 SELECT id FROM users WHERE verified_at IS NULL \
+                   AND created_at < now() - make_interval(secs => $1) \
+                 ORDER BY created_at LIMIT 100)) \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(ttl)
+        .bind(email)
+        .bind(phone)
+        .fetch_all(&mut *tx)
+        .await?;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM one_time_codes WHERE user_id = ANY($1)")
+            .bind(&expired)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE id = ANY($1) AND verified_at IS NULL")
+            .bind(&expired)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes a user who was never verified (their registration could not be
@@ -67,7 +111,7 @@ impl Bank {
         }
     }
 
-    async fn issue_code(
+    pub(super) async fn issue_code(
         &self,
         user: UserId,
         identity: &Identity,
@@ -88,10 +132,10 @@ impl Bank {
         .bind(Utc::now() + ttl)
         .execute(&self.pool)
         .await?;
-        let purpose = if purpose == CODE_PURPOSE_LOGIN {
-            CodePurpose::Login
-        } else {
-            CodePurpose::Verify
+        let purpose = match purpose {
+            CODE_PURPOSE_LOGIN => CodePurpose::Login,
+            CODE_PURPOSE_RESET => CodePurpose::PasswordReset,
+            _ => CodePurpose::Verify,
         };
         let message =
             Notification::one_time_code(identity.clone(), purpose, &code, self.config.code_ttl);
@@ -110,25 +154,24 @@ impl Bank {
         Ok(())
     }
 
-    async fn user_by_identity(
+    /// The user of an identity: id, password hash (none until one is set), verified. A
+    /// registration left unverified past its time is as if it did not exist.
+    pub(super) async fn user_by_identity(
         &self,
         identity: &Identity,
-    ) -> Result<Option<(UserId, String, bool)>, BankError> {
-        let row =
-            match identity {
-                Identity::Email(e) => sqlx::query(
-                    "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE email = $1",
-                )
-                .bind(e.as_str())
-                .fetch_optional(&self.pool)
-                .await?,
-                Identity::Phone(p) => sqlx::query(
-                    "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE phone = $1",
-                )
-                .bind(p.as_str())
-                .fetch_optional(&self.pool)
-                .await?,
-            };
+    ) -> Result<Option<(UserId, Option<String>, bool)>, BankError> {
+        let (column, value) = match identity {
+            Identity::Email(e) => ("email", e.as_str()),
+            Identity::Phone(p) => ("phone", p.as_str()),
+        };
+        let row = sqlx::query(&format!(
+            "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE {column} = $1 \
+               AND (verified_at IS NOT NULL OR created_at >= now() - make_interval(secs => $2))"
+        ))
+        .bind(value)
+        .bind(self.config.registration_ttl.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok((
                 UserId::from_uuid(r.try_get(0)?),
@@ -169,14 +212,98 @@ impl Bank {
         identity: &Identity,
         code: &str,
     ) -> Result<(Session, AccountId), BankError> {
+        self.confirm_code_with_password(identity, code, None).await
+    }
+
+    /// [`Bank::confirm_code`], setting the account's password with the first
+    /// confirmation: the password attaches in the same step that proves the identity, so
+    /// whoever registered the identity before its owner cannot choose it.
+    ///
+    /// # Errors
+    /// As [`Bank::confirm_code`]; [`BankError::Invalid`] for a password given after the
+    /// first confirmation (change it with [`Bank::change_password`] or reset it).
+    pub async fn confirm_code_with_password(
+        &self,
+        identity: &Identity,
+        code: &str,
+        password: Option<&NewPassword>,
+    ) -> Result<(Session, AccountId), BankError> {
         let Some((user, _, verified)) = self.user_by_identity(identity).await? else {
             return Err(BankError::InvalidCode);
+        };
+        let hash = match password {
+            Some(p) => Some(self.hash(p.secret()).await?),
+            None => None,
         };
         let purpose = if verified {
             CODE_PURPOSE_LOGIN
         } else {
             CODE_PURPOSE_VERIFY
         };
+        let mut tx = self.consume_code(user, purpose, code).await?;
+        // Only after the code: before it, this answer would tell anyone which identities
+        // are confirmed. The transaction rolls back, so the code stays usable.
+        if verified && password.is_some() {
+            return Err(BankError::Invalid(ParseError {
+                what: "password",
+                why: "is set with the first confirmation only; change or reset it instead",
+            }));
+        }
+        let account = if verified {
+            let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
+                .bind(user.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+            AccountId::from_uuid(id)
+        } else {
+            sqlx::query(
+                "UPDATE users SET verified_at = now(), password_hash = $2 WHERE id = $1 \
+                   AND verified_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+            let account = AccountId::new();
+            let wallet = ledger::create_account_in(
+                &mut *tx,
+                NewAccount::user_wallet(format!("wallet of account {account}")),
+            )
+            .await?;
+            let wallet = WalletId::from_uuid(wallet.id.as_uuid());
+            sqlx::query(
+                "INSERT INTO accounts (id, user_id, default_wallet_id) VALUES ($1, $2, $3)",
+            )
+            .bind(account.as_uuid())
+            .bind(user.as_uuid())
+            .bind(wallet.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')")
+                .bind(wallet.as_uuid())
+                .bind(account.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            account
+        };
+        let session = self.new_session_in(&mut tx, Some(user), None).await?;
+        tx.commit().await?;
+        Ok((session, account))
+    }
+
+    /// Checks and uses up the latest code of `purpose` for `user`, in a transaction that
+    /// the caller commits with what the code allows. A wrong guess counts against the
+    /// code (committed at once); after `max_code_attempts` wrong guesses the code is dead,
+    /// even for the right digits, and a new one is needed.
+    ///
+    /// # Errors
+    /// [`BankError::InvalidCode`].
+    pub(super) async fn consume_code(
+        &self,
+        user: UserId,
+        purpose: &str,
+        code: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BankError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "SELECT id, code_hash, attempts, expires_at > now() FROM one_time_codes \
@@ -209,42 +336,7 @@ impl Bank {
             .bind(code_id)
             .execute(&mut *tx)
             .await?;
-        let account = if verified {
-            let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
-                .bind(user.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
-            AccountId::from_uuid(id)
-        } else {
-            sqlx::query("UPDATE users SET verified_at = now() WHERE id = $1")
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            let account = AccountId::new();
-            let wallet = ledger::create_account_in(
-                &mut *tx,
-                NewAccount::user_wallet(format!("wallet of account {account}")),
-            )
-            .await?;
-            let wallet = WalletId::from_uuid(wallet.id.as_uuid());
-            sqlx::query(
-                "INSERT INTO accounts (id, user_id, default_wallet_id) VALUES ($1, $2, $3)",
-            )
-            .bind(account.as_uuid())
-            .bind(user.as_uuid())
-            .bind(wallet.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')")
-                .bind(wallet.as_uuid())
-                .bind(account.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            account
-        };
-        let session = self.new_session_in(&mut tx, Some(user), None).await?;
-        tx.commit().await?;
-        Ok((session, account))
+        Ok(tx)
     }
 
     pub(super) async fn new_session_in(
@@ -274,25 +366,24 @@ impl Bank {
     /// Logs in with a password.
     ///
     /// # Errors
-    /// [`BankError::InvalidCredentials`] for an unknown identity or a wrong password;
-    /// [`BankError::NotVerified`] before the registration code was confirmed.
+    /// [`BankError::InvalidCredentials`] for an unknown or unverified identity, one without
+    /// a password, or a wrong password.
     pub async fn login(
         &self,
         identity: &Identity,
         password: &Secret,
     ) -> Result<Session, BankError> {
         let found = self.user_by_identity(identity).await?;
-        let Some((user, hash, verified)) = found else {
-            // Spend the same time as for a known user, so timing does not tell.
-            // One argon2 verification of the configured cost, as for a known user.
+        let Some((user, Some(hash), true)) = found else {
+            // One argon2 verification of the configured cost against a dummy hash, as for
+            // a known user with a password, so timing does not tell. An identity without a
+            // password logs in by code only; an unverified one has none (a stored one is
+            // not checked, so it cannot be probed).
             let _ = self.check_unknown_password(password).await?;
             return Err(BankError::InvalidCredentials);
         };
         if !self.check_password(password, hash).await? {
             return Err(BankError::InvalidCredentials);
-        }
-        if !verified {
-            return Err(BankError::NotVerified);
         }
         let mut conn = self.pool.acquire().await?;
         self.new_session_in(&mut conn, Some(user), None).await
@@ -306,24 +397,52 @@ impl Bank {
     /// # Errors
     /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, BankError> {
+        self.authenticate_with_expiry(token).await.map(|(p, _)| p)
+    }
+
+    /// [`Bank::authenticate`], with the moment the credential expires (`None`: an API key
+    /// without expiry). A connection that holds the credential open must stop using it
+    /// then, or at the next revocation ([`Bank::revocations`]), whichever comes first.
+    ///
+    /// # Errors
+    /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
+    pub async fn authenticate_with_expiry(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
         let session = token.starts_with("sess_");
         if !session && !token.starts_with("key_") {
             return Err(BankError::Unauthenticated);
         }
         let hash = secrets::token_hash(token);
-        if let Some(principal) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
-            return Ok(principal);
+        if let Some(found) = self.auth.as_ref().and_then(|c| c.get(&hash)) {
+            return Ok(found);
         }
         let ticket = self.auth.as_ref().map(|c| c.ticket());
-        let (principal, valid_until) = if session {
-            self.authenticate_session(&hash).await?
+        let (principal, expires_at, valid_until) = if session {
+            let (p, e) = self.authenticate_session(&hash).await?;
+            (p, e, e)
         } else {
             self.authenticate_api_key(&hash).await?
         };
         if let (Some(cache), Some(ticket)) = (&self.auth, ticket) {
-            cache.remember(ticket, &hash, &principal, valid_until);
+            cache.remember(ticket, &hash, &principal, expires_at, valid_until);
         }
-        Ok(principal)
+        Ok((principal, expires_at))
+    }
+
+    /// The name under which [`Bank::revocations`] announces a credential (its hash in
+    /// hex, never the credential).
+    pub fn credential_key(token: &str) -> String {
+        secrets::hex(&secrets::token_hash(token))
+    }
+
+    /// Announces every credential revoked, re-scoped or logged out from now on, on any
+    /// instance (a [`Bank::credential_key`]), and `None` when announcements may have been
+    /// missed (then every holder must check again). `None` when the authentication cache
+    /// is off: holders must then check on their own schedule.
+    pub fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<Option<Arc<str>>>> {
+        self.auth.as_ref().map(|c| c.revocations())
     }
 
     /// The session's principal and its expiry.
@@ -349,11 +468,11 @@ impl Bank {
         Ok((principal, Some(row.try_get(2)?)))
     }
 
-    /// The key's principal and until when it may be answered from memory.
+    /// The key's principal, its expiry, and until when it may be answered from memory.
     async fn authenticate_api_key(
         &self,
         hash: &[u8],
-    ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
+    ) -> Result<(Principal, Option<DateTime<Utc>>, Option<DateTime<Utc>>), BankError> {
         // One statement: the look-up, and a refresh of last_used_at only when it is older
         // than the granularity. A data-modifying CTE runs even though the outer query does
         // not read it; when it updates no row, no transaction id is taken and the
@@ -404,7 +523,7 @@ impl Bank {
             (Some(e), Some(r)) => Some(e.min(r)),
             (e, r) => e.or(r),
         };
-        Ok((principal, valid_until))
+        Ok((principal, expires_at, valid_until))
     }
 
     /// Forgets a credential in this instance at once (the others hear of it through

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::Principal;
 
@@ -36,10 +36,20 @@ const CAPACITY: u64 = 100_000;
 #[derive(Clone)]
 struct Entry {
     principal: Principal,
+    /// The credential's own expiry.
+    expires_at: Option<DateTime<Utc>>,
     /// The credential's expiry, or for an API key the moment its last use must be
     /// recorded again (`API_KEY_LAST_USED_GRANULARITY`), whichever is first.
     valid_until: Option<DateTime<Utc>>,
 }
+
+/// What a revocation says to those holding a credential open (WebSocket connections):
+/// the hash (hex) of the credential that changed, or `None` when anything may have
+/// changed (the listener lost its connection and notifications may have been missed).
+pub(crate) type Revocation = Option<Arc<str>>;
+
+/// Revocations kept for slow receivers; one that falls further behind re-checks.
+const REVOCATIONS_BUFFERED: usize = 1024;
 
 pub(crate) struct AuthCache {
     entries: moka::sync::Cache<String, Entry>,
@@ -49,6 +59,8 @@ pub(crate) struct AuthCache {
     evicting: Mutex<()>,
     /// True while the listener's connection listens.
     live: AtomicBool,
+    /// Every eviction and reset, for open WebSocket connections.
+    revocations: broadcast::Sender<Revocation>,
     /// Dropped with the cache, which stops the listener.
     _stop: watch::Sender<()>,
 }
@@ -85,6 +97,7 @@ impl AuthCache {
             generation: AtomicU64::new(0),
             evicting: Mutex::new(()),
             live: AtomicBool::new(false),
+            revocations: broadcast::channel(REVOCATIONS_BUFFERED).0,
             _stop: stop,
         });
         let listen_pool = crate::db::listener_pool(pool, LISTENER_APPLICATION_NAME);
@@ -92,17 +105,22 @@ impl AuthCache {
         Some(cache)
     }
 
-    /// The remembered principal of a credential hash, if it is remembered, still valid and
-    /// the cache is live.
-    pub(crate) fn get(&self, hash: &[u8]) -> Option<Principal> {
+    /// The remembered principal of a credential hash and the credential's expiry, if it
+    /// is remembered, still valid and the cache is live.
+    pub(crate) fn get(&self, hash: &[u8]) -> Option<(Principal, Option<DateTime<Utc>>)> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
         let entry = self.entries.get(&super::secrets::hex(hash))?;
         match entry.valid_until {
             Some(at) if at <= Utc::now() => None,
-            _ => Some(entry.principal),
+            _ => Some((entry.principal, entry.expires_at)),
         }
+    }
+
+    /// Every revocation from now on.
+    pub(crate) fn revocations(&self) -> broadcast::Receiver<Revocation> {
+        self.revocations.subscribe()
     }
 
     /// Taken before reading the database.
@@ -116,6 +134,7 @@ impl AuthCache {
         ticket: Ticket,
         hash: &[u8],
         principal: &Principal,
+        expires_at: Option<DateTime<Utc>>,
         valid_until: Option<DateTime<Utc>>,
     ) {
         let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,6 +144,7 @@ impl AuthCache {
                 super::secrets::hex(hash),
                 Entry {
                     principal: principal.clone(),
+                    expires_at,
                     valid_until,
                 },
             );
@@ -136,6 +156,8 @@ impl AuthCache {
         let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate(hash_hex);
+        // No receiver is not an error: no connection holds a credential open.
+        let _ = self.revocations.send(Some(Arc::from(hash_hex)));
     }
 
     /// Forgets everything and stops (or resumes) using entries.
@@ -144,6 +166,7 @@ impl AuthCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.live.store(live, Ordering::Release);
         self.entries.invalidate_all();
+        let _ = self.revocations.send(None);
     }
 
     /// Whether entries are in use (the listener listens).

@@ -83,6 +83,9 @@ pub struct BankConfig {
     pub session_ttl: Duration,
     /// How long a one-time code is valid.
     pub code_ttl: Duration,
+    /// How long a registration may stay unverified before it is deleted (its identity is
+    /// then free again; an unverified registration never blocks the owner meanwhile).
+    pub registration_ttl: Duration,
     /// Wrong guesses allowed per one-time code.
     pub max_code_attempts: i32,
     /// Argon2id cost for new password hashes.
@@ -98,6 +101,7 @@ impl Default for BankConfig {
             limits: LimitsConfig::default(),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(10 * 60),
+            registration_ttl: Duration::from_secs(24 * 3600),
             max_code_attempts: 5,
             password_cost: PasswordCost::default(),
             auth_cache_ttl: Duration::from_secs(30),

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod keys;
 mod notifier;
+mod passwords;
 mod payments;
 mod secrets;
 mod staff;
@@ -25,6 +26,7 @@ pub use auth_cache::LISTENER_APPLICATION_NAME as AUTH_LISTENER_APPLICATION_NAME;
 pub use config::{BankConfig, LevelLimits, LimitsConfig};
 pub use error::BankError;
 pub use notifier::{CodePurpose, Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
+pub use passwords::PasswordProof;
 pub use payments::{
     MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest, TransactionPage,
     TxDirection, WalletTransaction,
@@ -261,6 +263,7 @@ pub struct Limits {
 
 const CODE_PURPOSE_VERIFY: &str = "verify";
 const CODE_PURPOSE_LOGIN: &str = "login";
+const CODE_PURPOSE_RESET: &str = "reset";
 
 /// The bank service.
 #[derive(Clone, Debug)]

@@ -28,6 +28,8 @@ pub enum CodePurpose {
     Verify,
     /// Logging in.
     Login,
+    /// Changing or resetting the password.
+    PasswordReset,
 }
 
 impl Notification {
@@ -43,6 +45,7 @@ impl Notification {
         let (subject, what) = match purpose {
             CodePurpose::Verify => ("Confirm your registration", "confirm your registration"),
             CodePurpose::Login => ("Your login code", "log in"),
+            CodePurpose::PasswordReset => ("Your password reset code", "set a new password"),
         };
         // Short lines keep the e-mail in plain 7-bit text (no quoted-printable breaks
         // through the code); the first paragraph alone makes the SMS.

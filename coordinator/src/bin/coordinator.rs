@@ -50,6 +50,18 @@ enum Command {
         /// for every request.
         #[arg(long, env = "COORDINATOR_AUTH_CACHE_SECONDS", default_value_t = 30)]
         auth_cache_seconds: u64,
+        /// Reverse proxies (CIDRs, comma-separated) whose forwarding header names the
+        /// client, for rate limits; none by default (the TCP peer is the client).
+        #[arg(long, env = "COORDINATOR_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Vec<ipnet::IpNet>,
+        /// The header the trusted proxies write: `x-forwarded-for` or `forwarded`
+        /// (RFC 7239). Only this one is read.
+        #[arg(
+            long,
+            env = "COORDINATOR_FORWARDED_HEADER",
+            default_value = "x-forwarded-for"
+        )]
+        forwarded_header: coordinator::api::ForwardedHeader,
     },
     /// Ledger tools.
     Ledger {
@@ -84,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
         request_timeout,
         cors_origins,
         auth_cache_seconds,
+        trusted_proxies,
+        forwarded_header,
     } = &cli.command
     {
         let http = HttpOptions {
@@ -97,6 +111,8 @@ async fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("CORS origin {o:?}"))
                 })
                 .collect::<anyhow::Result<_>>()?,
+            trusted_proxies: trusted_proxies.clone(),
+            forwarded_header: *forwarded_header,
         };
         return serve(
             &cli.database_url,
@@ -154,6 +170,8 @@ struct HttpOptions {
     request_timeout: std::time::Duration,
     auth_cache_ttl: std::time::Duration,
     cors_allowed_origins: Vec<axum::http::HeaderValue>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    forwarded_header: coordinator::api::ForwardedHeader,
 }
 
 async fn serve(
@@ -203,6 +221,8 @@ async fn serve(
         dev_mode: dev,
         request_timeout: http.request_timeout,
         cors_allowed_origins: http.cors_allowed_origins,
+        trusted_proxies: http.trusted_proxies,
+        forwarded_header: http.forwarded_header,
         ..Default::default()
     };
     let app = coordinator::api::router(bank, api);

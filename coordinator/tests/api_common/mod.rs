@@ -45,6 +45,7 @@ pub fn strict_limits(n: u32) -> ApiConfig {
         rate_limit: RateLimitConfig {
             max_attempts: n,
             window: std::time::Duration::from_secs(3600),
+            ..RateLimitConfig::default()
         },
         ..ApiConfig::default()
     }

@@ -133,12 +133,10 @@ pub async fn last_code(bank: &Bank, recipient: &str) -> String {
 /// A registered, verified user: their session token, account and principal.
 pub async fn signed_up(bank: &Bank, who: &str) -> (Secret, AccountId, Principal) {
     let identity = id(who);
-    bank.register(&identity, &pw("a long password"))
-        .await
-        .expect("test helper");
+    bank.register(&identity).await.expect("test helper");
     let code = last_code(bank, &identity.to_string()).await;
     let (session, account) = bank
-        .confirm_code(&identity, &code)
+        .confirm_code_with_password(&identity, &code, Some(&pw("a long password")))
         .await
         .expect("test helper");
     let principal = bank

@@ -474,13 +474,8 @@ impl AdminMutation {
         };
         let app = app(ctx);
         let client = &ctx.data_unchecked::<AdminMeta>().client;
-        for key in [
-            format!("staff-login:ip:{client}"),
-            format!("staff-login:id:{}", email.as_str()),
-        ] {
-            if let Err(e) = app.limiter.check(&key) {
-                return failed(e);
-            }
+        if let Err(e) = app.limiter.check_staff(client, email.as_str()).await {
+            return failed(e);
         }
         match app
             .bank

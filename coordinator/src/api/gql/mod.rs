@@ -7,20 +7,23 @@ mod guard;
 mod public;
 mod scalars;
 mod types;
+mod ws;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{Data, EmptySubscription, Schema, SchemaBuilder};
-use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
 pub(crate) use public::{find_line, send_payment};
 pub(crate) use types::page_size;
+pub(crate) use ws::WsLimits;
+pub use ws::{CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig};
 
 use super::{AppState, ClientAddr, RequestMeta, authenticate, authenticate_staff, idempotency_key};
 
@@ -214,48 +217,32 @@ async fn admin_handler(
     GraphQLResponse::from(s.admin.execute(req.data(meta)).instrument(span).await).into_response()
 }
 
-/// Reads the credential from the `connection_init` payload, as Blink's clients send it
-/// (`{"Authorization": "Bearer ..."}` or `{"X-API-KEY": "..."}`), falling back to the
-/// upgrade request's headers.
-async fn ws_init(
-    app: AppState,
-    mut headers: HeaderMap,
-    client: String,
-    payload: serde_json::Value,
-) -> async_graphql::Result<Data> {
-    if let serde_json::Value::Object(map) = &payload {
-        for (k, v) in map {
-            let name = k.to_ascii_lowercase();
-            if (name == "authorization" || name == "x-api-key")
-                && let (Ok(n), Some(Ok(v))) = (
-                    HeaderName::try_from(name.as_str()),
-                    v.as_str().map(HeaderValue::from_str),
-                )
-            {
-                headers.insert(n, v);
-            }
-        }
-    }
-    let (principal, bearer) = authenticate(&app.bank, &headers)
-        .await
-        .map_err(|e| e.to_graphql())?;
-    let mut data = Data::default();
-    data.insert(RequestMeta {
-        principal,
-        bearer,
-        idempotency_key: None,
-        client,
-    });
-    Ok(data)
-}
-
 async fn ws_handler(
     State(s): State<GraphqlState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The first protocol offered that we speak, as async-graphql's own extractor does.
+    let Some(protocol) = headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|offered| {
+            offered.split(',').find_map(|p| {
+                p.trim()
+                    .parse::<async_graphql::http::WebSocketProtocols>()
+                    .ok()
+            })
+        })
+    else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let Some(place) = s.app.ws.connection() else {
+        return super::ApiError::too_many_connections(
+            "too many WebSocket connections; try again later",
+        )
+        .into_response();
+    };
     // Only the credential headers matter to the connection.
     let headers: HeaderMap = headers
         .iter()
@@ -264,10 +251,7 @@ async fn ws_handler(
         .collect();
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            let app = s.app.clone();
-            GraphQLWebSocket::new(stream, s.public.clone(), protocol)
-                .on_connection_init(move |payload| ws_init(app, headers, client, payload))
-                .serve()
+        .on_upgrade(move |socket| {
+            ws::serve(socket, s.public, protocol, s.app, headers, client, place)
         })
 }

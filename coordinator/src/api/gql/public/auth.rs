@@ -8,7 +8,8 @@ use crate::api::gql::scalars::{
     AuthTokenScalar, EmailAddressScalar, OneTimeAuthCodeScalar, PhoneScalar,
 };
 use crate::api::gql::types::app;
-use crate::bank::{AuthMethod, BankError, Identity, NewPassword, Secret};
+use crate::api::ratelimit::LimitedOp;
+use crate::bank::{AuthMethod, BankError, Identity, NewPassword, PasswordProof, Secret};
 
 /// A login result.
 #[derive(SimpleObject, Clone, Debug)]
@@ -57,16 +58,15 @@ pub struct UserLogoutInput {
     pub device_token: String,
 }
 
-/// Our extension: registration with an e-mail address or a phone number and a password.
+/// Our extension: registration with an e-mail address or a phone number. The password is
+/// set when the code is confirmed (`userCodeLogin`), not here: only the identity's proven
+/// owner may choose it.
 #[derive(InputObject, Clone, Debug)]
 pub struct UserRegisterInput {
     /// E-mail address (give this or `phone`).
     pub email: Option<EmailAddressScalar>,
     /// Phone number in E.164 form (give this or `email`).
     pub phone: Option<PhoneScalar>,
-    /// 10 to 128 characters.
-    #[graphql(secret)]
-    pub password: String,
 }
 
 /// Our extension: ask for a one-time code (verification or login).
@@ -88,6 +88,49 @@ pub struct UserCodeLoginInput {
     /// The code.
     #[graphql(secret)]
     pub code: OneTimeAuthCodeScalar,
+    /// With the first confirmation only: the account's password (10 to 128 characters).
+    /// Without it the account logs in by code until a password is set by a reset.
+    #[graphql(secret)]
+    pub password: Option<String>,
+}
+
+/// Our extension: change the password of the logged-in user (a session, not an API key),
+/// proved by the current password or a code from `userPasswordResetRequest`.
+#[derive(InputObject, Clone, Debug)]
+pub struct UserPasswordChangeInput {
+    /// The current password (give this or `code`).
+    #[graphql(secret)]
+    pub current_password: Option<String>,
+    /// A password reset code (give this or `currentPassword`).
+    #[graphql(secret)]
+    pub code: Option<OneTimeAuthCodeScalar>,
+    /// 10 to 128 characters.
+    #[graphql(secret)]
+    pub new_password: String,
+}
+
+/// Our extension: ask for a password reset code.
+#[derive(InputObject, Clone, Debug)]
+pub struct UserPasswordResetRequestInput {
+    /// E-mail address (give this or `phone`).
+    pub email: Option<EmailAddressScalar>,
+    /// Phone number (give this or `email`).
+    pub phone: Option<PhoneScalar>,
+}
+
+/// Our extension: set a new password with a reset code.
+#[derive(InputObject, Clone, Debug)]
+pub struct UserPasswordResetInput {
+    /// E-mail address (give this or `phone`).
+    pub email: Option<EmailAddressScalar>,
+    /// Phone number (give this or `email`).
+    pub phone: Option<PhoneScalar>,
+    /// The code from `userPasswordResetRequest`.
+    #[graphql(secret)]
+    pub code: OneTimeAuthCodeScalar,
+    /// 10 to 128 characters.
+    #[graphql(secret)]
+    pub new_password: String,
 }
 
 /// Our extension: log in with a password.
@@ -121,15 +164,12 @@ fn identity(
     }
 }
 
-/// Checks a per-client and per-identity rate limit for an unauthenticated operation.
-fn rate_limit(ctx: &Context<'_>, op: &str, identity: Option<&Identity>) -> Result<(), ApiError> {
-    let app = app(ctx);
-    app.limiter
-        .check(&format!("{op}:ip:{}", meta(ctx).client))?;
-    if let Some(id) = identity {
-        app.limiter.check(&format!("{op}:id:{id}"))?;
-    }
-    Ok(())
+/// Checks the rate limits of an unauthenticated operation (per client, per identity).
+async fn rate_limit(ctx: &Context<'_>, op: LimitedOp, identity: &Identity) -> Result<(), ApiError> {
+    app(ctx)
+        .limiter
+        .check(op, &meta(ctx).client, identity)
+        .await
 }
 
 /// Authentication mutations.
@@ -145,10 +185,11 @@ impl AuthMutation {
             Ok(i) => i,
             Err(e) => return AuthTokenPayload::failed(e),
         };
-        code_login(ctx, identity, &input.code.0).await
+        code_login(ctx, identity, &input.code.0, None).await
     }
 
-    /// Our extension: log in with a code sent to an e-mail address or phone. Rate-limited.
+    /// Our extension: log in with a code sent to an e-mail address or phone; the first
+    /// confirmation may set the account's password. Rate-limited.
     async fn user_code_login(
         &self,
         ctx: &Context<'_>,
@@ -158,7 +199,105 @@ impl AuthMutation {
             Ok(i) => i,
             Err(e) => return AuthTokenPayload::failed(e),
         };
-        code_login(ctx, identity, &input.code.0).await
+        let password = match input.password.map(|p| NewPassword::new(Secret::new(p))) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => return AuthTokenPayload::failed(ApiError::invalid(e.to_string())),
+        };
+        code_login(ctx, identity, &input.code.0, password.as_ref()).await
+    }
+
+    /// Our extension: changes the password of the logged-in user, proved by the current
+    /// password or a reset code; ends the user's other sessions (API keys stay).
+    /// Needs a session. Rate-limited with logins.
+    async fn user_password_change(
+        &self,
+        ctx: &Context<'_>,
+        input: UserPasswordChangeInput,
+    ) -> Result<SuccessPayload> {
+        let p = meta(ctx)
+            .principal
+            .clone()
+            .ok_or_else(|| ApiError::unauthenticated().to_graphql())?;
+        let (AuthMethod::Session, Some(token)) = (p.method, meta(ctx).bearer.as_ref()) else {
+            return Ok(SuccessPayload::failed(BankError::Forbidden {
+                needed: "session",
+            }));
+        };
+        let proof = match (input.current_password, input.code) {
+            (Some(pw), None) => PasswordProof::Current(Secret::new(pw)),
+            (None, Some(code)) => PasswordProof::Code(Secret::new(code.0)),
+            _ => {
+                return Ok(SuccessPayload::failed(ApiError::invalid(
+                    "give exactly one of currentPassword and code",
+                )));
+            }
+        };
+        let password = match NewPassword::new(Secret::new(input.new_password)) {
+            Ok(p) => p,
+            Err(e) => return Ok(SuccessPayload::failed(ApiError::invalid(e.to_string()))),
+        };
+        let app = app(ctx);
+        if let Err(e) = app
+            .limiter
+            .check_account(LimitedOp::Login, &meta(ctx).client, p.account_id)
+            .await
+        {
+            return Ok(SuccessPayload::failed(e));
+        }
+        match app.bank.change_password(&p, token, &proof, &password).await {
+            Ok(()) => Ok(SuccessPayload::ok()),
+            Err(e) => Ok(SuccessPayload::failed(e)),
+        }
+    }
+
+    /// Our extension: sends a password reset code to a verified e-mail address or phone.
+    /// Says nothing about whether the identity is registered. Rate-limited with code
+    /// requests.
+    async fn user_password_reset_request(
+        &self,
+        ctx: &Context<'_>,
+        input: UserPasswordResetRequestInput,
+    ) -> SuccessPayload {
+        let identity = match identity(input.email.as_ref(), input.phone.as_ref()) {
+            Ok(i) => i,
+            Err(e) => return SuccessPayload::failed(e),
+        };
+        if let Err(e) = rate_limit(ctx, LimitedOp::Code, &identity).await {
+            return SuccessPayload::failed(e);
+        }
+        match app(ctx).bank.request_password_reset(&identity).await {
+            Ok(()) => SuccessPayload::ok(),
+            Err(e) => SuccessPayload::failed(e),
+        }
+    }
+
+    /// Our extension: sets a new password with a reset code; ends every session of the
+    /// user and revokes the account's API keys. Rate-limited with logins.
+    async fn user_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        input: UserPasswordResetInput,
+    ) -> SuccessPayload {
+        let identity = match identity(input.email.as_ref(), input.phone.as_ref()) {
+            Ok(i) => i,
+            Err(e) => return SuccessPayload::failed(e),
+        };
+        if let Err(e) = rate_limit(ctx, LimitedOp::Login, &identity).await {
+            return SuccessPayload::failed(e);
+        }
+        let password = match NewPassword::new(Secret::new(input.new_password)) {
+            Ok(p) => p,
+            Err(e) => return SuccessPayload::failed(ApiError::invalid(e.to_string())),
+        };
+        match app(ctx)
+            .bank
+            .reset_password(&identity, &input.code.0, &password)
+            .await
+        {
+            Ok(()) => SuccessPayload::ok(),
+            Err(e) => SuccessPayload::failed(e),
+        }
     }
 
     /// Our extension: log in with a password. Rate-limited.
@@ -171,7 +310,7 @@ impl AuthMutation {
             Ok(i) => i,
             Err(e) => return AuthTokenPayload::failed(e),
         };
-        if let Err(e) = rate_limit(ctx, "login", Some(&identity)) {
+        if let Err(e) = rate_limit(ctx, LimitedOp::Login, &identity).await {
             return AuthTokenPayload::failed(e);
         }
         let password = Secret::new(input.password);
@@ -181,22 +320,18 @@ impl AuthMutation {
         }
     }
 
-    /// Our extension: registers with an e-mail address or phone and a password, and
-    /// sends a verification code (confirm it with `userLogin` or `userCodeLogin`).
-    /// Rate-limited.
+    /// Our extension: registers an e-mail address or phone and sends a verification code
+    /// (confirm it with `userLogin` or `userCodeLogin`, which may set the password).
+    /// Registering an unconfirmed identity again sends a new code. Rate-limited.
     async fn user_register(&self, ctx: &Context<'_>, input: UserRegisterInput) -> SuccessPayload {
         let identity = match identity(input.email.as_ref(), input.phone.as_ref()) {
             Ok(i) => i,
             Err(e) => return SuccessPayload::failed(e),
         };
-        if let Err(e) = rate_limit(ctx, "register", Some(&identity)) {
+        if let Err(e) = rate_limit(ctx, LimitedOp::Register, &identity).await {
             return SuccessPayload::failed(e);
         }
-        let password = match NewPassword::new(Secret::new(input.password)) {
-            Ok(p) => p,
-            Err(e) => return SuccessPayload::failed(ApiError::invalid(e.to_string())),
-        };
-        match app(ctx).bank.register(&identity, &password).await {
+        match app(ctx).bank.register(&identity).await {
             Ok(_) => SuccessPayload::ok(),
             Err(e) => SuccessPayload::failed(e),
         }
@@ -213,7 +348,7 @@ impl AuthMutation {
             Ok(i) => i,
             Err(e) => return SuccessPayload::failed(e),
         };
-        if let Err(e) = rate_limit(ctx, "code", Some(&identity)) {
+        if let Err(e) = rate_limit(ctx, LimitedOp::Code, &identity).await {
             return SuccessPayload::failed(e);
         }
         match app(ctx).bank.request_code(&identity).await {
@@ -245,11 +380,20 @@ impl AuthMutation {
     }
 }
 
-async fn code_login(ctx: &Context<'_>, identity: Identity, code: &str) -> AuthTokenPayload {
-    if let Err(e) = rate_limit(ctx, "login", Some(&identity)) {
+async fn code_login(
+    ctx: &Context<'_>,
+    identity: Identity,
+    code: &str,
+    password: Option<&NewPassword>,
+) -> AuthTokenPayload {
+    if let Err(e) = rate_limit(ctx, LimitedOp::Login, &identity).await {
         return AuthTokenPayload::failed(e);
     }
-    match app(ctx).bank.confirm_code(&identity, code).await {
+    match app(ctx)
+        .bank
+        .confirm_code_with_password(&identity, code, password)
+        .await
+    {
         Ok((session, _)) => AuthTokenPayload::token(&session.token),
         Err(e) => AuthTokenPayload::failed(e),
     }
