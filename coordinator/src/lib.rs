@@ -3,10 +3,12 @@
 pub mod amount;
 pub mod api;
 pub mod bank;
+pub mod chain;
 pub mod db;
 pub mod ids;
 pub mod ledger;
 pub mod notify;
+pub mod wallets;
 
 pub use amount::{AmountError, Msats, Sats};
 pub use ids::{
