@@ -52,6 +52,9 @@ pub struct Template<'a> {
     pub fees: Amount,
     /// The transactions after the coinbase, parents before children.
     pub txs: Vec<Transaction>,
+    /// Makes the coinbase unique among all blocks this process made, so a
+    /// block mined after an invalidation never repeats the stale one.
+    pub extra_nonce: u64,
 }
 
 /// Builds the block and grinds its nonce until the header meets the regtest target.
@@ -62,7 +65,12 @@ pub fn assemble(template: Template<'_>) -> Result<Block, &'static str> {
     let value = subsidy(template.height)
         .checked_add(template.fees)
         .ok_or("coinbase value overflows")?;
-    let coinbase = coinbase_tx(template.height, template.payout, value);
+    let coinbase = coinbase_tx(
+        template.height,
+        template.extra_nonce,
+        template.payout,
+        value,
+    );
     let mut txdata = Vec::with_capacity(template.txs.len() + 1);
     txdata.push(coinbase);
     txdata.extend(template.txs);
@@ -107,11 +115,12 @@ pub fn assemble(template: Template<'_>) -> Result<Block, &'static str> {
     Ok(block)
 }
 
-fn coinbase_tx(height: u32, payout: ScriptBuf, value: Amount) -> Transaction {
+fn coinbase_tx(height: u32, extra_nonce: u64, payout: ScriptBuf, value: Amount) -> Transaction {
     // As Bitcoin Core's `CScript() << nHeight`: OP_1..OP_16 for small heights.
     let script_sig = Builder::new()
         .push_int(i64::from(height))
         .push_slice(COINBASE_TAG)
+        .push_slice(extra_nonce.to_le_bytes())
         .into_script();
     Transaction {
         version: transaction::Version::TWO,
@@ -206,6 +215,7 @@ mod tests {
             payout: ScriptBuf::new_op_return([1u8; 4]),
             fees: Amount::ZERO,
             txs: vec![],
+            extra_nonce: 0,
         })
         .expect("assembles");
         assert!(block.check_merkle_root());

@@ -63,6 +63,8 @@ pub struct Node {
     /// Core's `CFeeRate`; floats appear only in the API's JSON).
     fee_estimates: BTreeMap<u16, u64>,
     wallet: Wallet,
+    /// Blocks this process has mined (the coinbase's extra nonce).
+    mined: u64,
 }
 
 fn now() -> u64 {
@@ -89,6 +91,7 @@ impl Node {
             mempool: Mempool::default(),
             fee_estimates,
             wallet,
+            mined: 0,
         })
     }
 
@@ -201,8 +204,10 @@ impl Node {
                 payout: payout.clone(),
                 fees,
                 txs,
+                extra_nonce: self.mined,
             })
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
+            self.mined += 1;
             let hash = block.block_hash();
             for tx in block.txdata.iter().skip(1) {
                 self.mempool.remove(&tx.compute_txid());
