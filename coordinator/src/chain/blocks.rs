@@ -82,3 +82,179 @@ pub(crate) async fn blocks_since<R: BlockReader + ?Sized>(
         tip,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use bdk_wallet::bitcoin::block::{Header, Version};
+    use bdk_wallet::bitcoin::hashes::Hash as _;
+    use bdk_wallet::bitcoin::{CompactTarget, TxMerkleNode};
+
+    use super::*;
+
+    /// A chain in memory: the best chain by height, and every block ever made by hash.
+    #[derive(Default)]
+    struct Chain {
+        best: Mutex<Vec<Block>>,
+        all: Mutex<HashMap<BlockHash, Block>>,
+    }
+
+    impl Chain {
+        fn block(prev: BlockHash, salt: u32) -> Block {
+            Block {
+                header: Header {
+                    version: Version::TWO,
+                    prev_blockhash: prev,
+                    merkle_root: TxMerkleNode::all_zeros(),
+                    time: salt,
+                    bits: CompactTarget::from_consensus(0x207f_ffff),
+                    nonce: 0,
+                },
+                txdata: Vec::new(),
+            }
+        }
+
+        fn new(len: u32) -> Chain {
+            let chain = Chain::default();
+            chain.extend(len, 0);
+            chain
+        }
+
+        /// Adds `n` blocks; `salt` makes them differ from other branches.
+        fn extend(&self, n: u32, salt: u32) {
+            let mut best = self.best.lock().unwrap();
+            for i in 0..n {
+                let prev = best
+                    .last()
+                    .map_or(BlockHash::all_zeros(), Block::block_hash);
+                let b = Chain::block(prev, salt * 1000 + i + 1);
+                self.all.lock().unwrap().insert(b.block_hash(), b.clone());
+                best.push(b);
+            }
+        }
+
+        fn truncate(&self, len: usize) {
+            self.best.lock().unwrap().truncate(len);
+        }
+
+        fn id(&self, height: u32) -> BlockId {
+            let best = self.best.lock().unwrap();
+            BlockId {
+                height,
+                hash: best[height as usize].block_hash(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl BlockReader for Chain {
+        async fn tip(&self) -> Result<BlockId, ChainError> {
+            let height = u32::try_from(self.best.lock().unwrap().len() - 1).unwrap();
+            Ok(self.id(height))
+        }
+        async fn hash_at(&self, height: u32) -> Result<Option<BlockHash>, ChainError> {
+            Ok(self
+                .best
+                .lock()
+                .unwrap()
+                .get(height as usize)
+                .map(Block::block_hash))
+        }
+        async fn block(&self, hash: BlockHash) -> Result<Option<Block>, ChainError> {
+            Ok(self.all.lock().unwrap().get(&hash).cloned())
+        }
+        fn source_name(&self) -> &'static str {
+            "memory"
+        }
+    }
+
+    fn heights(batch: &BlockBatch) -> Vec<u32> {
+        batch.connected.iter().map(|b| b.height).collect()
+    }
+
+    #[tokio::test]
+    async fn from_a_start_height_in_batches() {
+        let chain = Chain::new(10); // heights 0..=9
+        let batch = blocks_since(&chain, &BlockLocator::from_height(3), 4)
+            .await
+            .unwrap();
+        assert_eq!(heights(&batch), vec![3, 4, 5, 6]);
+        assert!(batch.disconnected.is_empty());
+        assert_eq!(batch.tip, chain.id(9));
+        let next = BlockLocator {
+            known: batch.connected.iter().map(ChainBlock::id).collect(),
+            start_height: 3,
+        };
+        let batch = blocks_since(&chain, &next, 100).await.unwrap();
+        assert_eq!(heights(&batch), vec![7, 8, 9]);
+        assert_eq!(batch.connected[0].prev_hash(), chain.id(6).hash);
+    }
+
+    #[tokio::test]
+    async fn a_reorg_disconnects_the_replaced_blocks() {
+        let chain = Chain::new(8);
+        let known: Vec<BlockId> = (4..8).map(|h| chain.id(h)).collect();
+        chain.truncate(6); // heights 6 and 7 invalidated
+        chain.extend(3, 7); // a longer branch from 5
+        let batch = blocks_since(
+            &chain,
+            &BlockLocator {
+                known: known.clone(),
+                start_height: 0,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            batch.disconnected,
+            vec![known[3], known[2]],
+            "highest first"
+        );
+        assert_eq!(heights(&batch), vec![6, 7, 8]);
+        assert_eq!(batch.connected[0].prev_hash(), known[1].hash);
+    }
+
+    #[tokio::test]
+    async fn a_shorter_chain_only_disconnects() {
+        let chain = Chain::new(8);
+        let known: Vec<BlockId> = (5..8).map(|h| chain.id(h)).collect();
+        chain.truncate(6);
+        let batch = blocks_since(
+            &chain,
+            &BlockLocator {
+                known: known.clone(),
+                start_height: 0,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(batch.disconnected, vec![known[2], known[1]]);
+        assert!(batch.connected.is_empty());
+        assert_eq!(batch.tip, known[0]);
+    }
+
+    #[tokio::test]
+    async fn a_reorg_below_every_known_block_is_an_error() {
+        let chain = Chain::new(5);
+        let known: Vec<BlockId> = (3..5).map(|h| chain.id(h)).collect();
+        chain.truncate(2);
+        chain.extend(4, 9);
+        let r = blocks_since(
+            &chain,
+            &BlockLocator {
+                known,
+                start_height: 0,
+            },
+            10,
+        )
+        .await;
+        assert_eq!(
+            r.unwrap_err(),
+            ChainError::ReorgBeyondLocator { lowest_known: 3 }
+        );
+    }
+}

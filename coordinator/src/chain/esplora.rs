@@ -256,7 +256,7 @@ mod tests {
     fn fee_rates_round_up_and_refuse_nonsense() {
         assert_eq!(
             fee_rate_from_sat_per_vb(1.0).unwrap(),
-            FeeRate::from_sat_per_vb_unchecked(1)
+            FeeRate::from_sat_per_vb_u32(1)
         );
         assert_eq!(
             fee_rate_from_sat_per_vb(1.001).unwrap(),

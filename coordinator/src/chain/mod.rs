@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn fee_target_falls_back_to_slower_then_slowest() {
-        let rate = |s| FeeRate::from_sat_per_vb_unchecked(s);
+        let rate = FeeRate::from_sat_per_vb_u32;
         let e = FeeEstimates([(1, rate(20)), (6, rate(5)), (144, rate(1))].into());
         assert_eq!(e.for_target(1), Some(rate(20)));
         assert_eq!(e.for_target(2), Some(rate(5)));
