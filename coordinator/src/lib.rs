@@ -5,6 +5,7 @@ pub mod api;
 pub mod bank;
 pub mod chain;
 pub mod db;
+pub mod deposits;
 pub mod ids;
 pub mod ledger;
 pub mod notify;

@@ -6,10 +6,12 @@
 //! [`Bank`]. Decisions and their reasons are in this module's README.
 #![doc = include_str!("README.md")]
 
+mod deposit_updates;
 mod errors;
 mod gql;
 mod http;
 mod idempotency;
+pub(crate) mod onchain;
 mod ratelimit;
 mod rest;
 mod rest_auth;
@@ -26,6 +28,7 @@ use axum::routing::get;
 
 pub use errors::ApiError;
 pub use gql::{admin_sdl, public_sdl};
+pub use onchain::OnchainConfig;
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
@@ -89,6 +92,12 @@ pub struct AppState {
     pub(crate) bank: Bank,
     /// The source of `myUpdates`: the ledger outbox, shared by every instance.
     pub(crate) updates: Arc<updates::OutboxFeed>,
+    /// The source of on-chain `myUpdates`: deposit events, shared by every instance.
+    pub(crate) deposit_updates: Arc<deposit_updates::DepositFeed>,
+    /// Deposits (reads and operator actions).
+    pub(crate) deposits: crate::deposits::Deposits,
+    /// The wallet that hands out deposit addresses; `None`: on-chain not configured.
+    pub(crate) onchain: Option<Arc<OnchainConfig>>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) config: Arc<ApiConfig>,
 }
@@ -98,10 +107,22 @@ impl AppState {
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
         AppState {
             updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
+            deposit_updates: Arc::new(deposit_updates::DepositFeed::new(
+                bank.ledger().pool().clone(),
+            )),
+            deposits: crate::deposits::Deposits::new(bank.ledger().clone()),
+            onchain: None,
             bank,
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             config: Arc::new(config),
         }
+    }
+
+    /// Hands out deposit addresses from `onchain`'s hot wallet (`onChainAddressCreate`);
+    /// without it those operations answer `ONCHAIN_UNAVAILABLE`.
+    pub fn with_onchain(mut self, onchain: OnchainConfig) -> AppState {
+        self.onchain = Some(Arc::new(onchain));
+        self
     }
 }
 

@@ -3,9 +3,11 @@
 //! committed next to this module and a test fails when it drifts.
 
 mod admin;
+mod admin_onchain;
 mod public;
 mod scalars;
 mod types;
+mod usd_wallet;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{Data, EmptySubscription, Schema, SchemaBuilder};
