@@ -46,12 +46,32 @@ pub struct FundRequest {
     pub mine_blocks: u32,
 }
 
+/// One output of `POST /control/fund-many`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payee {
+    /// Regtest address to pay.
+    pub address: String,
+    /// Amount in satoshis.
+    pub amount_sat: u64,
+}
+
+/// `POST /control/fund-many`: one transaction paying every payee, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FundManyRequest {
+    /// Output `i` pays `outputs[i]`.
+    pub outputs: Vec<Payee>,
+    /// Blocks to mine afterwards (0: the payment stays in the mempool).
+    #[serde(default)]
+    pub mine_blocks: u32,
+}
+
 /// The payment made by `fund`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Funded {
     /// The funding transaction.
     pub txid: Txid,
-    /// The output paying the address.
+    /// The output paying the (first) address; `fund-many` pays output `i`
+    /// to its `i`-th payee.
     pub vout: u32,
     /// Blocks mined afterwards, if asked.
     pub mined: Vec<BlockHash>,
@@ -122,6 +142,7 @@ pub fn router(node: SharedNode) -> Router {
         .route("/control/wallet", get(wallet))
         .route("/control/mine", post(mine))
         .route("/control/fund", post(fund))
+        .route("/control/fund-many", post(fund_many))
         .route("/control/fee-estimates", post(set_fee_estimates))
         .route("/control/invalidate", post(invalidate))
         .with_state(node)
@@ -167,6 +188,26 @@ async fn fund(
     Ok(Json(Funded {
         txid: outpoint.txid,
         vout: outpoint.vout,
+        mined,
+    }))
+}
+
+async fn fund_many(
+    State(node): State<SharedNode>,
+    Json(req): Json<FundManyRequest>,
+) -> Result<Json<Funded>, ControlError> {
+    let payees = req
+        .outputs
+        .iter()
+        .map(|p| Ok((regtest_script(&p.address)?, Amount::from_sat(p.amount_sat))))
+        .collect::<Result<Vec<_>, ControlError>>()?;
+    tracing::info!(target: "regtest_standin", outputs = payees.len(), mine_blocks = req.mine_blocks, "control: fund many");
+    let mut node = lock(&node);
+    let txid = node.fund_many(payees)?;
+    let mined = node.mine(req.mine_blocks, None)?;
+    Ok(Json(Funded {
+        txid,
+        vout: 0,
         mined,
     }))
 }

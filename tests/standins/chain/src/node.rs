@@ -230,6 +230,24 @@ impl Node {
         script_pubkey: ScriptBuf,
         amount: Amount,
     ) -> Result<OutPoint, NodeError> {
+        let txid = self.fund_many(vec![(script_pubkey, amount)])?;
+        Ok(OutPoint::new(txid, 0))
+    }
+
+    /// Pays several outputs in one transaction (output `i` pays `payees[i]`),
+    /// as [`Self::fund`] does for one.
+    ///
+    /// # Errors
+    /// No payee, too few matured coins, or the transaction refused.
+    pub fn fund_many(&mut self, payees: Vec<(ScriptBuf, Amount)>) -> Result<Txid, NodeError> {
+        if payees.is_empty() {
+            return Err(NodeError::Invalid("fund needs at least one output".into()));
+        }
+        let amount = payees
+            .iter()
+            .try_fold(Amount::ZERO, |s, p| s.checked_add(p.1))
+            .ok_or_else(|| NodeError::Invalid("amounts overflow".into()))?;
+        let outputs_count = payees.len() + 1;
         let own = self.wallet.script_pubkey();
         let spend_height = self.chain.tip_height() + 1;
         let mut coins: Vec<(OutPoint, Amount)> = self
@@ -263,7 +281,7 @@ impl Node {
         for coin in coins {
             selected.push(coin);
             total = total.checked_add(coin.1).unwrap_or(Amount::MAX);
-            fee = fund_fee(selected.len());
+            fee = fund_fee(selected.len(), outputs_count);
             if total >= amount.checked_add(fee).unwrap_or(Amount::MAX) {
                 break;
             }
@@ -272,13 +290,18 @@ impl Node {
         if selected.is_empty() || total < needed {
             return Err(NodeError::InsufficientFunds {
                 available,
-                needed: amount.checked_add(fund_fee(1)).unwrap_or(Amount::MAX),
+                needed: amount
+                    .checked_add(fund_fee(1, outputs_count))
+                    .unwrap_or(Amount::MAX),
             });
         }
-        let mut outputs = vec![TxOut {
-            value: amount,
-            script_pubkey,
-        }];
+        let mut outputs: Vec<TxOut> = payees
+            .into_iter()
+            .map(|(script_pubkey, value)| TxOut {
+                value,
+                script_pubkey,
+            })
+            .collect();
         let change = total.checked_sub(needed).unwrap_or(Amount::ZERO);
         if change >= own.minimal_non_dust() {
             outputs.push(TxOut {
@@ -306,7 +329,7 @@ impl Node {
             .map_err(NodeError::Invalid)?;
         let txid = self.submit(tx)?;
         tracing::info!(target: "regtest_standin", %txid, amount = amount.to_sat(), "funded from the stand-in wallet");
-        Ok(OutPoint::new(txid, 0))
+        Ok(txid)
     }
 
     /// Takes the last `n` blocks off the chain. Their non-coinbase
@@ -397,10 +420,11 @@ impl Node {
     }
 }
 
-/// Fee of a funding transaction with `inputs` P2WPKH inputs and two outputs
-/// (sizes rounded up: 11 vB overhead, 68 vB an input, 43 vB an output).
-fn fund_fee(inputs: usize) -> Amount {
-    let vsize = 11 + 68 * u64::try_from(inputs).unwrap_or(u64::MAX / 1000) + 2 * 43;
+/// Fee of a funding transaction with `inputs` P2WPKH inputs and `outputs`
+/// outputs (sizes rounded up: 11 vB overhead, 68 vB an input, 43 vB an output).
+fn fund_fee(inputs: usize, outputs: usize) -> Amount {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX / 1000);
+    let vsize = 11 + 68 * count(inputs) + 43 * count(outputs);
     Amount::from_sat(vsize * FUND_FEE_SAT_PER_VB)
 }
 

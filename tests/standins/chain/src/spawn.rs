@@ -24,8 +24,8 @@ use bitcoin::{Address, Amount, FeeRate, Transaction, Txid};
 use serde::de::DeserializeOwned;
 
 use crate::control::{
-    FeeEstimatesRequest, FundRequest, Funded, InvalidateRequest, MineRequest, Mined, Tip,
-    WalletInfo,
+    FeeEstimatesRequest, FundManyRequest, FundRequest, Funded, InvalidateRequest, MineRequest,
+    Mined, Payee, Tip, WalletInfo,
 };
 use crate::node::Invalidated;
 
@@ -372,6 +372,33 @@ impl ControlClient {
             &FundRequest {
                 address: address.to_string(),
                 amount_sat: amount.to_sat(),
+                mine_blocks: blocks,
+            },
+        )
+        .await
+    }
+
+    /// Pays every `(address, amount)` in one transaction (output `i` pays the
+    /// `i`-th), then mines `blocks` blocks.
+    ///
+    /// # Errors
+    /// As [`Self::fund`].
+    pub async fn fund_many(
+        &self,
+        payees: &[(Address, Amount)],
+        blocks: u32,
+    ) -> Result<Funded, ControlClientError> {
+        let outputs = payees
+            .iter()
+            .map(|(a, v)| Payee {
+                address: a.to_string(),
+                amount_sat: v.to_sat(),
+            })
+            .collect();
+        self.post(
+            "/control/fund-many",
+            &FundManyRequest {
+                outputs,
                 mine_blocks: blocks,
             },
         )

@@ -380,3 +380,58 @@ async fn reorg_returns_still_valid_transactions_to_the_mempool() {
         .expect_err("genesis stays");
     assert!(err.to_string().contains("genesis"), "{err}");
 }
+
+#[tokio::test]
+async fn fund_pays_from_matured_coinbase_only_and_several_payees_at_once() {
+    let stand_in = common::start(100);
+    let client = client(&stand_in);
+    let (a, b) = (Key::new(21).address(), Key::new(22).address());
+    // At height 100 no coinbase is mature for the next block but the first.
+    stand_in.control().invalidate(1).await.expect("to 99");
+    let err = stand_in
+        .control()
+        .fund(&a, Amount::from_sat(10_000))
+        .await
+        .expect_err("nothing mature");
+    assert!(
+        err.to_string()
+            .contains("coinbase matures after 100 blocks"),
+        "{err}"
+    );
+    stand_in.control().mine(2).await.expect("to 101");
+
+    // Dust is refused by the same mempool rules as any transaction.
+    let err = stand_in
+        .control()
+        .fund(&a, Amount::from_sat(100))
+        .await
+        .expect_err("dust");
+    assert!(err.to_string().contains("dust"), "{err}");
+
+    let funded = stand_in
+        .control()
+        .fund_many(
+            &[
+                (a.clone(), Amount::from_sat(30_000)),
+                (b.clone(), Amount::from_sat(40_000)),
+            ],
+            1,
+        )
+        .await
+        .expect("fund many");
+    assert_eq!(funded.mined.len(), 1);
+    let tx = client
+        .get_tx_info(&funded.txid)
+        .await
+        .expect("tx")
+        .expect("known");
+    assert!(tx.status.confirmed);
+    assert_eq!(tx.vout[0].scriptpubkey, a.script_pubkey());
+    assert_eq!(tx.vout[0].value, 30_000);
+    assert_eq!(tx.vout[1].scriptpubkey, b.script_pubkey());
+    assert_eq!(tx.vout[1].value, 40_000);
+    // The input was a matured coinbase, signed by the stand-in's own key.
+    let input = tx.vin[0].prevout.as_ref().expect("prevout");
+    let wallet = stand_in.control().wallet_address().await.expect("wallet");
+    assert_eq!(input.scriptpubkey, wallet.script_pubkey());
+}
