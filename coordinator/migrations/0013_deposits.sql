@@ -54,7 +54,7 @@ CREATE TABLE deposits (
 );
 CREATE INDEX deposits_wallet_idx ON deposits (wallet_id, seen_at DESC);
 CREATE INDEX deposits_address_idx ON deposits (address);
-CREATE INDEX deposits_block_idx ON deposits (block_hash) WHERE block_hash IS NOT NULL;
+CREATE INDEX deposits_block_idx ON deposits (block_height) WHERE block_height IS NOT NULL;
 CREATE INDEX deposits_ledger_tx_idx ON deposits (ledger_transaction_id)
     WHERE ledger_transaction_id IS NOT NULL;
 CREATE INDEX deposits_open_idx ON deposits (state) WHERE state IN ('PENDING', 'HELD', 'BELOW_MINIMUM');

@@ -178,9 +178,21 @@ impl DepositDriver {
                 return Ok(());
             }
             let mut tx = store::fenced(&self.pool, self.holder).await?;
-            let unwound = store::disconnect(&mut tx, &batch.disconnected).await?;
-            report.blocks_disconnected += batch.disconnected.len();
-            report.alerts += unwound.alerts;
+            if !batch.disconnected.is_empty() {
+                // The fork: the highest block of the locator still in the best chain (the
+                // source compared them highest first and stopped there).
+                let gone: HashSet<u32> = batch.disconnected.iter().map(|b| b.height).collect();
+                let fork = locator
+                    .known
+                    .iter()
+                    .map(|b| b.height)
+                    .filter(|h| !gone.contains(h))
+                    .max()
+                    .map_or(-1, i64::from);
+                let unwound = store::disconnect_above(&mut tx, fork).await?;
+                report.blocks_disconnected += batch.disconnected.len();
+                report.alerts += unwound.alerts;
+            }
             for block in &batch.connected {
                 let seen = self.match_outputs(&block.block.txdata).await?;
                 report.pending +=

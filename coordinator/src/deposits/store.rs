@@ -430,24 +430,18 @@ pub(super) struct Unwound {
     pub unconfirmed: usize,
 }
 
-/// Undoes disconnected blocks: their deposits lose their block; settled ones raise an
-/// alert (once per deposit and block).
-pub(super) async fn disconnect(
+/// Undoes every processed block above `fork` (the highest block still in the best chain):
+/// their deposits lose their block; settled ones raise an alert (once per deposit and
+/// block). The locator names only some of the processed blocks, so this goes by height.
+pub(super) async fn disconnect_above(
     conn: &mut PgConnection,
-    blocks: &[BlockId],
+    fork: i64,
 ) -> Result<Unwound, DepositError> {
-    if blocks.is_empty() {
-        return Ok(Unwound::default());
-    }
-    let hashes: Vec<Vec<u8>> = blocks
-        .iter()
-        .map(|b| b.hash.to_byte_array().to_vec())
-        .collect();
     let rows = sqlx::query(
         "SELECT id, state, block_height, block_hash FROM deposits \
-         WHERE block_hash = ANY($1) FOR UPDATE",
+         WHERE block_height > $1 FOR UPDATE",
     )
-    .bind(&hashes)
+    .bind(fork)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Unwound::default();
@@ -484,13 +478,13 @@ pub(super) async fn disconnect(
     }
     sqlx::query(
         "UPDATE deposits SET block_height = NULL, block_hash = NULL, updated_at = now() \
-         WHERE block_hash = ANY($1)",
+         WHERE block_height > $1",
     )
-    .bind(&hashes)
+    .bind(fork)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM deposit_blocks WHERE hash = ANY($1)")
-        .bind(&hashes)
+    sqlx::query("DELETE FROM deposit_blocks WHERE height > $1")
+        .bind(fork)
         .execute(&mut *conn)
         .await?;
     Ok(out)
@@ -556,7 +550,9 @@ pub(super) async fn record_seen(
         .transpose()?;
     let hash = block.map(|b| b.hash.to_byte_array().to_vec());
     // New outpoints are inserted; known ones take the block (a mempool sighting never
-    // clears one), and a REMOVED one is pending again. `was` tells which became pending now.
+    // clears one), and a REMOVED one is pending again. `prev` (the statement's snapshot,
+    // before the upsert) tells which became pending now. No FOR UPDATE there: a row the
+    // upsert changes would be skipped by it; the driver's lease lock serialises writers.
     let rows = sqlx::query(
         "WITH input AS ( \
              SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::int4[], $4::uuid[], $5::uuid[], \
@@ -564,7 +560,7 @@ pub(super) async fn record_seen(
              AS i(id, txid, vout, wallet_id, account_id, address, amount_sat, state) \
          ), prev AS ( \
              SELECT d.txid, d.vout, d.state FROM deposits d \
-             JOIN input i ON d.txid = i.txid AND d.vout = i.vout FOR UPDATE OF d \
+             JOIN input i ON d.txid = i.txid AND d.vout = i.vout \
          ), up AS ( \
              INSERT INTO deposits AS d (id, txid, vout, wallet_id, account_id, address, \
                                         amount_sat, state, block_height, block_hash) \
