@@ -174,6 +174,17 @@ async fn mempool_transaction_and_fee_methods() {
     let verbose = ok(&stand_in, "getrawtransaction", json!([txid, true])).await;
     assert_eq!(verbose["blockhash"], mined.hashes[0].to_string());
     assert_eq!(verbose["confirmations"], 1);
+    assert!(verbose.get("in_active_chain").is_none());
+    let in_block = ok(
+        &stand_in,
+        "getrawtransaction",
+        json!([txid, true, mined.hashes[0].to_string()]),
+    )
+    .await;
+    assert_eq!(in_block["in_active_chain"], true);
+    let genesis = ok(&stand_in, "getblockhash", json!([0])).await;
+    let (_, code, _) = err(&stand_in, "getrawtransaction", json!([txid, true, genesis])).await;
+    assert_eq!(code, -5);
     assert_eq!(ok(&stand_in, "getrawmempool", json!([])).await, json!([]));
     let (_, code, message) = err(&stand_in, "getmempoolentry", json!([txid])).await;
     assert_eq!((code, message.as_str()), (-5, "Transaction not in mempool"));

@@ -299,7 +299,8 @@ fn raw_transaction(node: &Node, params: &[Value]) -> Result<Value, RpcError> {
     };
     let tx = node.tx(&txid).ok_or_else(not_found)?;
     // An optional block hash: the transaction must be in that block.
-    if params.get(2).is_some_and(|v| !v.is_null()) {
+    let block_given = params.get(2).is_some_and(|v| !v.is_null());
+    if block_given {
         let hash: BlockHash = hash_param(params, 2, "getrawtransaction", "parameter 3")?;
         if node.chain().height_of(&hash).is_none() {
             return Err(RpcError::new(
@@ -323,7 +324,10 @@ fn raw_transaction(node: &Node, params: &[Value]) -> Result<Value, RpcError> {
         v["confirmations"] = json!(node.chain().tip_height() - height + 1);
         v["time"] = json!(time);
         v["blocktime"] = json!(time);
-        v["in_active_chain"] = json!(true);
+        // Bitcoin Core adds this field only when a block hash was given.
+        if block_given {
+            v["in_active_chain"] = json!(true);
+        }
     }
     Ok(v)
 }
