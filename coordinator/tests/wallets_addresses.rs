@@ -1,5 +1,6 @@
 //! The address book: registration, unique addresses per account, the script index, and two
 //! coordinator instances revealing at once.
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 mod wallets_common;
 

@@ -1,5 +1,6 @@
 //! bdk wallets persisted as changesets in PostgreSQL: a round trip through the database, two
 //! handles writing one wallet, a reorg replacing a block.
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 mod wallets_common;
 

@@ -162,30 +162,46 @@ impl BitcoindSource {
         }
     }
 
-    /// One JSON-RPC request (no retry).
+    /// Sends one request with the current credentials.
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, reqwest::Error> {
+        let creds = self.credentials.read().await;
+        self.http
+            .post(self.url.clone())
+            .basic_auth(&creds.user, Some(creds.password.expose_secret()))
+            .json(body)
+            .send()
+            .await
+    }
+
+    /// Reads the cookie file again; whether it changed.
+    async fn reload_cookie(&self) -> bool {
+        let Some(path) = self.cookie_file() else {
+            return false;
+        };
+        let Ok(fresh) = read_credentials(&BitcoindAuth::Cookie {
+            cookie_file: path.clone(),
+        }) else {
+            return false;
+        };
+        let mut creds = self.credentials.write().await;
+        let changed = creds.user != fresh.user
+            || creds.password.expose_secret() != fresh.password.expose_secret();
+        *creds = fresh;
+        changed
+    }
+
+    /// One JSON-RPC request (no retry, but one resend after a new cookie).
     async fn request(&self, method: &str, params: Value) -> Result<Answer, ChainError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
-        let response = {
-            let creds = self.credentials.read().await;
-            self.http
-                .post(self.url.clone())
-                .basic_auth(&creds.user, Some(creds.password.expose_secret()))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| self.caller.unavailable(format!("{method}: {e}")))?
-        };
+        let unreachable = |e: reqwest::Error| self.caller.unavailable(format!("{method}: {e}"));
+        let mut response = self.send(&body).await.map_err(unreachable)?;
+        // The node writes a new cookie at each start: read it again and resend once.
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED && self.reload_cookie().await {
+            response = self.send(&body).await.map_err(unreachable)?;
+        }
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            // The node writes a new cookie at each start: read it again for the next attempt.
-            if let Some(path) = self.cookie_file()
-                && let Ok(fresh) = read_credentials(&BitcoindAuth::Cookie {
-                    cookie_file: path.clone(),
-                })
-            {
-                *self.credentials.write().await = fresh;
-            }
             return Err(self
                 .caller
                 .unavailable(format!("{method}: credentials refused (http 401)")));

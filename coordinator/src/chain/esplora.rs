@@ -78,6 +78,9 @@ fn already_known(message: &str) -> bool {
     m.contains("txn-already-in-mempool")
         || m.contains("txn-already-known")
         || m.contains("already in block chain")
+        // Bitcoin Core 26 and later: RPC_VERIFY_ALREADY_IN_CHAIN says this.
+        || m.contains("already in utxo set")
+        || m.contains("\"code\":-27")
         || m.contains("transaction already in mempool")
 }
 
@@ -177,8 +180,15 @@ impl ChainSource for EsploraSource {
                     (true, _, _) => Err(self
                         .caller
                         .invalid(format!("confirmed {txid} without a block"))),
-                    // Esplora answers an unconfirmed status only for a mempool transaction.
-                    (false, _, _) => Ok(TxStatus::Mempool),
+                    // Esplora (electrs) answers "unconfirmed" for any txid it has not seen in a
+                    // block, known or not: ask for the transaction itself.
+                    (false, _, _) => match self.client.get_tx(&txid).await {
+                        Ok(Some(_)) => Ok(TxStatus::Mempool),
+                        Ok(None) | Err(EsploraError::HttpResponse { status: 404, .. }) => {
+                            Ok(TxStatus::Unknown)
+                        }
+                        Err(e) => Err(self.map(e)),
+                    },
                 }
             })
             .await
