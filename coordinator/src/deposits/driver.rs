@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::store::{self, Seen};
-use super::{DepositConfig, DepositError, DepositState, ScriptIndex, credit_external_id};
+use super::{DepositConfig, DepositError, DepositState, ScriptIndex};
 use crate::amount::Sats;
 use crate::chain::{BlockId, BlockLocator, ChainSource, TxStatus};
-use crate::ledger::{Ledger, LedgerError, Posting, system};
+use crate::ledger::Ledger;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -239,7 +239,35 @@ impl DepositDriver {
         let Some(tip) = known.iter().map(|b| b.height).max() else {
             return Ok(());
         };
-        for due in store::due(&self.pool, tip, self.config.confirmations).await? {
+        let due = store::due(&self.pool, tip, self.config.confirmations).await?;
+        // Post every credit at once: the ledger's writer commits them in a few batches.
+        let mut posts = tokio::task::JoinSet::new();
+        for d in due.iter().filter(|d| d.account_status != "CLOSED") {
+            let posting = super::credit_posting(&d.deposit)?;
+            let ledger = self.ledger.clone();
+            let id = d.deposit.id;
+            posts.spawn(async move { (id, ledger.post(posting).await) });
+        }
+        let mut credited = Vec::new();
+        let mut failure = None;
+        while let Some(joined) = posts.join_next().await {
+            match joined {
+                Ok((id, Ok(posted))) => credited.push((id, posted.id)),
+                Ok((id, Err(e))) => {
+                    tracing::warn!(deposit = %id, error = %e, "deposit credit failed; retried next pass");
+                    failure = Some(DepositError::Ledger(e));
+                }
+                Err(e) => failure = Some(DepositError::Corrupt(format!("credit task: {e}"))),
+            }
+        }
+        // Idempotent postings: after a crash between them and this, posting again returns
+        // the original transactions.
+        if !credited.is_empty() {
+            let mut tx = store::fenced(&self.pool, self.holder).await?;
+            report.settled += store::finish_settled(&mut tx, &credited).await?;
+            tx.commit().await?;
+        }
+        for due in &due {
             let d = &due.deposit;
             if due.account_status == "CLOSED" {
                 // A closed account receives nothing: held for operators (README, ADR 0010).
@@ -250,28 +278,13 @@ impl DepositDriver {
                         "deposit to a closed account held for operators");
                 }
                 tx.commit().await?;
-                continue;
             }
-            // A locked account is credited: locked accounts receive but cannot send.
-            let posting = Posting::transfer(
-                system::MAIN_JOURNAL,
-                credit_external_id(&d.outpoint),
-                system::BANK_ONCHAIN,
-                crate::bank::Bank::ledger_account(d.wallet_id),
-                d.amount.to_msats(),
-                format!("on-chain deposit {}", d.outpoint),
-            )
-            .map_err(|e| DepositError::Ledger(LedgerError::from(e)))?;
-            // Idempotent: after a crash between this and the row update, posting again
-            // returns the original transaction.
-            let posted = self.ledger.post(posting).await?;
-            let mut tx = store::fenced(&self.pool, self.holder).await?;
-            if store::finish(&mut tx, d.id, DepositState::Settled, Some(posted.id)).await? {
-                report.settled += 1;
-            }
-            tx.commit().await?;
+            // A locked account is credited above: locked accounts receive but cannot send.
         }
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The outputs of `txs` that pay one of our scripts: one index lookup for all of them.

@@ -41,7 +41,7 @@ pub use store::set_start_height;
 
 use crate::amount::Sats;
 use crate::ids::{AccountId, TransactionId, WalletId};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError, Posting, system};
 
 /// How deposits are detected and credited.
 #[derive(Clone, Debug)]
@@ -181,6 +181,24 @@ impl Deposit {
 /// The ledger external id of the credit of `outpoint`: `deposit:<txid>:<vout>`.
 pub fn credit_external_id(outpoint: &OutPoint) -> String {
     format!("deposit:{}:{}", outpoint.txid, outpoint.vout)
+}
+
+/// The ledger posting that credits a deposit: `deposit:<txid>:<vout>`, from the bank's
+/// on-chain asset account to the wallet. Always the same for a deposit, so posting it
+/// again is a replay.
+///
+/// # Errors
+/// [`DepositError::Ledger`] if the amount cannot be posted (never for a stored deposit).
+pub fn credit_posting(d: &Deposit) -> Result<Posting, DepositError> {
+    Posting::transfer(
+        system::MAIN_JOURNAL,
+        credit_external_id(&d.outpoint),
+        system::BANK_ONCHAIN,
+        crate::bank::Bank::ledger_account(d.wallet_id),
+        d.amount.to_msats(),
+        format!("on-chain deposit {}", d.outpoint),
+    )
+    .map_err(|e| DepositError::Ledger(LedgerError::from(e)))
 }
 
 /// The ledger external id of an operator's reversal of `outpoint`'s credit.

@@ -686,3 +686,28 @@ pub(super) async fn finish(
     let n: i64 = rows.try_get(0)?;
     Ok(n == 1)
 }
+
+/// Records the credits of pending deposits (deposit id, ledger transaction) and announces
+/// them; returns how many changed (a deposit that left PENDING meanwhile is left alone).
+pub(super) async fn finish_settled(
+    conn: &mut PgConnection,
+    credited: &[(Uuid, TransactionId)],
+) -> Result<usize, DepositError> {
+    let ids: Vec<Uuid> = credited.iter().map(|c| c.0).collect();
+    let txs: Vec<Uuid> = credited.iter().map(|c| c.1.as_uuid()).collect();
+    let rows = sqlx::query(
+        "WITH s AS ( \
+             UPDATE deposits d SET state = 'SETTLED', ledger_transaction_id = u.tx, \
+                 updated_at = now(), settled_at = now() \
+             FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tx) \
+             WHERE d.id = u.id AND d.state = 'PENDING' RETURNING d.id, d.wallet_id \
+         ) \
+         INSERT INTO deposit_events (deposit_id, wallet_id, kind) \
+         SELECT id, wallet_id, 'SETTLED' FROM s RETURNING seq",
+    )
+    .bind(&ids)
+    .bind(&txs)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.len())
+}
