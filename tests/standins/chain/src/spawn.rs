@@ -131,7 +131,8 @@ impl StandIn {
         Self::start_with(Options::default())
     }
 
-    /// Starts the stand-in on free ports and waits for its ready line.
+    /// Starts the stand-in on free ports, waits for its ready line, then
+    /// until its Esplora API answers.
     /// Its logs go to this process's stderr when `REGTEST_STANDIN_LOG` is set.
     ///
     /// # Errors
@@ -192,6 +193,11 @@ impl StandIn {
                 "unexpected first line {line:?}"
             )));
         };
+        if let Err(e) = wait_until_answering(&esplora_url) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         let control = ControlClient::new(&esplora_url);
         Ok(Self {
             child,
@@ -226,6 +232,40 @@ impl StandIn {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Asks `GET /blocks/tip/height` over a plain socket (this helper is
+/// synchronous) until it answers 200, for at most [`READY_TIMEOUT`].
+fn wait_until_answering(esplora_url: &str) -> Result<(), SpawnError> {
+    let authority = esplora_url
+        .strip_prefix("http://")
+        .ok_or_else(|| SpawnError::NotReady(format!("not an http URL: {esplora_url}")))?;
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        match probe(authority) {
+            Ok(true) => return Ok(()),
+            Ok(false) => last = "answered, but not 200".into(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(SpawnError::NotReady(format!(
+        "{esplora_url}/blocks/tip/height did not answer: {last}"
+    )))
+}
+
+fn probe(authority: &str) -> std::io::Result<bool> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET /blocks/tip/height HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(head.starts_with(b"HTTP/1.1 200"))
 }
 
 impl Drop for StandIn {
