@@ -262,9 +262,14 @@ async fn healthz() -> &'static str {
 
 /// The whole HTTP API over a bank.
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
-    let cors = http::cors(&config.cors_allowed_origins);
-    let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
-    let state = AppState::new(bank, config);
+    router_with_state(AppState::new(bank, config))
+}
+
+/// The API over a prepared state (for example with on-chain deposits configured:
+/// [`AppState::with_onchain`]).
+pub fn router_with_state(state: AppState) -> Router {
+    let cors = http::cors(&state.config.cors_allowed_origins);
+    let (timeout, max_body) = (state.config.request_timeout, state.config.max_body_bytes);
     // Layers run outside-in: tracing, CORS (so that error answers carry its headers
     // too), the body bound, then the time limit around the handlers.
     let app = Router::new()

@@ -50,6 +50,11 @@ enum Command {
         /// for every request.
         #[arg(long, env = "COORDINATOR_AUTH_CACHE_SECONDS", default_value_t = 30)]
         auth_cache_seconds: u64,
+        /// A TOML file with the chain source (`[chain]`), the bank's wallets
+        /// (`[[wallets]]`) and the deposit rules (`[deposits]`): deposit addresses and the
+        /// deposit driver. Without it, on-chain operations answer ONCHAIN_UNAVAILABLE.
+        #[arg(long, env = "COORDINATOR_ONCHAIN")]
+        onchain: Option<std::path::PathBuf>,
     },
     /// Ledger tools.
     Ledger {
@@ -84,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         request_timeout,
         cors_origins,
         auth_cache_seconds,
+        onchain,
     } = &cli.command
     {
         let http = HttpOptions {
@@ -102,8 +108,11 @@ async fn main() -> anyhow::Result<()> {
             &cli.database_url,
             *bind,
             *dev,
-            limits.as_deref(),
-            notifier.as_deref(),
+            ServeFiles {
+                limits: limits.as_deref(),
+                notifier: notifier.as_deref(),
+                onchain: onchain.as_deref(),
+            },
             *connections,
             http,
         )
@@ -156,15 +165,26 @@ struct HttpOptions {
     cors_allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
+/// The configuration files of `serve`.
+struct ServeFiles<'a> {
+    limits: Option<&'a std::path::Path>,
+    notifier: Option<&'a std::path::Path>,
+    onchain: Option<&'a std::path::Path>,
+}
+
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
     dev: bool,
-    limits: Option<&std::path::Path>,
-    notifier: Option<&std::path::Path>,
+    files: ServeFiles<'_>,
     connections: u32,
     http: HttpOptions,
 ) -> anyhow::Result<()> {
+    let ServeFiles {
+        limits,
+        notifier,
+        onchain,
+    } = files;
     use coordinator::bank::{Bank, BankConfig};
     use coordinator::notify::NotifierConfig;
     let mut config = BankConfig {
@@ -183,6 +203,10 @@ async fn serve(
     let notifier = notifier_config
         .prepare()
         .context("setting up the notifier")?;
+    let onchain = onchain
+        .map(coordinator::deposits::OnchainFile::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("on-chain configuration: {e}"))?;
     let pool = coordinator::db::connect(database_url, connections)
         .await
         .context("connecting to PostgreSQL")?;
@@ -193,7 +217,7 @@ async fn serve(
     // Without a notifier file, codes land in the notification outbox table (development).
     let notifier = notifier.build(&pool);
     tracing::info!(email = ?notifier_config.email, sms = ?notifier_config.sms, "notifier");
-    let bank = Bank::new(ledger, notifier, config);
+    let bank = Bank::new(ledger.clone(), notifier, config);
     // Payments interrupted by a crash are finished before new ones come in.
     let resumed = bank
         .resume_pending_payments()
@@ -205,7 +229,24 @@ async fn serve(
         cors_allowed_origins: http.cors_allowed_origins,
         ..Default::default()
     };
-    let app = coordinator::api::router(bank, api);
+    let mut state = coordinator::api::AppState::new(bank, api);
+    // Deposits: the driver runs in every instance; one at a time holds its lease.
+    let driver = match &onchain {
+        Some(file) => {
+            let rt = file
+                .start(ledger)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting on-chain deposits: {e}"))?;
+            tracing::info!(hot_wallet = %rt.hot_wallet, "on-chain deposits enabled");
+            state = state.with_onchain(coordinator::api::OnchainConfig {
+                wallets: rt.wallets,
+                hot_wallet: rt.hot_wallet,
+            });
+            Some(rt.driver)
+        }
+        None => None,
+    };
+    let app = coordinator::api::router_with_state(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
@@ -217,6 +258,10 @@ async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    if let Some(driver) = driver {
+        // Gives the lease up, so another instance takes over at once.
+        driver.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

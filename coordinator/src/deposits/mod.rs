@@ -22,6 +22,7 @@
 mod driver;
 mod error;
 mod index;
+mod setup;
 mod store;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use uuid::Uuid;
 pub use driver::{DepositDriver, DriverHandle, TickReport};
 pub use error::DepositError;
 pub use index::AddressBookIndex;
+pub use setup::{DepositsSection, OnchainFile, OnchainRuntime};
 pub use store::set_start_height;
 
 use crate::amount::Sats;
