@@ -271,6 +271,21 @@ async fn script_history_is_paged_as_esplora_pages_it() {
     );
     let utxos = client.get_address_utxos(&address).await.expect("utxos");
     assert_eq!(utxos.len(), 85);
+    let stats = client.get_address_stats(&address).await.expect("stats");
+    assert_eq!(
+        (stats.chain_stats.tx_count, stats.chain_stats.funded_txo_sum),
+        (30, 150_000)
+    );
+    assert_eq!(
+        (
+            stats.mempool_stats.tx_count,
+            stats.mempool_stats.funded_txo_count
+        ),
+        (55, 55)
+    );
+    assert_eq!(stats.chain_stats.spent_txo_count, 0);
+    let by_hash = client.get_scripthash_stats(&script).await.expect("stats");
+    assert_eq!(by_hash.chain_stats, stats.chain_stats);
 }
 
 #[tokio::test]

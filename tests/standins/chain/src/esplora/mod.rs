@@ -3,6 +3,7 @@
 //! use the stand-in unchanged.
 
 mod json;
+mod scripts;
 
 use std::str::FromStr;
 
@@ -13,18 +14,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bitcoin::consensus::encode::{deserialize_hex, serialize, serialize_hex};
-use bitcoin::hashes::sha256;
-use bitcoin::{Address, BlockHash, Network, OutPoint, Txid};
+use bitcoin::{BlockHash, OutPoint, Txid};
 use serde_json::{Value, json};
 
-use crate::chain::script_hash;
 use crate::node::{Node, SharedNode, lock};
 
 pub use json::script_type;
 
-/// Esplora's page sizes: mempool transactions on a history's first page, and
-/// confirmed ones per page.
-const MEMPOOL_TXS: usize = 50;
+/// Esplora's page size for a block's transactions (and a history's confirmed ones).
 const CHAIN_TXS_PER_PAGE: usize = 25;
 /// Blocks per `GET /blocks` page.
 const BLOCKS_PER_PAGE: u32 = 10;
@@ -34,10 +31,10 @@ const BLOCKS_PER_PAGE: u32 = 10;
 pub struct HttpError(StatusCode, String);
 
 impl HttpError {
-    fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Self(StatusCode::NOT_FOUND, format!("{what} not found"))
     }
-    fn bad_request(msg: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, msg.into())
     }
 }
@@ -48,17 +45,17 @@ impl IntoResponse for HttpError {
     }
 }
 
-type Answer = Result<Response, HttpError>;
+pub(crate) type Answer = Result<Response, HttpError>;
 
 fn text(s: impl ToString) -> Answer {
     Ok(s.to_string().into_response())
 }
 
-fn json_answer(v: Value) -> Answer {
+pub(crate) fn json_answer(v: Value) -> Answer {
     Ok(axum::Json(v).into_response())
 }
 
-fn parse_txid(s: &str) -> Result<Txid, HttpError> {
+pub(crate) fn parse_txid(s: &str) -> Result<Txid, HttpError> {
     Txid::from_str(s).map_err(|_| HttpError::bad_request("Invalid hex string"))
 }
 
@@ -82,21 +79,42 @@ pub fn router(node: SharedNode) -> Router {
         .route("/block/{hash}/txs", get(block_txs_first))
         .route("/block/{hash}/txs/{start}", get(block_txs))
         .route("/block/{hash}/raw", get(block_raw))
-        .route("/scripthash/{hash}/txs", get(scripthash_txs))
-        .route("/scripthash/{hash}/txs/chain", get(scripthash_chain_first))
-        .route("/scripthash/{hash}/txs/chain/{last}", get(scripthash_chain))
-        .route("/scripthash/{hash}/txs/mempool", get(scripthash_mempool))
-        .route("/scripthash/{hash}/utxo", get(scripthash_utxo))
-        .route("/address/{address}/txs", get(address_txs))
-        .route("/address/{address}/txs/chain", get(address_chain_first))
-        .route("/address/{address}/txs/chain/{last}", get(address_chain))
-        .route("/address/{address}/txs/mempool", get(address_mempool))
-        .route("/address/{address}/utxo", get(address_utxo))
+        .route("/scripthash/{hash}", get(scripts::scripthash_stats))
+        .route("/scripthash/{hash}/txs", get(scripts::scripthash_txs))
+        .route(
+            "/scripthash/{hash}/txs/chain",
+            get(scripts::scripthash_chain_first),
+        )
+        .route(
+            "/scripthash/{hash}/txs/chain/{last}",
+            get(scripts::scripthash_chain),
+        )
+        .route(
+            "/scripthash/{hash}/txs/mempool",
+            get(scripts::scripthash_mempool),
+        )
+        .route("/scripthash/{hash}/utxo", get(scripts::scripthash_utxo))
+        .route("/address/{address}", get(scripts::address_stats))
+        .route("/address/{address}/txs", get(scripts::address_txs))
+        .route(
+            "/address/{address}/txs/chain",
+            get(scripts::address_chain_first),
+        )
+        .route(
+            "/address/{address}/txs/chain/{last}",
+            get(scripts::address_chain),
+        )
+        .route(
+            "/address/{address}/txs/mempool",
+            get(scripts::address_mempool),
+        )
+        .route("/address/{address}/utxo", get(scripts::address_utxo))
         .route("/tx/{txid}", get(tx_info))
         .route("/tx/{txid}/hex", get(tx_hex))
         .route("/tx/{txid}/raw", get(tx_raw))
         .route("/tx/{txid}/status", get(tx_status))
         .route("/tx/{txid}/merkle-proof", get(tx_merkle_proof))
+        .route("/tx/{txid}/merkleblock-proof", get(tx_merkleblock_proof))
         .route("/tx/{txid}/outspend/{vout}", get(tx_outspend))
         .route("/tx/{txid}/outspends", get(tx_outspends))
         .route("/tx", post(broadcast))
@@ -236,176 +254,6 @@ async fn block_raw(State(node): State<SharedNode>, Path(hash): Path<String>) -> 
         .into_response())
 }
 
-/// Which part of a script's history a request asks for.
-enum Page {
-    /// Up to 50 mempool transactions, then the first 25 confirmed.
-    First,
-    /// 25 confirmed transactions after `last_seen` (newest first).
-    Chain(Option<Txid>),
-    /// Mempool transactions only.
-    Mempool,
-}
-
-fn touches(node: &Node, tx: &bitcoin::Transaction, sh: &sha256::Hash) -> bool {
-    tx.output
-        .iter()
-        .any(|o| script_hash(&o.script_pubkey) == *sh)
-        || tx.input.iter().any(|i| {
-            node.output(&i.previous_output)
-                .is_some_and(|o| script_hash(&o.script_pubkey) == *sh)
-        })
-}
-
-fn history(node: &Node, sh: &sha256::Hash, page: &Page) -> Vec<Value> {
-    let mut out = Vec::new();
-    if matches!(page, Page::First | Page::Mempool) {
-        let mempool: Vec<&bitcoin::Transaction> = node
-            .mempool()
-            .iter()
-            .map(|(_, e)| &e.tx)
-            .filter(|tx| touches(node, tx, sh))
-            .collect();
-        out.extend(
-            mempool
-                .into_iter()
-                .rev()
-                .take(MEMPOOL_TXS)
-                .map(|tx| json::tx(node, tx)),
-        );
-    }
-    let last_seen = match page {
-        Page::Mempool => return out,
-        Page::First => None,
-        Page::Chain(last) => *last,
-    };
-    let confirmed = node.chain().history(sh).iter().rev();
-    let page: Vec<&Txid> = match last_seen {
-        // As electrs: the page after `last_seen`, or nothing if it is not in
-        // this script's confirmed history.
-        Some(last) => confirmed
-            .skip_while(|t| **t != last)
-            .skip(1)
-            .take(CHAIN_TXS_PER_PAGE)
-            .collect(),
-        None => confirmed.take(CHAIN_TXS_PER_PAGE).collect(),
-    };
-    out.extend(
-        page.into_iter()
-            .filter_map(|t| node.tx(t))
-            .map(|tx| json::tx(node, tx)),
-    );
-    out
-}
-
-fn utxos(node: &Node, sh: &sha256::Hash) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let candidates = node
-        .chain()
-        .history(sh)
-        .iter()
-        .copied()
-        .chain(node.mempool().iter().map(|(t, _)| *t));
-    for txid in candidates {
-        if !seen.insert(txid) {
-            continue;
-        }
-        let Some(tx) = node.tx(&txid) else { continue };
-        for (vout, o) in (0u32..).zip(&tx.output) {
-            let op = OutPoint::new(txid, vout);
-            if script_hash(&o.script_pubkey) == *sh && node.spender(&op).is_none() {
-                out.push(json!({
-                    "txid": txid.to_string(),
-                    "vout": vout,
-                    "status": json::status(node, &txid),
-                    "value": o.value.to_sat(),
-                }));
-            }
-        }
-    }
-    out
-}
-
-fn parse_script_hash(s: &str) -> Result<sha256::Hash, HttpError> {
-    sha256::Hash::from_str(s).map_err(|_| HttpError::bad_request("Invalid hex string"))
-}
-
-fn parse_address(s: &str) -> Result<sha256::Hash, HttpError> {
-    let address = Address::from_str(s)
-        .map_err(|e| HttpError::bad_request(format!("Invalid Bitcoin address: {e}")))?
-        .require_network(Network::Regtest)
-        .map_err(|e| HttpError::bad_request(format!("Invalid Bitcoin address: {e}")))?;
-    Ok(script_hash(&address.script_pubkey()))
-}
-
-fn parse_last(s: &str) -> Result<Option<Txid>, HttpError> {
-    parse_txid(s).map(Some)
-}
-
-async fn scripthash_txs(State(node): State<SharedNode>, Path(hash): Path<String>) -> Answer {
-    let sh = parse_script_hash(&hash)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::First)))
-}
-
-async fn scripthash_chain_first(
-    State(node): State<SharedNode>,
-    Path(hash): Path<String>,
-) -> Answer {
-    let sh = parse_script_hash(&hash)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::Chain(None))))
-}
-
-async fn scripthash_chain(
-    State(node): State<SharedNode>,
-    Path((hash, last)): Path<(String, String)>,
-) -> Answer {
-    let sh = parse_script_hash(&hash)?;
-    let page = Page::Chain(parse_last(&last)?);
-    json_answer(Value::Array(history(&lock(&node), &sh, &page)))
-}
-
-async fn scripthash_mempool(State(node): State<SharedNode>, Path(hash): Path<String>) -> Answer {
-    let sh = parse_script_hash(&hash)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::Mempool)))
-}
-
-async fn scripthash_utxo(State(node): State<SharedNode>, Path(hash): Path<String>) -> Answer {
-    let sh = parse_script_hash(&hash)?;
-    json_answer(Value::Array(utxos(&lock(&node), &sh)))
-}
-
-async fn address_txs(State(node): State<SharedNode>, Path(address): Path<String>) -> Answer {
-    let sh = parse_address(&address)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::First)))
-}
-
-async fn address_chain_first(
-    State(node): State<SharedNode>,
-    Path(address): Path<String>,
-) -> Answer {
-    let sh = parse_address(&address)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::Chain(None))))
-}
-
-async fn address_chain(
-    State(node): State<SharedNode>,
-    Path((address, last)): Path<(String, String)>,
-) -> Answer {
-    let sh = parse_address(&address)?;
-    let page = Page::Chain(parse_last(&last)?);
-    json_answer(Value::Array(history(&lock(&node), &sh, &page)))
-}
-
-async fn address_mempool(State(node): State<SharedNode>, Path(address): Path<String>) -> Answer {
-    let sh = parse_address(&address)?;
-    json_answer(Value::Array(history(&lock(&node), &sh, &Page::Mempool)))
-}
-
-async fn address_utxo(State(node): State<SharedNode>, Path(address): Path<String>) -> Answer {
-    let sh = parse_address(&address)?;
-    json_answer(Value::Array(utxos(&lock(&node), &sh)))
-}
-
 fn known_tx<'a>(node: &'a Node, txid: &str) -> Result<&'a bitcoin::Transaction, HttpError> {
     let txid = parse_txid(txid)?;
     node.tx(&txid)
@@ -452,6 +300,21 @@ async fn tx_merkle_proof(State(node): State<SharedNode>, Path(txid): Path<String
         .map(|n| Txid::from_raw_hash(n.to_raw_hash()).to_string())
         .collect();
     json_answer(json!({ "block_height": at.height, "merkle": merkle, "pos": at.index }))
+}
+
+async fn tx_merkleblock_proof(State(node): State<SharedNode>, Path(txid): Path<String>) -> Answer {
+    let node = lock(&node);
+    let txid = parse_txid(&txid)?;
+    let at = node
+        .chain()
+        .locate(&txid)
+        .ok_or_else(|| HttpError::not_found("Transaction"))?;
+    let block = node
+        .chain()
+        .block_at(at.height)
+        .ok_or_else(|| HttpError::not_found("Block"))?;
+    let proof = bitcoin::MerkleBlock::from_block_with_predicate(block, |t| *t == txid);
+    text(serialize_hex(&proof))
 }
 
 async fn tx_outspend(
