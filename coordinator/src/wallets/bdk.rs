@@ -211,6 +211,7 @@ async fn load(conn: &mut PgConnection, info: &WalletInfo) -> Result<(Wallet, i64
             Some(info.policy.descriptors.change.to_string()),
         )
         .check_network(info.policy.network)
+        .use_spk_cache(true)
         .load_wallet_no_persist(changeset)
         .map_err(|e| bdk_error(e.to_string()))?
         .ok_or_else(|| bdk_error("no stored changeset".into()))?;

@@ -70,7 +70,10 @@ pub(super) async fn register(
         policy.descriptors.receive.to_string(),
         policy.descriptors.change.to_string(),
     )
-    .network(policy.network);
+    .network(policy.network)
+    // Derived scripts go into the changesets, so a load does not derive every revealed
+    // index again (measured: about 1.5 ms per index in a debug build).
+    .use_spk_cache(true);
     if let Some(hash) = genesis {
         params = params.genesis_hash(hash);
     }
@@ -338,8 +341,11 @@ pub(super) async fn by_scripts(
     scripts: &[ScriptBuf],
 ) -> Result<Vec<ScriptRow>, WalletError> {
     let keys: Vec<&[u8]> = scripts.iter().map(|s| s.as_bytes()).collect();
+    // One index probe per script (a nested loop over the array): O(k log n) for k scripts
+    // and n revealed, where `= ANY` may turn into a scan of the table as it grows.
     let rows = sqlx::query(&format!(
-        "SELECT {SCRIPT_COLUMNS} FROM onchain_scripts WHERE script_pubkey = ANY($1)"
+        "SELECT {SCRIPT_COLUMNS} FROM unnest($1::bytea[]) AS k(script)
+         JOIN onchain_scripts ON script_pubkey = k.script"
     ))
     .bind(&keys)
     .fetch_all(pool)
