@@ -7,7 +7,7 @@ mod wallets_common;
 use std::collections::HashSet;
 
 use coordinator::AccountId;
-use coordinator::wallets::{WalletError, WalletRole, Wallets};
+use coordinator::wallets::{WalletConfig, WalletError, WalletRole, Wallets};
 use policies::Keychain;
 use wallets_common::{account, cold_policy, hot_policy, hot_wallet, scratch};
 
@@ -219,4 +219,60 @@ async fn two_instances_revealing_at_once_never_share_an_index() {
         .await
         .unwrap();
     assert_eq!(revealed, 61);
+}
+
+#[tokio::test]
+async fn hot_and_cold_wallets_register_from_configuration() {
+    let (_db, pool) = scratch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hot_file = dir.path().join("hot.json");
+    let cold_file = dir.path().join("cold.json");
+    std::fs::write(&hot_file, hot_policy().to_json_pretty().unwrap()).unwrap();
+    std::fs::write(&cold_file, cold_policy().to_json_pretty().unwrap()).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Config {
+        wallets: Vec<WalletConfig>,
+    }
+    let config: Config = toml::from_str(&format!(
+        "[[wallets]]\nname = \"hot\"\nrole = \"hot\"\npolicy_file = {:?}\n\
+         [[wallets]]\nname = \"cold\"\nrole = \"cold\"\npolicy_file = {:?}\n",
+        hot_file, cold_file
+    ))
+    .unwrap();
+    let wallets = Wallets::new(pool.clone());
+    let registered = wallets
+        .register_configured(&config.wallets, None)
+        .await
+        .unwrap();
+    assert_eq!(registered.len(), 2);
+    assert_eq!(registered[1].role, WalletRole::Cold);
+    assert_eq!(registered[1].policy.id, cold_policy().id);
+    // Every start registers again: the same wallets.
+    let again = wallets
+        .register_configured(&config.wallets, None)
+        .await
+        .unwrap();
+    assert_eq!(again[0].id, registered[0].id);
+
+    // A policy file edited by hand no longer matches its id: refused, nothing registered.
+    let tampered = hot_policy()
+        .to_json_pretty()
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2");
+    let bad_file = dir.path().join("tampered.json");
+    std::fs::write(&bad_file, tampered).unwrap();
+    let bad = [WalletConfig {
+        name: "hot2".into(),
+        role: WalletRole::Hot,
+        policy_file: bad_file,
+    }];
+    let r = wallets.register_configured(&bad, None).await;
+    assert!(
+        matches!(&r, Err(WalletError::Policy { reason, .. }) if reason.contains("does not match")),
+        "{r:?}"
+    );
+    assert!(matches!(
+        wallets.by_name("hot2").await,
+        Err(WalletError::NameNotFound(_))
+    ));
 }
