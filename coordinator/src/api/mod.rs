@@ -15,6 +15,7 @@ pub(crate) mod onchain;
 mod ratelimit;
 mod rest;
 mod rest_auth;
+mod rest_onchain;
 mod updates;
 
 use std::net::SocketAddr;
