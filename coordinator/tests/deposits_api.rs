@@ -241,3 +241,140 @@ async fn blink_fields_language_external_id_and_usd_wallet() {
     let (_, v) = api.gql(a, doc, json!({})).await;
     assert!(v.get("errors").is_none(), "{v}");
 }
+
+mod ws {
+    use std::time::Duration;
+
+    use async_graphql::futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    pub type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        addr
+    }
+
+    async fn next_json(ws: &mut Ws) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .ok()??;
+            match msg.ok()? {
+                Message::Text(t) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn subscribe(addr: std::net::SocketAddr, token: &str, query: &str) -> Ws {
+        let mut req = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let auth = json!({"Authorization": format!("Bearer {token}")});
+        ws.send(Message::text(
+            json!({"type": "connection_init", "payload": auth}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let ack = next_json(&mut ws).await.unwrap();
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws.send(Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {"query": query}}).to_string(),
+        ))
+        .await
+        .unwrap();
+        ws
+    }
+
+    pub async fn next_update(ws: &mut Ws) -> Value {
+        let msg = next_json(ws).await.expect("an update");
+        assert_eq!(msg["type"], "next", "{msg}");
+        msg["payload"]["data"]["myUpdates"]["update"].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_updates_shows_a_deposit_pending_then_settled_over_a_websocket() {
+    let standin = StandIn::start_with(Options {
+        initial_blocks: 101,
+        ..Options::default()
+    })
+    .unwrap();
+    let t = common::bank().await;
+    let pool = t.bank.ledger().pool().clone();
+    let (wallets, hot) = wallets_common::hot_wallet(&pool).await;
+    let state = AppState::new(t.bank.clone(), ApiConfig::default()).with_onchain(OnchainConfig {
+        wallets: wallets.clone(),
+        hot_wallet: hot.id,
+    });
+    let addr = ws::serve(coordinator::api::router_with_state(state)).await;
+    let alice = customer(&t.bank, "alice@example.com", 0).await;
+    let to = wallets
+        .current_address(hot.id, alice.account)
+        .await
+        .unwrap()
+        .address;
+    let query = "subscription { myUpdates { errors { message } update { __typename \
+        ... on OnChainUpdate { txNotificationType amount txHash walletId \
+          transaction { status settlementAmount \
+            settlementVia { ... on SettlementViaOnChain { transactionHash vout } } } } } } }";
+    let mut sub = ws::subscribe(addr, &alice.token, query).await;
+    // Let the subscription reach the feed before the deposit is made.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let chain: Arc<dyn ChainSource> =
+        Arc::new(EsploraSource::new(standin.esplora_url(), CallPolicy::default()).unwrap());
+    let driver = DepositDriver::new(
+        t.bank.ledger().clone(),
+        chain,
+        Arc::new(AddressBookIndex::new(wallets.clone())),
+        DepositConfig {
+            confirmations: 1,
+            poll_interval: std::time::Duration::from_millis(50),
+            ..DepositConfig::default()
+        },
+    )
+    .spawn();
+    let funded = standin
+        .control()
+        .fund(&to, Amount::from_sat(33_000))
+        .await
+        .unwrap();
+    let u = ws::next_update(&mut sub).await;
+    assert_eq!(u["__typename"], "OnChainUpdate", "{u}");
+    assert_eq!(u["txNotificationType"], "OnchainReceiptPending");
+    assert_eq!(u["amount"], 33_000);
+    assert_eq!(u["txHash"], funded.txid.to_string());
+    assert_eq!(u["walletId"], alice.wallet.to_string());
+    assert_eq!(u["transaction"]["status"], "PENDING");
+
+    standin.control().mine(1).await.unwrap();
+    let u = ws::next_update(&mut sub).await;
+    assert_eq!(u["txNotificationType"], "OnchainReceipt", "{u}");
+    assert_eq!(u["transaction"]["status"], "SUCCESS");
+    assert_eq!(
+        u["transaction"]["settlementVia"]["transactionHash"],
+        funded.txid.to_string()
+    );
+    driver.stop().await;
+}
