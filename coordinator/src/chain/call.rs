@@ -181,7 +181,7 @@ mod tests {
     async fn a_hanging_attempt_times_out_as_unavailable() {
         let c = caller(0);
         let r: Result<(), _> = c
-            .idempotent("tip", || std::future::pending::<Result<(), ChainError>>())
+            .idempotent("tip", std::future::pending::<Result<(), ChainError>>)
             .await;
         match r {
             Err(ChainError::Unavailable { reason, .. }) => assert!(reason.contains("50 ms")),
