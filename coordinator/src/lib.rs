@@ -3,10 +3,13 @@
 pub mod amount;
 pub mod api;
 pub mod bank;
+pub mod chain;
 pub mod db;
+pub mod deposits;
 pub mod ids;
 pub mod ledger;
 pub mod notify;
+pub mod wallets;
 
 pub use amount::{AmountError, Msats, Sats};
 pub use ids::{

@@ -1,7 +1,9 @@
 //! Whole-system test infrastructure: the stand-in chain, policy wallets built
 //! with bdk, the software recovery key, and custody set-ups over real SoftHSM2
-//! tokens. Used by the tests in `tests/`, the bench and the demo.
+//! tokens, and the bank part of the demo (the coordinator and the chain stand-in as
+//! processes). Used by the tests in `tests/`, the bench and the demo.
 
+pub mod bank_demo;
 pub mod chain;
 pub mod custody;
 pub mod process;

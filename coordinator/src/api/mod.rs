@@ -7,13 +7,16 @@
 #![doc = include_str!("README.md")]
 
 mod client_ip;
+mod deposit_updates;
 mod errors;
 mod gql;
 mod http;
 mod idempotency;
+pub(crate) mod onchain;
 mod ratelimit;
 mod rest;
 mod rest_auth;
+mod rest_onchain;
 mod updates;
 
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ pub use errors::ApiError;
 pub use gql::{
     CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig, admin_sdl, public_sdl,
 };
+pub use onchain::OnchainConfig;
 pub use ratelimit::{LimitedOp, RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
@@ -108,6 +112,12 @@ pub struct AppState {
     pub(crate) bank: Bank,
     /// The source of `myUpdates`: the ledger outbox, shared by every instance.
     pub(crate) updates: Arc<updates::OutboxFeed>,
+    /// The source of on-chain `myUpdates`: deposit events, shared by every instance.
+    pub(crate) deposit_updates: Arc<deposit_updates::DepositFeed>,
+    /// Deposits (reads and operator actions).
+    pub(crate) deposits: crate::deposits::Deposits,
+    /// The wallet that hands out deposit addresses; `None`: on-chain not configured.
+    pub(crate) onchain: Option<Arc<OnchainConfig>>,
     pub(crate) limiter: Arc<RateLimiter>,
     /// Open WebSocket connections, for their limits.
     pub(crate) ws: Arc<gql::WsLimits>,
@@ -123,10 +133,22 @@ impl AppState {
                 config.rate_limit,
                 bank.ledger().pool().clone(),
             )),
+            deposit_updates: Arc::new(deposit_updates::DepositFeed::new(
+                bank.ledger().pool().clone(),
+            )),
+            deposits: crate::deposits::Deposits::new(bank.ledger().clone()),
+            onchain: None,
             bank,
             ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
         }
+    }
+
+    /// Hands out deposit addresses from `onchain`'s hot wallet (`onChainAddressCreate`);
+    /// without it those operations answer `ONCHAIN_UNAVAILABLE`.
+    pub fn with_onchain(mut self, onchain: OnchainConfig) -> AppState {
+        self.onchain = Some(Arc::new(onchain));
+        self
     }
 }
 
@@ -316,13 +338,18 @@ async fn method_not_allowed(
 
 /// The whole HTTP API over a bank.
 pub fn router(bank: Bank, config: ApiConfig) -> Router {
-    let cors = http::cors(&config.cors_allowed_origins);
-    let (timeout, max_body) = (config.request_timeout, config.max_body_bytes);
+    router_with_state(AppState::new(bank, config))
+}
+
+/// The API over a prepared state (for example with on-chain deposits configured:
+/// [`AppState::with_onchain`]).
+pub fn router_with_state(state: AppState) -> Router {
+    let cors = http::cors(&state.config.cors_allowed_origins);
+    let (timeout, max_body) = (state.config.request_timeout, state.config.max_body_bytes);
     let trust = Arc::new(client_ip::ProxyTrust {
-        trusted: config.trusted_proxies.clone(),
-        header: config.forwarded_header,
+        trusted: state.config.trusted_proxies.clone(),
+        header: state.config.forwarded_header,
     });
-    let state = AppState::new(bank, config);
     // Layers run outside-in: tracing, CORS (so that error answers carry its headers
     // too), the body bound, then the time limit around the handlers.
     let app = Router::new()

@@ -585,6 +585,7 @@ struct ApiDoc;
 pub fn openapi_json() -> String {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::rest_auth::AuthDoc::openapi());
+    doc.merge(super::rest_onchain::OnchainDoc::openapi());
     doc.to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -621,6 +622,7 @@ pub(crate) fn routes(app: AppState) -> Router {
         .route("/v1/limits", get(limits))
         .route("/v1/api-keys", get(api_keys).post(create_api_key))
         .route("/v1/api-keys/{key_id}/revoke", post(revoke_api_key))
+        .merge(super::rest_onchain::routes())
         // Layers run outside-in: authentication first, then idempotency. Route layers:
         // they wrap these routes only, so an unknown path reaches the router's 404
         // instead of a credential or idempotency-key error.

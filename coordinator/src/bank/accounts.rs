@@ -141,8 +141,13 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn wallets_of(&self, account: AccountId) -> Result<Vec<WalletView>, BankError> {
+        // Pending incoming: the ledger's pending layer plus on-chain deposits not yet
+        // credited (in msat, as the ledger; migration 0013).
         let rows = sqlx::query(
-            "SELECT w.id, w.currency, b.settled, b.pending FROM wallets w \
+            "SELECT w.id, w.currency, b.settled, b.pending + coalesce(( \
+                 SELECT sum(d.amount_sat) * 1000 FROM deposits d \
+                 WHERE d.wallet_id = w.id AND d.state = 'PENDING'), 0)::int8 \
+             FROM wallets w \
              JOIN ledger_balances b ON b.account_id = w.id WHERE w.account_id = $1 \
              ORDER BY w.created_at",
         )

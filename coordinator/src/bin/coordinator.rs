@@ -62,6 +62,11 @@ enum Command {
             default_value = "x-forwarded-for"
         )]
         forwarded_header: coordinator::api::ForwardedHeader,
+        /// A TOML file with the chain source (`[chain]`), the bank's wallets
+        /// (`[[wallets]]`) and the deposit rules (`[deposits]`): deposit addresses and the
+        /// deposit driver. Without it, on-chain operations answer ONCHAIN_UNAVAILABLE.
+        #[arg(long, env = "COORDINATOR_ONCHAIN")]
+        onchain: Option<std::path::PathBuf>,
     },
     /// Ledger tools.
     Ledger {
@@ -98,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         auth_cache_seconds,
         trusted_proxies,
         forwarded_header,
+        onchain,
     } = &cli.command
     {
         let http = HttpOptions {
@@ -118,8 +124,11 @@ async fn main() -> anyhow::Result<()> {
             &cli.database_url,
             *bind,
             *dev,
-            limits.as_deref(),
-            notifier.as_deref(),
+            ServeFiles {
+                limits: limits.as_deref(),
+                notifier: notifier.as_deref(),
+                onchain: onchain.as_deref(),
+            },
             *connections,
             http,
         )
@@ -174,15 +183,26 @@ struct HttpOptions {
     forwarded_header: coordinator::api::ForwardedHeader,
 }
 
+/// The configuration files of `serve`.
+struct ServeFiles<'a> {
+    limits: Option<&'a std::path::Path>,
+    notifier: Option<&'a std::path::Path>,
+    onchain: Option<&'a std::path::Path>,
+}
+
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
     dev: bool,
-    limits: Option<&std::path::Path>,
-    notifier: Option<&std::path::Path>,
+    files: ServeFiles<'_>,
     connections: u32,
     http: HttpOptions,
 ) -> anyhow::Result<()> {
+    let ServeFiles {
+        limits,
+        notifier,
+        onchain,
+    } = files;
     use coordinator::bank::{Bank, BankConfig};
     use coordinator::notify::NotifierConfig;
     let mut config = BankConfig {
@@ -201,6 +221,10 @@ async fn serve(
     let notifier = notifier_config
         .prepare()
         .context("setting up the notifier")?;
+    let onchain = onchain
+        .map(coordinator::deposits::OnchainFile::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("on-chain configuration: {e}"))?;
     let pool = coordinator::db::connect(database_url, connections)
         .await
         .context("connecting to PostgreSQL")?;
@@ -211,7 +235,7 @@ async fn serve(
     // Without a notifier file, codes land in the notification outbox table (development).
     let notifier = notifier.build(&pool);
     tracing::info!(email = ?notifier_config.email, sms = ?notifier_config.sms, "notifier");
-    let bank = Bank::new(ledger, notifier, config);
+    let bank = Bank::new(ledger.clone(), notifier, config);
     // Payments interrupted by a crash are finished before new ones come in.
     let resumed = bank
         .resume_pending_payments()
@@ -225,7 +249,24 @@ async fn serve(
         forwarded_header: http.forwarded_header,
         ..Default::default()
     };
-    let app = coordinator::api::router(bank, api);
+    let mut state = coordinator::api::AppState::new(bank, api);
+    // Deposits: the driver runs in every instance; one at a time holds its lease.
+    let driver = match &onchain {
+        Some(file) => {
+            let rt = file
+                .start(ledger)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting on-chain deposits: {e}"))?;
+            tracing::info!(hot_wallet = %rt.hot_wallet, "on-chain deposits enabled");
+            state = state.with_onchain(coordinator::api::OnchainConfig {
+                wallets: rt.wallets,
+                hot_wallet: rt.hot_wallet,
+            });
+            Some(rt.driver)
+        }
+        None => None,
+    };
+    let app = coordinator::api::router_with_state(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
@@ -237,6 +278,10 @@ async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    if let Some(driver) = driver {
+        // Gives the lease up, so another instance takes over at once.
+        driver.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The local demo: a private SoftHSM2 token, the keys of a cold 2-of-3 policy
 //! generated inside it, a PSBT built by a watch-only bdk wallet, checked and
 //! signed by two signers each holding one key, finalized, and accepted by the
-//! stand-in chain only after Bitcoin Core's script interpreter verified it.
+//! stand-in chain only after Bitcoin Core's script interpreter verified it. Then the bank:
+//! `coordinator serve` and the regtest stand-in as processes, a user registered through
+//! the API, a deposit shown pending, then settled after a block, then the ledger verified.
 //!
 //! Everything it writes goes to `demo-work/` (or `--dir`).
 #![allow(clippy::print_stdout)]
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match run(&dir) {
+    match run(&dir).and_then(|()| run_bank(&dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo failed: {e:#}");
@@ -56,6 +58,14 @@ struct Args {
     /// Where the token, the policy and the PSBTs are written (emptied first).
     #[arg(long, default_value = "demo-work")]
     dir: PathBuf,
+}
+
+/// The bank part: the coordinator and the chain stand-in as processes, a deposit.
+fn run_bank(dir: &Path) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(system_tests::bank_demo::run(dir))
 }
 
 fn work_dir() -> PathBuf {

@@ -279,6 +279,33 @@ impl AdminQuery {
         find(ctx, AccountQuery::Phone(p)).await
     }
 
+    /// On-chain deposits in some states (default: below the minimum, held, pending),
+    /// newest first (every staff role; our extension).
+    async fn on_chain_deposits(
+        &self,
+        ctx: &Context<'_>,
+        states: Option<Vec<super::admin_onchain::DepositStateEnum>>,
+        first: Option<i32>,
+    ) -> Result<Vec<super::admin_onchain::DepositView>> {
+        staff(ctx, StaffAction::ViewTransactions)?;
+        super::admin_onchain::deposits(app(ctx), states, first)
+            .await
+            .map_err(|e| e.to_graphql())
+    }
+
+    /// Compliance alerts of reorgs after settlement, oldest first (every staff role; our
+    /// extension). Only unresolved ones unless `openOnly` is false.
+    async fn on_chain_deposit_alerts(
+        &self,
+        ctx: &Context<'_>,
+        open_only: Option<bool>,
+    ) -> Result<Vec<super::admin_onchain::AlertView>> {
+        staff(ctx, StaffAction::ViewTransactions)?;
+        super::admin_onchain::alerts(app(ctx), open_only.unwrap_or(true))
+            .await
+            .map_err(|e| e.to_graphql())
+    }
+
     /// The bank's omnibus and system balances (treasury and admin; our extension).
     async fn treasury_balances(&self, ctx: &Context<'_>) -> Result<Vec<TreasuryBalance>> {
         staff(ctx, StaffAction::ViewTreasury)?;
@@ -457,6 +484,17 @@ impl AdminMutation {
             .set_level(&s, id, input.level.to_level(), &comment)
             .await;
         after_change(ctx, s, id, result).await
+    }
+
+    /// Our extension: resolves a compliance alert of a reorg after settlement, reversing
+    /// the deposit's credit or dismissing the alert (compliance and admin). Idempotent.
+    async fn on_chain_deposit_alert_resolve(
+        &self,
+        ctx: &Context<'_>,
+        input: super::admin_onchain::OnChainDepositAlertResolveInput,
+    ) -> Result<super::admin_onchain::OnChainDepositAlertPayload> {
+        let s = staff(ctx, StaffAction::CloseAccount)?;
+        Ok(super::admin_onchain::resolve(app(ctx), &s, input).await)
     }
 
     /// Our extension: a staff member logs in with e-mail and password. Rate-limited.

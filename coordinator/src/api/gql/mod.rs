@@ -3,10 +3,12 @@
 //! committed next to this module and a test fails when it drifts.
 
 mod admin;
+mod admin_onchain;
 mod guard;
 mod public;
 mod scalars;
 mod types;
+mod usd_wallet;
 mod ws;
 
 use async_graphql::http::GraphiQLSource;

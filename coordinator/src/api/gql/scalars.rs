@@ -94,9 +94,19 @@ string_scalar!(
     "LnPaymentSecret"
 );
 string_scalar!(
-    /// A Bitcoin address. No on-chain payments exist here yet.
+    /// A Bitcoin address (deposit addresses come from `onChainAddressCreate`).
     OnChainAddressScalar,
     "OnChainAddress"
+);
+string_scalar!(
+    /// An external reference id that can be optionally added for transactions.
+    TxExternalIdScalar,
+    "TxExternalId"
+);
+string_scalar!(
+    /// A language tag (BCP 47, e.g. `en` or `pt-BR`), or `default` for the device's.
+    LanguageScalar,
+    "Language"
 );
 string_scalar!(
     /// A Bitcoin transaction id (hex).

@@ -11,8 +11,8 @@ use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject, 
 use super::scalars::{
     DisplayCurrencyScalar, LnPaymentPreImageScalar, LnPaymentRequestScalar, LnPaymentSecretScalar,
     MemoScalar, OnChainAddressScalar, OnChainTxHashScalar, PaymentHashScalar, SafeInt, SatAmount,
-    Seconds, SignedAmount, SignedDisplayMajorAmountScalar, Timestamp, UsernameScalar,
-    WalletIdScalar, sats_as_btc_string,
+    Seconds, SignedAmount, SignedDisplayMajorAmountScalar, Timestamp, TxExternalIdScalar,
+    UsernameScalar, WalletIdScalar, sats_as_btc_string,
 };
 use crate::api::AppState;
 use crate::api::errors::ApiError;
@@ -20,6 +20,7 @@ use crate::bank::{
     BankError, LimitView, Limits, Principal, Scope, StaffAction, StaffPrincipal, TransactionPage,
     TxDirection as DomainDirection, WalletTransaction, WalletView,
 };
+use crate::deposits::Deposit;
 use crate::ids::{TransactionId, WalletId};
 
 /// Largest page of transactions a client may ask for.
@@ -159,27 +160,26 @@ pub struct InitiationViaLn {
     pub payment_request: LnPaymentRequestScalar,
 }
 
-/// An on-chain payment's initiation. Declared for Blink clients' fragments; never
-/// produced until on-chain payments exist here.
+/// An on-chain payment's initiation: the address a deposit paid.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InitiationViaOnChain {
     /// The address.
     pub address: OnChainAddressScalar,
 }
 
-/// How a payment was initiated. Only internal transfers exist in this bank so far; the
-/// Lightning and on-chain members are declared for Blink clients' fragments.
+/// How a payment was initiated: internally or on chain (deposits); the Lightning member
+/// is declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
 #[allow(
     dead_code,
-    reason = "the Lightning and on-chain members exist for schema compatibility only"
+    reason = "the Lightning member exists for schema compatibility only"
 )]
 pub enum InitiationVia {
     /// An internal transfer.
     IntraLedger(InitiationViaIntraLedger),
     /// A Lightning payment (not yet).
     Ln(InitiationViaLn),
-    /// An on-chain payment (not yet).
+    /// An on-chain deposit.
     OnChain(InitiationViaOnChain),
 }
 
@@ -203,7 +203,7 @@ pub struct SettlementViaLn {
     pub pre_image: Option<LnPaymentPreImageScalar>,
 }
 
-/// An on-chain settlement. Declared for Blink clients' fragments; never produced yet.
+/// An on-chain settlement: the transaction and output of a deposit.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SettlementViaOnChain {
     /// When it is expected in the mempool.
@@ -214,32 +214,90 @@ pub struct SettlementViaOnChain {
     pub vout: Option<i32>,
 }
 
-/// How a payment settled. Only internal settlement exists in this bank so far; the
-/// Lightning and on-chain members are declared for Blink clients' fragments.
+/// How a payment settled: inside the ledger or on chain (deposits); the Lightning member
+/// is declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
 #[allow(
     dead_code,
-    reason = "the Lightning and on-chain members exist for schema compatibility only"
+    reason = "the Lightning member exists for schema compatibility only"
 )]
 pub enum SettlementVia {
     /// Settled inside the ledger.
     IntraLedger(SettlementViaIntraLedger),
     /// Settled over Lightning (not yet).
     Ln(SettlementViaLn),
-    /// Settled on chain (not yet).
+    /// Settled on chain (a deposit).
     OnChain(SettlementViaOnChain),
+}
+
+/// The on-chain side of a deposit: the output that paid, and the address it paid.
+#[derive(Clone, Debug)]
+pub(crate) struct OnChainRef {
+    txid: String,
+    vout: u32,
+    address: String,
+}
+
+impl OnChainRef {
+    fn of(d: &Deposit) -> OnChainRef {
+        OnChainRef {
+            txid: d.outpoint.txid.to_string(),
+            vout: d.outpoint.vout,
+            address: d.address.clone(),
+        }
+    }
 }
 
 /// One transaction of a wallet, as Blink shows it.
 #[derive(Clone, Debug)]
 pub struct Transaction {
     line: WalletTransaction,
+    /// Known when made from a deposit; otherwise looked up for lines without counterparty.
+    onchain: Option<OnChainRef>,
 }
 
 impl Transaction {
     /// Wraps a history line.
     pub fn new(line: WalletTransaction) -> Transaction {
-        Transaction { line }
+        Transaction {
+            line,
+            onchain: None,
+        }
+    }
+
+    /// A deposit: its ledger credit's history line once settled, otherwise a pending
+    /// incoming transaction whose id is the deposit's (as in Blink, a pending on-chain
+    /// receipt gets a new id when it settles).
+    pub(crate) fn deposit(d: &Deposit, credit: Option<WalletTransaction>) -> Transaction {
+        let line = credit.unwrap_or_else(|| WalletTransaction {
+            id: TransactionId::from_uuid(d.id),
+            direction: DomainDirection::Receive,
+            status: "PENDING",
+            amount: d.amount,
+            fee: crate::Sats::ZERO,
+            memo: String::new(),
+            counterparty_wallet_id: None,
+            counterparty_username: None,
+            created_at: d.seen_at,
+            cursor: d.id.to_string(),
+        });
+        Transaction {
+            line,
+            onchain: Some(OnChainRef::of(d)),
+        }
+    }
+
+    /// The on-chain side, if this is a deposit.
+    async fn onchain_ref(&self, ctx: &Context<'_>) -> Result<Option<OnChainRef>> {
+        if self.onchain.is_some() || self.line.counterparty_wallet_id.is_some() {
+            return Ok(self.onchain.clone());
+        }
+        let found = app(ctx)
+            .deposits
+            .by_ledger_transaction(self.line.id)
+            .await
+            .map_err(|e| gql(crate::api::onchain::to_bank(e)))?;
+        Ok(found.as_ref().map(OnChainRef::of))
     }
 
     fn signed(&self, sats: u64) -> i64 {
@@ -282,6 +340,12 @@ impl Transaction {
         (!self.line.memo.is_empty()).then(|| MemoScalar(self.line.memo.clone()))
     }
 
+    /// The client's external reference: no operation of this bank takes one yet, so it is
+    /// always null.
+    async fn external_id(&self) -> Option<TxExternalIdScalar> {
+        None
+    }
+
     /// Amount of the settlement currency sent (negative) or received, in satoshis.
     async fn settlement_amount(&self) -> SignedAmount {
         SignedAmount(self.signed(self.line.amount.to_sat()))
@@ -321,27 +385,40 @@ impl Transaction {
         }
     }
 
-    /// The other party. Ledger postings that are not payments (e.g. deposits booked by
-    /// the bank) show no counterparty.
-    async fn initiation_via(&self) -> InitiationVia {
-        InitiationVia::IntraLedger(InitiationViaIntraLedger {
+    /// The other party, or the address an on-chain deposit paid. Other ledger postings
+    /// that are not payments show no counterparty.
+    async fn initiation_via(&self, ctx: &Context<'_>) -> Result<InitiationVia> {
+        if let Some(o) = self.onchain_ref(ctx).await? {
+            return Ok(InitiationVia::OnChain(InitiationViaOnChain {
+                address: OnChainAddressScalar(o.address),
+            }));
+        }
+        Ok(InitiationVia::IntraLedger(InitiationViaIntraLedger {
             counter_party_username: self.line.counterparty_username.clone().map(UsernameScalar),
             counter_party_wallet_id: self
                 .line
                 .counterparty_wallet_id
                 .map(|w| WalletIdScalar(w.to_string())),
-        })
+        }))
     }
 
-    async fn settlement_via(&self) -> SettlementVia {
-        SettlementVia::IntraLedger(SettlementViaIntraLedger {
+    /// The other party, or the on-chain output of a deposit (`transactionHash`, `vout`).
+    async fn settlement_via(&self, ctx: &Context<'_>) -> Result<SettlementVia> {
+        if let Some(o) = self.onchain_ref(ctx).await? {
+            return Ok(SettlementVia::OnChain(SettlementViaOnChain {
+                arrival_in_mempool_estimated_at: None,
+                transaction_hash: Some(OnChainTxHashScalar(o.txid)),
+                vout: Some(i32::try_from(o.vout).unwrap_or(i32::MAX)),
+            }));
+        }
+        Ok(SettlementVia::IntraLedger(SettlementViaIntraLedger {
             counter_party_username: self.line.counterparty_username.clone().map(UsernameScalar),
             counter_party_wallet_id: self
                 .line
                 .counterparty_wallet_id
                 .map(|w| WalletIdScalar(w.to_string())),
             pre_image: None,
-        })
+        }))
     }
 }
 
@@ -504,6 +581,47 @@ impl BtcWallet {
         )))
     }
 
+    /// Pending incoming on-chain transactions, newest first. When one settles it gets a
+    /// new id and is found in `transactions`.
+    async fn pending_incoming_transactions(&self, ctx: &Context<'_>) -> Result<Vec<Transaction>> {
+        self.viewer.may_read()?;
+        super::public::wallet_pending(app(ctx), &self.viewer, self.view.id, None).await
+    }
+
+    /// Pending incoming on-chain transactions to one address, newest first.
+    async fn pending_incoming_transactions_by_address(
+        &self,
+        ctx: &Context<'_>,
+        address: OnChainAddressScalar,
+    ) -> Result<Vec<Transaction>> {
+        self.viewer.may_read()?;
+        super::public::wallet_pending(app(ctx), &self.viewer, self.view.id, Some(&address.0)).await
+    }
+
+    /// On-chain transactions to one address (pending and settled), newest first.
+    async fn transactions_by_address(
+        &self,
+        ctx: &Context<'_>,
+        address: OnChainAddressScalar,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<TransactionConnection>> {
+        self.viewer.may_read()?;
+        let n = page_size(first, last, before.as_ref()).map_err(|e| e.to_graphql())?;
+        super::public::wallet_by_address(
+            app(ctx),
+            &self.viewer,
+            self.view.id,
+            &address.0,
+            n,
+            after.as_deref(),
+        )
+        .await
+        .map(Some)
+    }
+
     /// One transaction of this wallet.
     async fn transaction_by_id(
         &self,
@@ -556,12 +674,30 @@ impl BtcWallet {
         name = "transaction_by_id",
         ty = "Transaction",
         arg(name = "transaction_id", ty = "ID")
+    ),
+    field(name = "pending_incoming_transactions", ty = "Vec<Transaction>"),
+    field(
+        name = "pending_incoming_transactions_by_address",
+        ty = "Vec<Transaction>",
+        arg(name = "address", ty = "OnChainAddressScalar")
+    ),
+    field(
+        name = "transactions_by_address",
+        ty = "Option<TransactionConnection>",
+        arg(name = "address", ty = "OnChainAddressScalar"),
+        arg(name = "after", ty = "Option<String>"),
+        arg(name = "before", ty = "Option<String>"),
+        arg(name = "first", ty = "Option<i32>"),
+        arg(name = "last", ty = "Option<i32>")
     )
 )]
+#[allow(dead_code, reason = "UsdWallet exists for schema compatibility only")]
 pub enum Wallet {
     /// A BTC wallet.
     #[graphql(name = "BTCWallet")]
     BtcWallet(BtcWallet),
+    /// A USD wallet: the type exists as in Blink's schema; this bank has none.
+    UsdWallet(super::usd_wallet::UsdWallet),
 }
 
 /// A limit over a rolling 24 hours, in satoshis (Blink states these in US cents; this

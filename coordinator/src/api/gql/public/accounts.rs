@@ -6,12 +6,12 @@ use chrono::Utc;
 use super::{ErrorInterface, meta, payload_error, principal};
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{
-    DisplayCurrencyScalar, EmailAddressScalar, PhoneScalar, Timestamp, UsernameScalar,
-    WalletIdScalar,
+    DisplayCurrencyScalar, EmailAddressScalar, LanguageScalar, PhoneScalar, Timestamp,
+    UsernameScalar, WalletIdScalar,
 };
 use crate::api::gql::types::{
-    AccountLevel, AccountLimits, BtcWallet, TransactionConnection, Viewer, Wallet, WalletCurrency,
-    app, gql, page_size, wallet_page,
+    AccountLevel, AccountLimits, BtcWallet, Transaction, TransactionConnection, Viewer, Wallet,
+    WalletCurrency, app, gql, page_size, wallet_page,
 };
 use crate::bank::{AccountView, ApiKeyInfo, BankError, Principal, Scope, Username};
 use crate::ids::{ApiKeyId, WalletId};
@@ -171,6 +171,15 @@ impl User {
         Ok(u.created_at.into())
     }
 
+    /// Preferred language: a BCP 47 tag, or `default` for the device's own.
+    async fn language(&self, ctx: &Context<'_>) -> Result<LanguageScalar> {
+        self.principal.require(Scope::Read).map_err(gql)?;
+        super::language::of_user(app(ctx), self.account.user_id)
+            .await
+            .map(LanguageScalar)
+            .map_err(gql)
+    }
+
     /// Whether TOTP is enabled: this bank has no TOTP yet, so never.
     async fn totp_enabled(&self) -> Result<bool> {
         self.principal.require(Scope::Read).map_err(gql)?;
@@ -278,6 +287,38 @@ impl ConsumerAccount {
         )))
     }
 
+    /// Pending incoming on-chain transactions of the account's wallets (all of them
+    /// unless `walletIds` names some), newest first.
+    async fn pending_incoming_transactions(
+        &self,
+        ctx: &Context<'_>,
+        wallet_ids: Option<Vec<Option<WalletIdScalar>>>,
+    ) -> Result<Vec<Transaction>> {
+        self.read()?;
+        let wallets: Vec<WalletId> = match wallet_ids {
+            Some(ids) => ids
+                .iter()
+                .flatten()
+                .map(|w| parse_wallet_id(w, "walletIds"))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_graphql())?,
+            None => app(ctx)
+                .bank
+                .wallets_of(self.view.id)
+                .await
+                .map_err(gql)?
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
+        };
+        let viewer = Viewer::User(self.principal.clone());
+        let mut out = Vec::new();
+        for w in wallets {
+            out.extend(super::wallet_pending(app(ctx), &viewer, w, None).await?);
+        }
+        Ok(out)
+    }
+
     /// Limits over a rolling 24 hours, in satoshis.
     async fn limits(&self, ctx: &Context<'_>) -> Result<AccountLimits> {
         self.read()?;
@@ -356,6 +397,11 @@ impl ConsumerAccount {
         arg(name = "before", ty = "Option<String>"),
         arg(name = "first", ty = "Option<i32>"),
         arg(name = "last", ty = "Option<i32>"),
+        arg(name = "wallet_ids", ty = "Option<Vec<Option<WalletIdScalar>>>")
+    ),
+    field(
+        name = "pending_incoming_transactions",
+        ty = "Vec<Transaction>",
         arg(name = "wallet_ids", ty = "Option<Vec<Option<WalletIdScalar>>>")
     )
 )]

@@ -5,6 +5,8 @@
 
 mod accounts;
 mod auth;
+mod language;
+mod onchain;
 mod payments;
 mod updates;
 
@@ -16,6 +18,7 @@ use crate::api::errors::ApiError;
 use crate::bank::{Principal, Scope};
 
 pub use accounts::Email;
+pub(crate) use onchain::{wallet_by_address, wallet_pending};
 pub(crate) use payments::{find_line, send_payment};
 pub use updates::Subscription;
 
@@ -134,4 +137,6 @@ pub struct Mutation(
     payments::PaymentMutation,
     accounts::AccountMutation,
     auth::AuthMutation,
+    onchain::OnChainMutation,
+    language::LanguageMutation,
 );

@@ -7,14 +7,15 @@ use async_graphql::{Context, Enum, Result, SimpleObject, Subscription, Union};
 use super::accounts::User;
 use super::payments::find_line;
 use super::{ErrorInterface, payload_error, principal};
+use crate::api::deposit_updates::{DepositEvent, DepositEventKind};
 use crate::api::errors::ApiError;
-use crate::api::gql::scalars::{PaymentHashScalar, SatAmount, WalletIdScalar};
+use crate::api::gql::scalars::{OnChainTxHashScalar, PaymentHashScalar, SatAmount, WalletIdScalar};
 use crate::api::gql::types::{Transaction, app, gql};
 use crate::api::{AppState, PaymentEvent};
 use crate::bank::{BankError, Principal, Scope};
 use crate::ids::WalletId;
 
-/// What happened to a wallet in an internal transfer.
+/// What happened to a wallet.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(name = "TxNotificationType")]
 pub enum TxNotificationType {
@@ -24,6 +25,32 @@ pub enum TxNotificationType {
     /// The wallet received.
     #[graphql(name = "IntraLedgerReceipt")]
     IntraLedgerReceipt,
+    /// An on-chain payment out (declared for Blink clients; no withdrawals yet).
+    #[graphql(name = "OnchainPayment")]
+    OnchainPayment,
+    /// An on-chain deposit was credited.
+    #[graphql(name = "OnchainReceipt")]
+    OnchainReceipt,
+    /// An on-chain deposit was seen (mempool or too few confirmations): pending.
+    #[graphql(name = "OnchainReceiptPending")]
+    OnchainReceiptPending,
+}
+
+/// An on-chain deposit to one of the caller's wallets, pending or credited. Blink's
+/// deprecated float price fields (`usdPerSat`, `displayCurrencyPerSat`) are left out: no
+/// price feed here.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct OnChainUpdate {
+    /// Amount in satoshis.
+    pub amount: SatAmount,
+    /// The deposit as a transaction (pending, or its ledger credit).
+    pub transaction: Transaction,
+    /// The Bitcoin transaction.
+    pub tx_hash: OnChainTxHashScalar,
+    /// Pending or credited.
+    pub tx_notification_type: TxNotificationType,
+    /// The wallet.
+    pub wallet_id: WalletIdScalar,
 }
 
 /// An internal transfer touched one of the caller's wallets. Blink's deprecated float
@@ -66,15 +93,21 @@ pub struct LnUpdate {
     pub wallet_id: WalletIdScalar,
 }
 
-/// An update for the caller. Only internal transfers exist so far; `LnUpdate` is
+/// An update for the caller: internal transfers and on-chain deposits; `LnUpdate` is
 /// declared for Blink clients' fragments.
 #[derive(Union, Clone, Debug)]
 #[allow(dead_code, reason = "LnUpdate exists for schema compatibility only")]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the member names are Blink's type names"
+)]
 pub enum UserUpdate {
     /// An internal transfer.
     IntraLedgerUpdate(IntraLedgerUpdate),
     /// A Lightning invoice (not yet).
     LnUpdate(LnUpdate),
+    /// An on-chain deposit.
+    OnChainUpdate(OnChainUpdate),
 }
 
 /// One event of `myUpdates`.
@@ -94,8 +127,8 @@ pub struct Subscription;
 
 #[Subscription]
 impl Subscription {
-    /// Internal transfers into and out of the caller's wallets, as they happen (needs the
-    /// read scope).
+    /// Internal transfers into and out of the caller's wallets and on-chain deposits to
+    /// them (pending, then credited), as they happen (needs the read scope).
     async fn my_updates(
         &self,
         ctx: &Context<'_>,
@@ -115,17 +148,47 @@ impl Subscription {
             .subscribe()
             .await
             .map_err(|e| ApiError::internal(&e).to_graphql())?;
+        let drx = app
+            .deposit_updates
+            .subscribe()
+            .await
+            .map_err(|e| ApiError::internal(&e).to_graphql())?;
         Ok(stream::unfold(
-            (rx, app, p, wallets),
-            |(mut rx, app, p, wallets)| async move {
+            (rx, drx, app, p, wallets),
+            |(mut rx, mut drx, app, p, wallets)| async move {
+                use tokio::sync::broadcast::error::RecvError;
                 loop {
-                    let event = match rx.recv().await {
-                        Ok(ev) => ev,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(missed = n, "myUpdates subscriber lagged");
-                            continue;
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    let event = tokio::select! {
+                        r = rx.recv() => match r {
+                            Ok(ev) => ev,
+                            Err(RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "myUpdates subscriber lagged");
+                                continue;
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
+                        r = drx.recv() => match r {
+                            Ok(ev) => {
+                                if !wallets.contains(&ev.wallet_id) {
+                                    continue;
+                                }
+                                let payload = match deposit_update(&app, &p, &ev).await {
+                                    Ok(Some(payload)) => payload,
+                                    Ok(None) => continue,
+                                    Err(e) => MyUpdatesPayload {
+                                        errors: payload_error(ApiError::from(&e)),
+                                        me: None,
+                                        update: None,
+                                    },
+                                };
+                                return Some((payload, (rx, drx, app, p, wallets)));
+                            }
+                            Err(RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "myUpdates subscriber lagged (deposits)");
+                                continue;
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
                     };
                     let (wallet, kind) = if wallets.contains(&event.sender_wallet) {
                         (event.sender_wallet, TxNotificationType::IntraLedgerPayment)
@@ -139,7 +202,7 @@ impl Subscription {
                     };
                     let payload = update_with_retry(&app, &p, wallet, kind, &event).await;
                     match payload {
-                        Ok(Some(payload)) => return Some((payload, (rx, app, p, wallets))),
+                        Ok(Some(payload)) => return Some((payload, (rx, drx, app, p, wallets))),
                         Ok(None) => continue,
                         Err(e) => {
                             let api = ApiError::from(&e);
@@ -148,7 +211,7 @@ impl Subscription {
                                 me: None,
                                 update: None,
                             };
-                            return Some((payload, (rx, app, p, wallets)));
+                            return Some((payload, (rx, drx, app, p, wallets)));
                         }
                     }
                 }
@@ -206,6 +269,59 @@ async fn update_payload(
             transaction,
             tx_notification_type: kind,
             wallet_id: WalletIdScalar(wallet.to_string()),
+        })),
+    }))
+}
+
+/// The `OnChainUpdate` of a deposit event (a removed deposit sends none: Blink has no such
+/// notification; it leaves `pendingIncomingTransactions`). Read with the same retries as
+/// transfers: the event is committed.
+async fn deposit_update(
+    app: &AppState,
+    p: &Principal,
+    event: &DepositEvent,
+) -> Result<Option<MyUpdatesPayload>, BankError> {
+    let kind = match event.kind {
+        DepositEventKind::Pending => TxNotificationType::OnchainReceiptPending,
+        DepositEventKind::Settled => TxNotificationType::OnchainReceipt,
+        DepositEventKind::Removed => return Ok(None),
+    };
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempt = 0;
+    let deposit = loop {
+        match app.deposits.by_id(event.deposit_id).await {
+            Ok(d) => break d,
+            Err(crate::deposits::DepositError::Database(e)) if attempt < 5 => {
+                tracing::warn!(error = %e, "myUpdates: reading the deposit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(crate::api::onchain::to_bank(e)),
+        }
+    };
+    let Some(deposit) = deposit else {
+        return Ok(None);
+    };
+    let credit = match (kind, deposit.ledger_transaction_id) {
+        (TxNotificationType::OnchainReceipt, Some(t)) => {
+            app.bank.sender_transaction(event.wallet_id, t).await?
+        }
+        _ => None,
+    };
+    let account = app.bank.me(p).await?;
+    Ok(Some(MyUpdatesPayload {
+        errors: Vec::new(),
+        me: Some(User {
+            account,
+            principal: p.clone(),
+        }),
+        update: Some(UserUpdate::OnChainUpdate(OnChainUpdate {
+            amount: SatAmount(deposit.amount.to_sat()),
+            tx_hash: OnChainTxHashScalar(deposit.outpoint.txid.to_string()),
+            transaction: Transaction::deposit(&deposit, credit),
+            tx_notification_type: kind,
+            wallet_id: WalletIdScalar(event.wallet_id.to_string()),
         })),
     }))
 }
