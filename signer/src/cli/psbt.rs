@@ -67,8 +67,8 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     } = args;
     let policy = read_policy(&policy)?;
     let (psbt, read_as) = read_psbt(&psbt)?;
-    let profile =
-        Profile::load(&profile).with_context(|| format!("reading profile {}", profile.display()))?;
+    let profile = Profile::load(&profile)
+        .with_context(|| format!("reading profile {}", profile.display()))?;
     let token_label = token_label.unwrap_or_else(|| profile.token_label.clone());
     // Open only the policy's keys that this profile's token is meant to hold.
     let labels: Vec<String> = policy
