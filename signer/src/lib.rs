@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod approvals;
 pub mod error;
 pub mod hsm;
 pub mod psbt_io;
