@@ -1,6 +1,13 @@
 //! Totals and size: sums bounded by 21 million bitcoin, the weight once satisfied.
 
-use bitcoin::{Amount, Transaction, Weight};
+use bitcoin::{Amount, Sequence, Transaction, Weight, absolute, relative};
+use miniscript::Descriptor;
+use miniscript::descriptor::DefiniteDescriptorKey;
+use miniscript::miniscript::satisfy::Placeholder;
+use miniscript::plan::Assets;
+
+use crate::document::PolicyDocument;
+use crate::keys::Keychain;
 
 use super::findings::{FindingCode, Findings};
 use super::input::InputAnalysis;
@@ -40,6 +47,93 @@ pub(super) fn estimate_weight(tx: &Transaction, inputs: &[InputAnalysis]) -> Opt
         weight = weight.checked_add(Weight::from_wu(1))?.checked_add(bound)?;
     }
     Some(weight)
+}
+
+/// Unsigned weight, plus the segwit marker and flag, plus each input's
+/// [`InputAnalysis::signing_weight`]. `None` if any input lacks one, or there is no input.
+pub(super) fn signed_weight(tx: &Transaction, inputs: &[InputAnalysis]) -> Option<Weight> {
+    if inputs.is_empty() {
+        return None;
+    }
+    let mut weight = tx.weight().checked_add(Weight::from_wu(2))?;
+    for input in inputs {
+        weight = weight.checked_add(input.signing_weight?)?;
+    }
+    Some(weight)
+}
+
+/// The witness weight of the cheapest satisfaction of `derived` by the policy's HSM keys at
+/// this input's timelocks, with 72-byte signatures. Miniscript's plans count 73 bytes per
+/// ECDSA signature (room for a high-S one); the signer only ever puts low-S signatures, at
+/// most 72 bytes with the sighash byte, so one byte per signature is taken off.
+///
+/// When the HSM keys alone satisfy no path (a custom policy that needs the recovery key
+/// too), the recovery key is added, unless its master fingerprint equals an HSM key's (then
+/// miniscript could not tell them apart).
+pub(super) fn signing_weight(
+    policy: &PolicyDocument,
+    derived: &Descriptor<DefiniteDescriptorKey>,
+    tx: &Transaction,
+    sequence: Sequence,
+) -> Option<Weight> {
+    let (age, lock_time) = effective_timelocks(tx, sequence);
+    let hsm = policy
+        .hsm_keys
+        .iter()
+        .fold(Assets::new(), |assets, key| {
+            assets.add(key.descriptor_key())
+        })
+        .older(age)
+        .after(lock_time);
+    let plan = match derived.clone().plan(&hsm) {
+        Ok(plan) => plan,
+        Err(_) => {
+            let recovery_fp = policy.recovery.master_fingerprint();
+            if policy.hsm_keys.iter().any(|k| k.fingerprint == recovery_fp) {
+                return None;
+            }
+            let keychain = Keychain::Receive;
+            let with_recovery = hsm
+                .add(policy.recovery.descriptor_key(keychain))
+                .add(policy.recovery.descriptor_key(Keychain::Change));
+            derived.clone().plan(&with_recovery).ok()?
+        }
+    };
+    let signatures = plan
+        .witness_template()
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Placeholder::EcdsaSigPk(_) | Placeholder::EcdsaSigPkHash(_)
+            )
+        })
+        .count();
+    let bytes = plan.witness_size().checked_sub(signatures)?;
+    Some(Weight::from_wu(u64::try_from(bytes).ok()?))
+}
+
+/// The relative lock an input's nSequence gives (zero when CSV is off: version below 2 or the
+/// disable flag) and the absolute lock the transaction gives (zero when this input's nSequence
+/// is final).
+pub(super) fn effective_timelocks(
+    tx: &Transaction,
+    sequence: Sequence,
+) -> (relative::LockTime, absolute::LockTime) {
+    let csv_active = u32::from_ne_bytes(tx.version.0.to_ne_bytes()) >= 2;
+    let age = if csv_active {
+        sequence
+            .to_relative_lock_time()
+            .unwrap_or(relative::LockTime::ZERO)
+    } else {
+        relative::LockTime::ZERO
+    };
+    let lock_time = if sequence.enables_absolute_lock_time() {
+        tx.lock_time
+    } else {
+        absolute::LockTime::ZERO
+    };
+    (age, lock_time)
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ pub enum FindingCode {
     FeeNegative,
     /// A sum of amounts overflowed or passed 21 million bitcoin.
     AmountOverflow,
+    /// The transaction version is neither 1 nor 2 (non-standard, or rules we do not model).
+    TxVersionNonStandard,
+    /// An output is below the dust threshold (non-standard: it would not relay).
+    OutputDust,
 }
 
 impl FindingCode {
@@ -71,11 +75,13 @@ impl FindingCode {
             FindingCode::OutputChangeUnproven => "OUTPUT_CHANGE_UNPROVEN",
             FindingCode::FeeNegative => "FEE_NEGATIVE",
             FindingCode::AmountOverflow => "AMOUNT_OVERFLOW",
+            FindingCode::TxVersionNonStandard => "TX_VERSION_NONSTANDARD",
+            FindingCode::OutputDust => "OUTPUT_DUST",
         }
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [FindingCode; 18] = [
+    pub const ALL: [FindingCode; 20] = [
         FindingCode::PsbtNoInputs,
         FindingCode::PsbtNoOutputs,
         FindingCode::PsbtMalformed,
@@ -94,6 +100,8 @@ impl FindingCode {
         FindingCode::OutputChangeUnproven,
         FindingCode::FeeNegative,
         FindingCode::AmountOverflow,
+        FindingCode::TxVersionNonStandard,
+        FindingCode::OutputDust,
     ];
 }
 

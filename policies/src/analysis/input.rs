@@ -8,8 +8,7 @@ use bitcoin::hashes::{hash160, ripemd160, sha256};
 use bitcoin::psbt;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, VerifyOnly};
 use bitcoin::{
-    Amount, EcdsaSighashType, OutPoint, ScriptBuf, Sequence, Transaction, TxOut, Weight, absolute,
-    relative,
+    Amount, EcdsaSighashType, OutPoint, ScriptBuf, Sequence, Transaction, TxOut, Weight,
 };
 use miniscript::descriptor::DefiniteDescriptorKey;
 use miniscript::policy::{Liftable, semantic};
@@ -73,6 +72,11 @@ pub struct InputAnalysis {
     pub spending_paths: Vec<SpendingPath>,
     /// Upper bound on the witness weight of the input once satisfied.
     pub max_satisfaction_weight: Option<Weight>,
+    /// Witness weight (count byte included) of the cheapest satisfaction the HSM keys can
+    /// give with this input's timelocks, counting 72 bytes per signature (a low-S DER
+    /// signature with its sighash byte, at most). `None` unless ownership is proven and the
+    /// HSM keys can satisfy the input.
+    pub signing_weight: Option<Weight>,
     /// The policy descriptor at the proven derivation, with concrete keys: what a finalizer
     /// satisfies. `None` unless ownership is proven. Not serialised (the witness script and
     /// the ownership say the same).
@@ -154,6 +158,7 @@ pub(super) fn analyze_input(
         hsm_keys: Vec::new(),
         spending_paths: Vec::new(),
         max_satisfaction_weight: None,
+        signing_weight: None,
         descriptor: None,
     };
     // The missing map is already a PSBT_MALFORMED finding.
@@ -333,6 +338,7 @@ pub(super) fn analyze_input(
     analysis.descriptor = Some(concrete);
     analysis.hsm_keys = hsm_labels(policy, &derived);
     analysis.max_satisfaction_weight = derived.max_weight_to_satisfy().ok();
+    analysis.signing_weight = super::fee::signing_weight(policy, &derived, tx, sequence);
     match spending_paths(policy, &derived, tx, sequence) {
         Ok(paths) => {
             if !paths.iter().any(|p| p.satisfiable_now) {
@@ -425,21 +431,9 @@ fn spending_paths(
         .map_err(|()| "cannot name the input's keys".to_owned())?;
 
     // OP_CSV fails below version 2 (compared as unsigned) or with the disable flag set;
-    // an age of zero then satisfies no `older`.
-    let csv_active = u32::from_ne_bytes(tx.version.0.to_ne_bytes()) >= 2;
-    let age = if csv_active {
-        sequence
-            .to_relative_lock_time()
-            .unwrap_or(relative::LockTime::ZERO)
-    } else {
-        relative::LockTime::ZERO
-    };
-    // OP_CLTV fails when this input's nSequence is final.
-    let lock_time = if sequence.enables_absolute_lock_time() {
-        tx.lock_time
-    } else {
-        absolute::LockTime::ZERO
-    };
+    // an age of zero then satisfies no `older`. OP_CLTV fails when this input's nSequence
+    // is final.
+    let (age, lock_time) = super::fee::effective_timelocks(tx, sequence);
 
     let alternatives: Vec<semantic::Policy<String>> = match &named {
         semantic::Policy::Thresh(t) if t.k() == 1 && t.n() > 1 => {

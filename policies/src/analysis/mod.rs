@@ -102,6 +102,10 @@ pub struct PsbtAnalysis {
     pub estimated_vsize: Option<u64>,
     /// `fee / estimated_weight`, rounded down (a lower bound of the real feerate).
     pub estimated_feerate: Option<FeeRate>,
+    /// Size in virtual bytes once signed through the cheapest path the HSM keys satisfy, with
+    /// 72-byte signatures (what the feerate cap divides by); `None` if any input has no
+    /// [`InputAnalysis::signing_weight`].
+    pub signed_vsize: Option<u64>,
     findings: Vec<Finding>,
 }
 
@@ -188,6 +192,12 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
         })
         .collect();
 
+    if tx.version.0 != 1 && tx.version.0 != 2 {
+        findings.tx(
+            FindingCode::TxVersionNonStandard,
+            format!("transaction version {} is not 1 or 2", tx.version.0),
+        );
+    }
     if tx.input.is_empty() {
         findings.tx(
             FindingCode::PsbtNoInputs,
@@ -253,6 +263,8 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
         _ => None,
     };
 
+    let signed_vsize = fee::signed_weight(tx, &inputs).map(Weight::to_vbytes_ceil);
+
     PsbtAnalysis {
         policy_id: policy.id,
         txid,
@@ -269,6 +281,7 @@ pub fn analyze(policy: &PolicyDocument, psbt: &Psbt) -> PsbtAnalysis {
         estimated_weight,
         estimated_vsize,
         estimated_feerate,
+        signed_vsize,
         findings: findings.finish(),
     }
 }

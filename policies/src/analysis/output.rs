@@ -81,6 +81,18 @@ pub(super) fn analyze_output(
             ),
         );
     }
+    let dust = txout.script_pubkey.minimal_non_dust();
+    if txout.value < dust {
+        findings.output(
+            index,
+            FindingCode::OutputDust,
+            format!(
+                "output value {} sat is below the dust threshold of {} sat for its script",
+                txout.value.to_sat(),
+                dust.to_sat()
+            ),
+        );
+    }
     let Some(output) = psbt_output else {
         return analysis;
     };
