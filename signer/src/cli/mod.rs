@@ -39,6 +39,9 @@ enum Command {
     Officer(officer::OfficerCommand),
     /// Run the signing service (REST under /v1).
     Serve(serve::ServeArgs),
+    /// API clients of the service: bearer tokens and the policies they may use.
+    #[command(subcommand)]
+    Client(serve::ClientCommand),
     /// The hash-chained audit log: verify it or export it.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Officer(cmd) => officer::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Client(cmd) => serve::client(cmd),
         Command::Audit(cmd) => audit::run(cmd),
     }
 }
