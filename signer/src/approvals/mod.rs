@@ -11,12 +11,14 @@
 //! Officer keys are secp256k1 keys, either in a passphrase-encrypted file
 //! ([`keyfile`]) or on the officer's own PKCS#11 token ([`token`]).
 
+pub mod changes;
 pub mod error;
 pub mod keyfile;
 pub mod message;
 pub mod token;
 pub mod verify;
 
+pub use changes::{ChangeDocument, Classification, Direction};
 pub use error::ApprovalError;
 pub use keyfile::{EncryptedKeyFile, FileKey, KdfParams, KeyFile, Passphrase};
 pub use message::{

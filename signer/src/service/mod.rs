@@ -9,11 +9,13 @@
 //! write their rows in a [`crate::store::Tx`], and complete a request with
 //! [`signing::try_complete`].
 
+pub mod approvals;
 mod auth;
 pub mod decide;
 mod error;
 mod health;
 mod openapi;
+pub mod policy_changes;
 mod requests;
 pub mod signing;
 pub mod views;
@@ -249,6 +251,8 @@ fn v1_routes() -> Router<AppState> {
     Router::new()
         .merge(health::routes())
         .merge(requests::routes())
+        .merge(approvals::routes())
+        .merge(policy_changes::routes())
         .merge(openapi::routes())
 }
 

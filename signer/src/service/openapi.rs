@@ -36,7 +36,10 @@ struct ApiDoc;
 
 /// The whole OpenAPI document (this file's paths and those merged from other files).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::approvals::ApprovalsDoc::openapi());
+    doc.merge(super::policy_changes::PolicyChangesDoc::openapi());
+    doc
 }
 
 /// [`openapi`] as pretty JSON with a final newline.

@@ -6,8 +6,10 @@
 //! decision, the velocity update and the audit records commit at once, before a
 //! signature leaves the service.
 
+pub mod approvals;
 pub mod clients;
 pub mod policies;
+pub mod policy_changes;
 pub mod requests;
 pub mod velocity;
 
