@@ -1,9 +1,8 @@
 //! Totals and size: sums bounded by 21 million bitcoin, the weight once satisfied.
 
-use bitcoin::{Amount, Sequence, Transaction, Weight, absolute, relative};
+use bitcoin::{Amount, Script, Sequence, Transaction, Weight, absolute, relative};
 use miniscript::Descriptor;
 use miniscript::descriptor::DefiniteDescriptorKey;
-use miniscript::miniscript::satisfy::Placeholder;
 use miniscript::plan::Assets;
 
 use crate::document::PolicyDocument;
@@ -64,8 +63,9 @@ pub(super) fn signed_weight(tx: &Transaction, inputs: &[InputAnalysis]) -> Optio
 
 /// The witness weight of the cheapest satisfaction of `derived` by the policy's HSM keys at
 /// this input's timelocks, with 72-byte signatures. Miniscript's plans count 73 bytes per
-/// ECDSA signature (room for a high-S one); the signer only ever puts low-S signatures, at
-/// most 72 bytes with the sighash byte, so one byte per signature is taken off.
+/// ECDSA signature: its length byte and 72 bytes, the most a low-S DER signature with its
+/// sighash byte takes (the signer only puts low-S signatures). The witness script, which
+/// plans leave out, is added.
 ///
 /// When the HSM keys alone satisfy no path (a custom policy that needs the recovery key
 /// too), the recovery key is added, unless its master fingerprint equals an HSM key's (then
@@ -73,6 +73,7 @@ pub(super) fn signed_weight(tx: &Transaction, inputs: &[InputAnalysis]) -> Optio
 pub(super) fn signing_weight(
     policy: &PolicyDocument,
     derived: &Descriptor<DefiniteDescriptorKey>,
+    witness_script: &Script,
     tx: &Transaction,
     sequence: Sequence,
 ) -> Option<Weight> {
@@ -99,18 +100,24 @@ pub(super) fn signing_weight(
             derived.clone().plan(&with_recovery).ok()?
         }
     };
-    let signatures = plan
-        .witness_template()
-        .iter()
-        .filter(|p| {
-            matches!(
-                p,
-                Placeholder::EcdsaSigPk(_) | Placeholder::EcdsaSigPkHash(_)
-            )
-        })
-        .count();
-    let bytes = plan.witness_size().checked_sub(signatures)?;
+    // The plan leaves out the witness script, the last stack item of a p2wsh spend.
+    let items = plan.witness_template().len();
+    let bytes = plan
+        .witness_size()
+        .checked_sub(varint_len(items))?
+        .checked_add(varint_len(items.checked_add(1)?))?
+        .checked_add(varint_len(witness_script.len()))?
+        .checked_add(witness_script.len())?;
     Some(Weight::from_wu(u64::try_from(bytes).ok()?))
+}
+
+/// Bytes of a Bitcoin compact size.
+fn varint_len(n: usize) -> usize {
+    match n {
+        0..=0xfc => 1,
+        0xfd..=0xffff => 3,
+        _ => 5,
+    }
 }
 
 /// The relative lock an input's nSequence gives (zero when CSV is off: version below 2 or the

@@ -334,11 +334,12 @@ pub(super) fn analyze_input(
         keychain,
         derivation_index,
     });
-    analysis.witness_script = Some(witness_script);
     analysis.descriptor = Some(concrete);
     analysis.hsm_keys = hsm_labels(policy, &derived);
     analysis.max_satisfaction_weight = derived.max_weight_to_satisfy().ok();
-    analysis.signing_weight = super::fee::signing_weight(policy, &derived, tx, sequence);
+    analysis.signing_weight =
+        super::fee::signing_weight(policy, &derived, &witness_script, tx, sequence);
+    analysis.witness_script = Some(witness_script);
     match spending_paths(policy, &derived, tx, sequence) {
         Ok(paths) => {
             if !paths.iter().any(|p| p.satisfiable_now) {
