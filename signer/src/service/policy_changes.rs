@@ -28,9 +28,9 @@ use crate::audit::{self, Kind};
 use crate::store::approvals::{Stored, add_officer_in_tx, officers_in_tx, revoke_officer_in_tx};
 use crate::store::policies::PolicyState;
 use crate::store::policy_changes::{
-    ChangeRecord, ChangeStatus, NewChange, counting_change_approvers_in_tx, due_changes_in_tx,
-    finish_change_in_tx, governance_in_tx, insert_change_in_tx, lock_change_in_tx,
-    store_change_approval_in_tx,
+    ChangeRecord, ChangeStatus, NewChange, change_by_key_in_tx, counting_change_approvers_in_tx,
+    due_changes_in_tx, finish_change_in_tx, governance_in_tx, insert_change_in_tx,
+    lock_change_in_tx, store_change_approval_in_tx,
 };
 use crate::store::{Store, StoreError, Tx};
 
@@ -299,6 +299,16 @@ pub(crate) async fn propose_change(
     let canonical = body.change.canonical_json()?;
     let hash = body.change.hash()?;
     let mut tx = state.store().begin().await?;
+    // A replay answers the change as it stands, whatever has changed since.
+    if let Some(existing) =
+        change_by_key_in_tx(&mut tx, &client.name, &body.idempotency_key).await?
+    {
+        if existing.document != canonical {
+            return Err(ApiError::IdempotencyConflict(body.idempotency_key).into());
+        }
+        let view = view_in_tx(&mut tx, &existing).await?;
+        return Ok((StatusCode::OK, Json(view)));
+    }
     let governance = governance_in_tx(&mut tx)
         .await?
         .ok_or_else(|| ApiError::Conflict("no officers are configured on this signer".into()))?;

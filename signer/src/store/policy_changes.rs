@@ -273,6 +273,25 @@ pub async fn insert_change_in_tx(
     Ok((record(&row)?, false))
 }
 
+/// The change `proposed_by` made under `idempotency_key`, if any.
+///
+/// # Errors
+/// A database failure.
+pub async fn change_by_key_in_tx(
+    tx: &mut Tx,
+    proposed_by: &str,
+    idempotency_key: &str,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM signer_policy_changes WHERE proposed_by = $1 AND idempotency_key = $2"
+    ))
+    .bind(proposed_by)
+    .bind(idempotency_key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| record(&r)).transpose()
+}
+
 /// The change `id`, locked until `tx` ends.
 ///
 /// # Errors
