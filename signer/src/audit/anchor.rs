@@ -31,9 +31,6 @@ pub enum AnchorError {
     /// The object's value is not 40 bytes (seq and hash).
     #[error("audit anchor: the data object holds {0} bytes, expected 40")]
     Malformed(usize),
-    /// Several anchor objects exist on the token.
-    #[error("audit anchor: {0} data objects carry the anchor label")]
-    Duplicate(usize),
 }
 
 fn token(context: &'static str) -> impl FnOnce(cryptoki::error::Error) -> AnchorError {
@@ -55,26 +52,17 @@ fn encode(head: Head) -> Vec<u8> {
     value
 }
 
-fn find(session: &TokenSession) -> Result<Option<cryptoki::object::ObjectHandle>, AnchorError> {
-    let found = session
+fn find(session: &TokenSession) -> Result<Vec<cryptoki::object::ObjectHandle>, AnchorError> {
+    session
         .raw()
         .find_objects(&template())
-        .map_err(token("finding the anchor object"))?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        many => Err(AnchorError::Duplicate(many.len())),
-    }
+        .map_err(token("finding the anchor object"))
 }
 
-/// The anchored head, or `None` when nothing was ever anchored on this token.
-///
-/// # Errors
-/// A token failure or a malformed object.
-pub fn read(session: &TokenSession) -> Result<Option<Head>, AnchorError> {
-    let Some(object) = find(session)? else {
-        return Ok(None);
-    };
+fn value(
+    session: &TokenSession,
+    object: cryptoki::object::ObjectHandle,
+) -> Result<Head, AnchorError> {
     let attributes = session
         .raw()
         .get_attributes(object, &[AttributeType::Value])
@@ -93,37 +81,54 @@ pub fn read(session: &TokenSession) -> Result<Option<Head>, AnchorError> {
     seq.copy_from_slice(&value[..8]);
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&value[8..]);
-    Ok(Some(Head {
+    Ok(Head {
         seq: i64::from_be_bytes(seq),
         hash,
-    }))
+    })
 }
 
-/// Writes `head` as the anchor (creating the private data object the first time).
+/// The anchored head, or `None` when nothing was ever anchored on this token.
+///
+/// Several objects exist only if a write was interrupted between creating the
+/// new one and destroying the old: the highest seq is the anchor.
+///
+/// # Errors
+/// A token failure or a malformed object.
+pub fn read(session: &TokenSession) -> Result<Option<Head>, AnchorError> {
+    let mut best: Option<Head> = None;
+    for object in find(session)? {
+        let head = value(session, object)?;
+        if best.is_none_or(|b| head.seq > b.seq) {
+            best = Some(head);
+        }
+    }
+    Ok(best)
+}
+
+/// Writes `head` as the anchor: a new private data object first, then the old
+/// ones destroyed (tokens such as SoftHSM do not let `CKA_VALUE` be changed).
 ///
 /// # Errors
 /// A token failure.
 pub fn write(session: &TokenSession, head: Head) -> Result<(), AnchorError> {
-    match find(session)? {
-        Some(object) => session
+    let old = find(session)?;
+    let mut attributes = template();
+    attributes.extend([
+        Attribute::Private(true),
+        Attribute::Modifiable(true),
+        Attribute::Application(APPLICATION.to_vec()),
+        Attribute::Value(encode(head)),
+    ]);
+    session
+        .raw()
+        .create_object(&attributes)
+        .map_err(token("creating the anchor object"))?;
+    for object in old {
+        session
             .raw()
-            .update_attributes(object, &[Attribute::Value(encode(head))])
-            .map_err(token("updating the anchor object")),
-        None => {
-            let mut attributes = template();
-            attributes.extend([
-                Attribute::Private(true),
-                Attribute::Modifiable(true),
-                Attribute::Application(APPLICATION.to_vec()),
-                Attribute::Value(encode(head)),
-            ]);
-            session
-                .raw()
-                .create_object(&attributes)
-                .map(|_| ())
-                .map_err(token("creating the anchor object"))
-        }
-    }?;
+            .destroy_object(object)
+            .map_err(token("destroying the previous anchor object"))?;
+    }
     tracing::debug!(seq = head.seq, hash = %head.hash.to_lower_hex_string(), "audit head anchored");
     Ok(())
 }

@@ -155,6 +155,10 @@ struct State {
     fault: Option<HsmFault>,
     last_attempt: Option<Instant>,
     pin_failures: u32,
+    // Set after a token or session fault: the next open finalizes the module
+    // first, so that it scans its tokens again (SoftHSM keeps a vanished
+    // token's slot broken until C_Finalize / C_Initialize).
+    reinitialise: bool,
 }
 
 /// The service's HSM (see the module documentation).
@@ -276,7 +280,22 @@ impl HsmPool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn open_blocking(settings: &HsmSettings) -> Result<Open, hsm_config::Error> {
+    fn open_blocking(
+        settings: &HsmSettings,
+        reinitialise: bool,
+    ) -> Result<Open, hsm_config::Error> {
+        if reinitialise {
+            // Every handle of ours was dropped with the fault; finalizing ends
+            // the library's old state so that loading it again re-reads the tokens.
+            match cryptoki::context::Pkcs11::new(&settings.module_path) {
+                Ok(ctx) => {
+                    if let Err(e) = ctx.finalize() {
+                        tracing::debug!(error = %e, "C_Finalize before re-initialising");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "loading the module to finalize it"),
+            }
+        }
         let module = Module::load(&settings.module_path)?;
         let control = module.open_session(&settings.token_label, &settings.pin)?;
         let hsm = Pkcs11Hsm::open(
@@ -318,9 +337,10 @@ impl HsmPool {
             }
         }
         let pool = Arc::clone(self);
+        let reinitialise = self.lock().reinitialise;
         let opened = self
             .call(move || {
-                let result = HsmPool::open_blocking(&pool.settings);
+                let result = HsmPool::open_blocking(&pool.settings, reinitialise);
                 result.map_err(|e| {
                     let wrong_pin = matches!(e, hsm_config::Error::WrongPin { .. });
                     (classify(&pool.settings, &e), wrong_pin)
@@ -335,6 +355,7 @@ impl HsmPool {
                 state.open = Some(Arc::clone(&open));
                 state.fault = None;
                 state.pin_failures = 0;
+                state.reinitialise = false;
                 tracing::info!(token = %self.settings.token_label, "hsm opened");
                 Ok(open)
             }
@@ -392,6 +413,7 @@ impl HsmPool {
             state.open = None;
             state.fault = Some(fault.clone());
             state.last_attempt = None;
+            state.reinitialise = true;
             tracing::warn!(code = fault.code(), %fault, "hsm handle dropped; the next call re-opens it");
         }
     }
