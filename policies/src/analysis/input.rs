@@ -415,6 +415,27 @@ impl Translator<DefiniteDescriptorKey, String, ()> for Labeler<'_> {
     }
 }
 
+/// The top-level spending alternatives of the policy at a keychain and index, as the analysis
+/// reports them for an input, keys named by label. `satisfiable_now` is as for a coin spent
+/// at once (version 2, nSequence 0, locktime 0): timelocked paths read false.
+///
+/// # Errors
+/// A message if the index cannot be derived or the policy cannot be lifted.
+pub fn describe_paths(
+    policy: &PolicyDocument,
+    keychain: Keychain,
+    index: u32,
+) -> Result<Vec<SpendingPath>, String> {
+    let derived = policy.derive(keychain, index).map_err(|e| e.to_string())?;
+    let tx = Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: Vec::new(),
+        output: Vec::new(),
+    };
+    spending_paths(policy, &derived, &tx, Sequence::ZERO)
+}
+
 /// The top-level alternatives of the lifted policy, with their timelocks checked against the
 /// input's nSequence and the transaction's locktime and version.
 fn spending_paths(

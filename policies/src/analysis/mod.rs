@@ -25,7 +25,7 @@ use fee::{estimate_weight, sum};
 use findings::Findings;
 pub use findings::{Finding, FindingCode};
 use input::analyze_input;
-pub use input::{InputAnalysis, Ownership, SpendingPath};
+pub use input::{InputAnalysis, Ownership, SpendingPath, describe_paths};
 use output::analyze_output;
 pub use output::{OutputAnalysis, OutputClass};
 pub use signing::{SigningTarget, hsm_signing_targets};

@@ -216,13 +216,13 @@ impl Rules {
         }
         let known = self.rule_ids();
         for id in &self.warn_only {
+            if matches!(id.as_str(), "approval_quorum" | "analysis" | "locktime") {
+                return Err(RulesError::Invalid(format!("{id} cannot be warn-only")));
+            }
             if !known.iter().any(|k| k.as_str() == *id) {
                 return Err(RulesError::Invalid(format!(
                     "warn_only names {id:?}, which is not a configured rule"
                 )));
-            }
-            if matches!(id.as_str(), "approval_quorum" | "analysis" | "locktime") {
-                return Err(RulesError::Invalid(format!("{id} cannot be warn-only")));
             }
             if network == Network::Bitcoin && is_amount_rule(id) {
                 return Err(RulesError::WarnOnlyOnMainnet { rule: id.clone() });
