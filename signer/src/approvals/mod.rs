@@ -15,6 +15,7 @@ pub mod changes;
 pub mod error;
 pub mod keyfile;
 pub mod message;
+pub mod review;
 pub mod token;
 pub mod verify;
 
