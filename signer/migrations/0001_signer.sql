@@ -26,7 +26,9 @@ CREATE TABLE signer_policies (
 -- read, the decision and the ledger write happen under this lock, in one transaction.
 CREATE TABLE signer_policy_state (
     policy_id             TEXT PRIMARY KEY REFERENCES signer_policies (id),
-    -- Highest change/receive derivation index seen in a signed request.
+    -- Highest derivation index of each keychain seen in a signed request (-1: none).
+    highest_receive_index BIGINT NOT NULL DEFAULT -1
+        CHECK (highest_receive_index >= -1 AND highest_receive_index < 2147483648),
     highest_change_index  BIGINT NOT NULL DEFAULT -1
         CHECK (highest_change_index >= -1 AND highest_change_index < 2147483648)
 );

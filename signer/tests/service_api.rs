@@ -125,10 +125,12 @@ fn hot_policy_signs_and_an_identical_replay_returns_the_same_signature() {
             .fetch_all(service.store.pool())
             .await
             .unwrap();
-        assert_eq!(
-            kinds,
-            ["request", "analysis", "signature", "signature", "decision"]
-        );
+        let outcomes = first["rule_outcomes"].as_array().unwrap().len();
+        assert!(outcomes >= 4, "every rule reported: {first}");
+        let mut expected = vec!["request", "analysis"];
+        expected.extend(std::iter::repeat_n("rule_outcome", outcomes));
+        expected.extend(["signature", "signature", "decision"]);
+        assert_eq!(kinds, expected);
     });
 }
 
@@ -153,8 +155,9 @@ fn two_identical_requests_at_once_sign_once() {
 }
 
 #[test]
-fn cold_policy_waits_for_the_quorum_without_signing() {
-    let Some((service, rt)) = Service::isolated("cold_policy_waits_for_the_quorum_without_signing")
+fn a_cold_policy_without_a_quorum_is_refused_without_signing() {
+    let Some((service, rt)) =
+        Service::isolated("a_cold_policy_without_a_quorum_is_refused_without_signing")
     else {
         return;
     };
@@ -162,17 +165,83 @@ fn cold_policy_waits_for_the_quorum_without_signing() {
     rt.block_on(async {
         let (status, body) = service.submit(&service.cold, &psbt, "cold-1").await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert_eq!(body["status"], "pending_approval");
-        assert!(body["analysis_sha256"].as_str().unwrap().len() == 64);
+        assert_eq!(body["status"], "refused");
+        assert_eq!(body["refusal"]["code"], "RULE_APPROVAL_QUORUM", "{body}");
         assert!(body["signed_psbt"].is_null());
         assert_eq!(service.hsm.sign_calls(), 0);
-        // Without approvals, completing changes nothing.
+        // Completing it changes nothing.
         let id = RequestId(body["id"].as_str().unwrap().parse().unwrap());
         let record = signer::service::signing::try_complete(&service.state, id)
             .await
             .unwrap();
-        assert_eq!(record.status, RequestStatus::PendingApproval);
+        assert_eq!(record.status, RequestStatus::Refused);
         assert_eq!(service.hsm.sign_calls(), 0);
+    });
+}
+
+/// Submits under the limited policy and expects the rule's refusal.
+async fn assert_rule_refused(service: &Service, psbt: &Psbt, key: &str, code: &str, rule: &str) {
+    let calls = service.hsm.sign_calls();
+    let (status, body) = service.submit(&service.limited, psbt, key).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "refused", "{body}");
+    assert_eq!(body["refusal"]["code"], code, "{body}");
+    assert!(body["signed_psbt"].is_null());
+    let outcome = body["rule_outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rule_id"] == rule)
+        .unwrap_or_else(|| panic!("no outcome for {rule}: {body}"));
+    assert_eq!(outcome["outcome"], "fail");
+    assert_eq!(
+        service.hsm.sign_calls(),
+        calls,
+        "a refusal must not reach C_Sign"
+    );
+}
+
+#[test]
+fn rules_refuse_over_the_per_transaction_cap_off_the_allowlist_and_far_locktimes() {
+    let Some((service, rt)) = Service::isolated(
+        "rules_refuse_over_the_per_transaction_cap_off_the_allowlist_and_far_locktimes",
+    ) else {
+        return;
+    };
+    let (_w1, over_cap) = support::payment_to(&service.limited, &[500_000], 310_000, 4);
+    let (_w2, off_list) = support::payment_to(&service.limited, &[500_000], 100_000, 5);
+    let (_w3, good) = support::payment_to(&service.limited, &[500_000], 100_000, 6);
+    let mut far = good.clone();
+    far.unsigned_tx.lock_time =
+        bitcoin::absolute::LockTime::from_height(support::TIP_HEIGHT + 7).unwrap();
+    rt.block_on(async {
+        assert_rule_refused(&service, &over_cap, "cap", "RULE_MAX_PER_TX", "max_per_tx").await;
+        assert_rule_refused(&service, &off_list, "list", "RULE_ALLOWLIST", "allowlist").await;
+        assert_rule_refused(&service, &far, "far", "RULE_LOCKTIME", "locktime").await;
+        assert_eq!(service.hsm.sign_calls(), 0);
+        let (_, body) = service.submit(&service.limited, &good, "good").await;
+        assert_eq!(body["status"], "signed", "{body}");
+    });
+}
+
+#[test]
+fn velocity_is_counted_in_the_store_and_refuses_past_the_window_cap() {
+    let Some((service, rt)) =
+        Service::isolated("velocity_is_counted_in_the_store_and_refuses_past_the_window_cap")
+    else {
+        return;
+    };
+    let (_w1, first) = support::payment_to(&service.limited, &[300_000], 200_000, 4);
+    let (_w2, second) = support::payment_to(&service.limited, &[310_000], 210_000, 6);
+    let (_w3, third) = support::payment_to(&service.limited, &[320_000], 50_000, 4);
+    rt.block_on(async {
+        let (_, a) = service.submit(&service.limited, &first, "v1").await;
+        assert_eq!(a["status"], "signed", "{a}");
+        let (_, b) = service.submit(&service.limited, &second, "v2").await;
+        assert_eq!(b["status"], "signed", "{b}");
+        // 200,000 + 210,000 + fees are counted; 50,000 more passes 450,000.
+        assert_rule_refused(&service, &third, "v3", "RULE_VELOCITY_24H", "velocity_24h").await;
+        assert_eq!(service.count("signer_velocity").await, 2);
     });
 }
 

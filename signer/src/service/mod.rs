@@ -23,10 +23,12 @@ pub mod views;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use policies::PolicyDocument;
+use policies::rules::CompiledRules;
 
 pub use auth::AuthClient;
 pub use error::{ApiError, ApiJson, ErrorBody};
@@ -75,6 +77,10 @@ struct Inner {
     quorum: Arc<dyn QuorumCheck>,
     // Parsed documents by id (content-addressed, so never stale; the state is read fresh).
     documents: Mutex<HashMap<String, Arc<PolicyDocument>>>,
+    rules: Mutex<HashMap<String, Arc<CompiledRules>>>,
+    // The chain tip the locktime rule compares with (the signer has no chain
+    // source of its own; `serve --tip-height` and `set_tip_height` set it).
+    tip_height: AtomicU32,
     anchored: tokio::sync::Mutex<Head>,
 }
 
@@ -104,6 +110,8 @@ impl AppState {
                 hsm,
                 quorum,
                 documents: Mutex::new(HashMap::new()),
+                rules: Mutex::new(HashMap::new()),
+                tip_height: AtomicU32::new(0),
                 anchored: tokio::sync::Mutex::new(anchored),
             }),
         }
@@ -154,6 +162,32 @@ impl AppState {
         self.documents()
             .insert(policy_id.to_owned(), Arc::clone(&registered.document));
         Ok(registered.document)
+    }
+
+    /// The compiled rules of `policy` (cached by policy id).
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] when a registered policy's rules do not compile.
+    pub fn compiled_rules(&self, policy: &PolicyDocument) -> Result<Arc<CompiledRules>, ApiError> {
+        let id = policy.id.to_string();
+        let mut cache = self.inner.rules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rules) = cache.get(&id) {
+            return Ok(Arc::clone(rules));
+        }
+        let rules =
+            Arc::new(CompiledRules::new(policy).map_err(|e| ApiError::Internal(e.to_string()))?);
+        cache.insert(id, Arc::clone(&rules));
+        Ok(rules)
+    }
+
+    /// The chain tip height the locktime rule compares with.
+    pub fn tip_height(&self) -> u32 {
+        self.inner.tip_height.load(Ordering::Relaxed)
+    }
+
+    /// Sets the chain tip height (never lowers it).
+    pub fn set_tip_height(&self, height: u32) {
+        self.inner.tip_height.fetch_max(height, Ordering::Relaxed);
     }
 
     fn documents(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PolicyDocument>>> {

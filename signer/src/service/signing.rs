@@ -12,9 +12,10 @@ use bitcoin::{Amount, Psbt};
 use chrono::Utc;
 use policies::PolicyDocument;
 use policies::analysis::{OutputClass, PsbtAnalysis, analyze};
+use policies::rules::{HighestUsed, OfficerId, PayoutFingerprint};
 use serde_json::json;
 
-use super::decide::{DecisionContext, Verdict, decide};
+use super::decide::{Known, Verdict, decide};
 use super::views::SubmitSigningRequest;
 use super::{ApiError, AppState};
 use crate::audit::{self, Kind, canonical_json};
@@ -129,7 +130,7 @@ pub async fn submit(
         Arc::new(psbt),
         &analysis,
         &mut audit,
-        false,
+        Vec::new(),
     )
     .await?;
     Ok(Submitted {
@@ -205,6 +206,15 @@ pub async fn try_complete(
         drop(tx);
         return Ok(record);
     }
+    let approvals: Vec<OfficerId> = super::approvals::verified_approvers_in_tx(
+        &mut tx,
+        &record,
+        u64::try_from(Utc::now().timestamp()).unwrap_or(0),
+    )
+    .await?
+    .into_iter()
+    .map(|o| OfficerId(o.to_string()))
+    .collect();
     let mut audit = Vec::new();
     decide_and_commit(
         state,
@@ -214,7 +224,7 @@ pub async fn try_complete(
         Arc::new(psbt),
         &analysis,
         &mut audit,
-        true,
+        approvals,
     )
     .await
 }
@@ -228,27 +238,37 @@ async fn decide_and_commit(
     psbt: Arc<Psbt>,
     analysis: &PsbtAnalysis,
     audit: &mut Vec<(Kind, serde_json::Value)>,
-    quorum_met: bool,
+    approvals: Vec<OfficerId>,
 ) -> Result<SigningRequestRecord, ApiError> {
     let policy_id = policy.id.to_string();
-    let highest_used_index = Store::lock_policy_in_tx(&mut tx, &policy_id).await?;
+    let rules = state.compiled_rules(policy)?;
+    let (receive, change) = Store::lock_policy_in_tx(&mut tx, &policy_id).await?;
     let now = Utc::now();
-    let context = DecisionContext {
-        spent_last_hour: Store::spent_since_in_tx(
-            &mut tx,
-            &policy_id,
-            now - chrono::Duration::hours(1),
-        )
-        .await?,
-        spent_last_day: Store::spent_since_in_tx(
-            &mut tx,
-            &policy_id,
-            now - chrono::Duration::hours(24),
-        )
-        .await?,
-        highest_used_index,
+    let fingerprint = PayoutFingerprint::of(&rules, analysis);
+    let digest = fingerprint.payout_digest();
+    let inputs: Vec<String> = fingerprint.inputs.iter().map(ToString::to_string).collect();
+    let mut known = Known {
+        already_counted: Store::replaced_value_in_tx(&mut tx, &policy_id, &digest, &inputs)
+            .await?
+            .unwrap_or(Amount::ZERO),
+        highest_used: HighestUsed { receive, change },
+        officers: crate::store::approvals::officers_in_tx(&mut tx)
+            .await?
+            .into_iter()
+            .filter(|o| !o.revoked)
+            .map(|o| OfficerId(o.id.to_string()))
+            .collect(),
+        approvals,
+        tip_height: state.tip_height(),
+        now: u64::try_from(now.timestamp()).unwrap_or(0),
+        ..Known::default()
     };
-    let decision = decide(policy, analysis, &context);
+    for window in &policy.rules.velocity {
+        let since = now - chrono::Duration::seconds(i64::from(window.window_secs));
+        let spent = Store::spent_since_in_tx(&mut tx, &policy_id, since).await?;
+        known.spent.insert(window.window_secs, spent);
+    }
+    let decision = decide(&rules, analysis, &known, policy.network)?;
     let (analysis_json, analysis_hash) = stored_analysis(analysis)?;
     let txid = analysis.txid.to_string();
     audit.push((
@@ -285,14 +305,14 @@ async fn decide_and_commit(
             refuse(&mut stored, audit, id, code, message);
             false
         }
-        Verdict::NeedsQuorum if !quorum_met => {
+        Verdict::NeedsQuorum => {
             audit.push((
                 Kind::Decision,
                 json!({"request_id": id.to_string(), "status": "pending_approval"}),
             ));
             false
         }
-        Verdict::NeedsQuorum | Verdict::Sign => true,
+        Verdict::Sign => true,
     };
     if sign {
         match state
@@ -311,11 +331,19 @@ async fn decide_and_commit(
             }
             PoolSign::Signed(signed) => {
                 signature_records(state, policy, &psbt, analysis, id, audit)?;
-                let payment = payment(&policy_id, analysis, id)?;
+                let value_out = decision.evaluation.leaving.ok_or_else(|| {
+                    ApiError::Internal("a signed psbt has no proven value".into())
+                })?;
+                let payment = Payment {
+                    policy_id: &policy_id,
+                    payout_fingerprint: digest,
+                    inputs,
+                    value_out,
+                    request_id: id,
+                };
                 Store::record_payment_in_tx(&mut tx, &payment, now).await?;
-                if let Some(index) = highest_change_index(analysis) {
-                    Store::raise_change_index_in_tx(&mut tx, &policy_id, index).await?;
-                }
+                let (receive, change) = highest_indexes(analysis);
+                Store::raise_indexes_in_tx(&mut tx, &policy_id, receive, change).await?;
                 audit.push((
                     Kind::Decision,
                     json!({"request_id": id.to_string(), "status": "signed",
@@ -397,47 +425,16 @@ fn signature_records(
     Ok(())
 }
 
-/// The payment as the velocity ledger counts it: external payouts plus fee,
-/// fingerprinted by its external payouts.
-fn payment<'a>(
-    policy_id: &'a str,
-    analysis: &PsbtAnalysis,
-    id: RequestId,
-) -> Result<Payment<'a>, ApiError> {
-    let unproven = || ApiError::Internal("a signed psbt has unproven totals".into());
-    let value_out = analysis
-        .external_total
-        .ok_or_else(unproven)?
-        .checked_add(analysis.fee.ok_or_else(unproven)?)
-        .filter(|v| *v <= Amount::MAX_MONEY)
-        .ok_or_else(unproven)?;
-    let mut payouts: Vec<String> = analysis
-        .outputs
-        .iter()
-        .filter(|o| matches!(o.class, OutputClass::External | OutputClass::Unproven))
-        .map(|o| format!("{}:{}", o.script_pubkey.to_hex_string(), o.value.to_sat()))
-        .collect();
-    payouts.sort();
-    Ok(Payment {
-        policy_id,
-        payout_fingerprint: sha256(payouts.join(",").as_bytes()),
-        inputs: analysis
-            .inputs
-            .iter()
-            .map(|i| i.previous_output.to_string())
-            .collect(),
-        value_out,
-        request_id: id,
-    })
-}
-
-fn highest_change_index(analysis: &PsbtAnalysis) -> Option<u32> {
-    analysis
-        .outputs
-        .iter()
-        .filter_map(|o| match o.class {
-            OutputClass::Change { index } | OutputClass::Receive { index } => Some(index),
-            _ => None,
-        })
-        .max()
+/// The highest receive and change indexes among the outputs.
+fn highest_indexes(analysis: &PsbtAnalysis) -> (Option<u32>, Option<u32>) {
+    let mut receive = None;
+    let mut change = None;
+    for output in &analysis.outputs {
+        match output.class {
+            OutputClass::Receive { index } => receive = receive.max(Some(index)),
+            OutputClass::Change { index } => change = change.max(Some(index)),
+            _ => {}
+        }
+    }
+    (receive, change)
 }

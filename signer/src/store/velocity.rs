@@ -12,7 +12,7 @@ use super::{RequestId, Store, StoreError, Tx};
 pub struct Payment<'a> {
     /// The policy it leaves.
     pub policy_id: &'a str,
-    /// SHA-256 over its external payouts (script and amount, sorted).
+    /// `PayoutFingerprint::payout_digest`: SHA-256 over its sorted payouts.
     pub payout_fingerprint: [u8; 32],
     /// The outpoints it spends.
     pub inputs: Vec<String>,
@@ -43,39 +43,48 @@ fn sat(amount: Amount) -> Result<i64, StoreError> {
 
 impl Store {
     /// Locks the policy's state row for the rest of `tx` and returns the highest
-    /// derivation index used so far (-1 when none). Every signing of the policy
-    /// takes this lock first, so velocity reads and writes never race.
+    /// receive and change indexes used so far. Every signing of the policy takes
+    /// this lock first, so velocity reads and writes never race.
     ///
     /// # Errors
     /// A database failure, or an unregistered policy.
-    pub async fn lock_policy_in_tx(tx: &mut Tx, policy_id: &str) -> Result<i64, StoreError> {
-        let highest: Option<i64> = sqlx::query_scalar(
-            "SELECT highest_change_index FROM signer_policy_state WHERE policy_id = $1 FOR UPDATE",
+    pub async fn lock_policy_in_tx(
+        tx: &mut Tx,
+        policy_id: &str,
+    ) -> Result<(Option<u32>, Option<u32>), StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT highest_receive_index, highest_change_index FROM signer_policy_state
+             WHERE policy_id = $1 FOR UPDATE",
         )
         .bind(policy_id)
         .fetch_optional(&mut **tx)
         .await?;
-        highest.ok_or(StoreError::Invalid {
+        let (receive, change) = row.ok_or(StoreError::Invalid {
             what: "policy",
             detail: format!("policy {policy_id} is not registered"),
-        })
+        })?;
+        Ok((u32::try_from(receive).ok(), u32::try_from(change).ok()))
     }
 
-    /// Raises the policy's highest used derivation index to `index` (never lowers it).
+    /// Raises the policy's highest used indexes (never lowers them).
     ///
     /// # Errors
     /// A database failure, or an index of 2^31 or more.
-    pub async fn raise_change_index_in_tx(
+    pub async fn raise_indexes_in_tx(
         tx: &mut Tx,
         policy_id: &str,
-        index: u32,
+        receive: Option<u32>,
+        change: Option<u32>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE signer_policy_state SET highest_change_index = GREATEST(highest_change_index, $2)
+            "UPDATE signer_policy_state
+             SET highest_receive_index = GREATEST(highest_receive_index, $2),
+                 highest_change_index = GREATEST(highest_change_index, $3)
              WHERE policy_id = $1",
         )
         .bind(policy_id)
-        .bind(i64::from(index))
+        .bind(receive.map_or(-1, i64::from))
+        .bind(change.map_or(-1, i64::from))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -118,16 +127,18 @@ impl Store {
     /// A database failure.
     pub async fn replaced_value_in_tx(
         tx: &mut Tx,
-        payment: &Payment<'_>,
+        policy_id: &str,
+        payout_fingerprint: &[u8; 32],
+        inputs: &[String],
     ) -> Result<Option<Amount>, StoreError> {
         let previous: Option<i64> = sqlx::query_scalar(
             "SELECT value_out_sat FROM signer_velocity
              WHERE policy_id = $1 AND payout_fingerprint = $2 AND inputs && $3
              ORDER BY signed_at LIMIT 1",
         )
-        .bind(payment.policy_id)
-        .bind(payment.payout_fingerprint.as_slice())
-        .bind(&payment.inputs)
+        .bind(policy_id)
+        .bind(payout_fingerprint.as_slice())
+        .bind(inputs)
         .fetch_optional(&mut **tx)
         .await?;
         previous
@@ -153,7 +164,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Counted, StoreError> {
         let value = sat(payment.value_out)?;
-        if let Some(previous) = Store::replaced_value_in_tx(tx, payment).await? {
+        if let Some(previous) = Store::replaced_value_in_tx(
+            tx,
+            payment.policy_id,
+            &payment.payout_fingerprint,
+            &payment.inputs,
+        )
+        .await?
+        {
             sqlx::query(
                 "UPDATE signer_velocity
                  SET value_out_sat = GREATEST(value_out_sat, $4),

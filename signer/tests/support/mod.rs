@@ -138,6 +138,9 @@ pub struct Service {
     pub app: Router,
     pub hot: PolicyDocument,
     pub cold: PolicyDocument,
+    /// A hot policy with rules: 300,000 sat per transaction, 450,000 sat per
+    /// 24 h, and only `external_destination(4)` and `(6)` may be paid.
+    pub limited: PolicyDocument,
     pub client: String,
 }
 
@@ -157,10 +160,19 @@ impl Service {
         let cold = cold_policy("vault", 2, &token.keys()[1..]);
         let db = ScratchDb::create("signer_test").await;
         let store = db.store(8).await;
+        let limited = limited_policy(&token);
         store.register_policy(&hot).await.unwrap();
         store.register_policy(&cold).await.unwrap();
+        store.register_policy(&limited).await.unwrap();
         let client = store
-            .add_client("custodian", &[hot.id.to_string(), cold.id.to_string()])
+            .add_client(
+                "custodian",
+                &[
+                    hot.id.to_string(),
+                    cold.id.to_string(),
+                    limited.id.to_string(),
+                ],
+            )
             .await
             .unwrap()
             .token
@@ -175,6 +187,7 @@ impl Service {
             Arc::new(NoQuorum),
             anchored,
         );
+        state.set_tip_height(TIP_HEIGHT);
         let app = router(state.clone());
         Service {
             token: Some(token),
@@ -185,6 +198,7 @@ impl Service {
             app,
             hot,
             cold,
+            limited,
             client,
         }
     }
@@ -255,6 +269,33 @@ impl Service {
     }
 }
 
+/// The chain tip the service is told (the locktime rule's reference).
+pub const TIP_HEIGHT: u32 = 200;
+
+fn limited_policy(token: &TestToken) -> PolicyDocument {
+    use policies::rules::{AllowlistEntry, Rules, VelocityWindow};
+    let address = |seed| {
+        bitcoin::Address::from_script(&external_destination(seed), bitcoin::Network::Regtest)
+            .unwrap()
+            .to_string()
+    };
+    let rules = Rules {
+        allowlist: Some(vec![
+            AllowlistEntry::Address(address(4)),
+            AllowlistEntry::Address(address(6)),
+        ]),
+        max_per_tx_sat: Some(Amount::from_sat(300_000)),
+        velocity: vec![VelocityWindow {
+            window_secs: 86_400,
+            max_sat: Amount::from_sat(450_000),
+        }],
+        ..Rules::default()
+    };
+    hot_policy("limited", &token.keys()[0])
+        .with_rules(rules)
+        .unwrap()
+}
+
 pub fn settings_all(token: &TestToken) -> HsmSettings {
     let mut labels = vec![HOT];
     labels.extend(COLD);
@@ -289,12 +330,22 @@ pub async fn call(
 
 /// A funded wallet of `policy` and a PSBT paying `amount` out with change.
 pub fn payment(policy: &PolicyDocument, amounts: &[u64], pay: u64) -> (PolicyWallet, Psbt) {
+    payment_to(policy, amounts, pay, 4)
+}
+
+/// As [`payment`], to `external_destination(seed)`.
+pub fn payment_to(
+    policy: &PolicyDocument,
+    amounts: &[u64],
+    pay: u64,
+    seed: u8,
+) -> (PolicyWallet, Psbt) {
     let mut wallet = PolicyWallet::new(policy).unwrap();
     let amounts: Vec<Amount> = amounts.iter().map(|a| Amount::from_sat(*a)).collect();
     wallet.fund(&amounts).unwrap();
     let psbt = wallet
         .pay(
-            external_destination(4),
+            external_destination(seed),
             Amount::from_sat(pay),
             SpendPath::Hsm,
         )
