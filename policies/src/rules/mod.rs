@@ -1,8 +1,9 @@
 //! Rules: what the signer allows on top of the policy's script, as pure functions.
 //!
-//! [`evaluate`] takes a [`PsbtAnalysis`] (what the PSBT proves), the policy's compiled rules
-//! ([`CompiledRules`]) and a [`Context`] the caller supplies (network, now, tip height,
-//! velocity spent so far, highest used indexes, registered officers and verified approvals)
+//! [`evaluate`] takes a [`PsbtAnalysis`] (what the PSBT proves), the policy's compiled
+//! rules ([`CompiledRules`]) and a [`Context`] the caller supplies (network, now, tip
+//! height, velocity spent so far, highest used indexes, registered officers and verified
+//! approvals)
 //! and returns one [`RuleOutcome`] per rule with a stable [`RuleId`], and a [`Decision`].
 //! Nothing here reads a clock, a database or an HSM.
 //!
@@ -32,6 +33,8 @@ use std::fmt;
 use bitcoin::{Amount, Network, ScriptBuf, Txid};
 use serde::{Serialize, Serializer};
 
+#[cfg(doc)]
+use crate::analysis::PsbtAnalysis;
 use crate::document::{PolicyDocument, PolicyId};
 
 pub use compare::{Change, ChangeKind, Comparison, compare_documents, compare_rules};
