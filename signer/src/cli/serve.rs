@@ -10,7 +10,8 @@ use hsm_config::pin::UserPin;
 use hsm_config::profile::Profile;
 use secrecy::ExposeSecret as _;
 use signer::hsm::pool::{HsmPool, HsmSettings};
-use signer::service::{AppState, NoQuorum, check_anchor, router};
+use signer::service::approvals::OfficerQuorum;
+use signer::service::{AppState, check_anchor, router};
 use signer::store::Store;
 
 /// Where the signer's database is.
@@ -58,6 +59,10 @@ pub struct ServeArgs {
     /// is registered yet (the ceremony's bootstrap); ignored afterwards.
     #[arg(long = "register-policy")]
     register_policies: Vec<PathBuf>,
+    /// The officers' ceremony file (JSON: governance and officers), read at
+    /// first start only; ignored once officers exist.
+    #[arg(long)]
+    officers: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -81,6 +86,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.register_policies.is_empty() {
         bootstrap_policies(&store, &args.register_policies).await?;
     }
+    if let Some(path) = &args.officers {
+        let ceremony = signer::store::policy_changes::OfficerCeremony::load(path)?;
+        if ceremony.bootstrap(&store).await? {
+            eprintln!("signer: registered {} officer(s)", ceremony.officers.len());
+        }
+    }
     let settings = HsmSettings {
         module_path: profile.module.clone(),
         token_label: args
@@ -98,7 +109,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let anchored = check_anchor(&store, &hsm)
         .await
         .context("checking the database against the HSM's audit anchor")?;
-    let state = AppState::new(store, hsm, Arc::new(NoQuorum), anchored);
+    let state = AppState::new(store, hsm, Arc::new(OfficerQuorum), anchored);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -494,3 +494,114 @@ impl Store {
             .collect()
     }
 }
+
+/// The officers' part of the ceremony file, read at first start:
+///
+/// ```json
+/// {"governance": {"instance": "signer-1", "change_quorum": 2, "loosening_delay_secs": 86400},
+///  "officers": [{"id": "02…", "name": "alice"}, {"id": "03…", "name": "bob", "client": "ops"}]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerCeremony {
+    /// Instance name, change quorum, loosening delay.
+    pub governance: Governance,
+    /// The first officers.
+    pub officers: Vec<CeremonyOfficer>,
+}
+
+/// One officer in the ceremony file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyOfficer {
+    /// The officer's public key (`signer officer key create` prints it).
+    pub id: crate::approvals::OfficerId,
+    /// A name for listings.
+    pub name: String,
+    /// The API client this officer also acts as, if any.
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+impl OfficerCeremony {
+    /// Reads the JSON file.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when it cannot be read or parsed.
+    pub fn load(path: &std::path::Path) -> Result<OfficerCeremony, StoreError> {
+        let invalid = |detail: String| StoreError::Invalid {
+            what: "officer ceremony file",
+            detail,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes governance and officers at first start (see [`bootstrap_in_tx`]);
+    /// false when they exist already (the file is then ignored).
+    ///
+    /// # Errors
+    /// As [`bootstrap_in_tx`].
+    pub async fn bootstrap(&self, store: &Store) -> Result<bool, StoreError> {
+        let officers: Vec<Officer> = self
+            .officers
+            .iter()
+            .map(|o| Officer {
+                id: o.id,
+                name: o.name.clone(),
+                client: o.client.clone(),
+                revoked: false,
+            })
+            .collect();
+        let mut tx = store.begin().await?;
+        let done = bootstrap_in_tx(&mut tx, &self.governance, &officers, Utc::now()).await?;
+        if done {
+            crate::audit::append_in_tx(
+                &mut tx,
+                crate::audit::Kind::Policy,
+                &serde_json::json!({
+                    "event": "officers_bootstrap",
+                    "instance": self.governance.instance,
+                    "change_quorum": self.governance.change_quorum,
+                    "loosening_delay_secs": self.governance.loosening_delay_secs,
+                    "officers": officers.iter().map(|o| o.id.to_string()).collect::<Vec<_>>(),
+                }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn ceremony_file_reads_with_defaults_and_refuses_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("officers.json");
+        let alice = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"governance": {{"instance": "signer-1", "change_quorum": 1}},
+                    "officers": [{{"id": "{alice}", "name": "alice", "client": "ops"}}]}}"#
+            ),
+        )
+        .unwrap();
+        let ceremony = OfficerCeremony::load(&path).unwrap();
+        assert_eq!(ceremony.governance.loosening_delay_secs, 24 * 60 * 60);
+        assert_eq!(ceremony.officers[0].client.as_deref(), Some("ops"));
+        std::fs::write(
+            &path,
+            r#"{"governance": {"instance": "s", "change_quorum": 1, "quorum": 2}, "officers": []}"#,
+        )
+        .unwrap();
+        assert!(OfficerCeremony::load(&path).is_err());
+    }
+}
