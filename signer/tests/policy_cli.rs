@@ -227,6 +227,7 @@ fn ceremony_from_an_empty_token_to_a_first_address() {
         serde_json::from_str(&std::fs::read_to_string(c.path("policy.json")).unwrap()).unwrap();
     let id = doc["id"].as_str().unwrap().to_owned();
     assert!(out.contains(&id), "{out}");
+    assert!(out.contains("without an approval quorum"), "{out}");
     assert_eq!(doc["rules"], serde_json::json!({}));
 
     // show: descriptor, keys with their labels, spending paths in plain words, hashes.
@@ -252,7 +253,7 @@ fn ceremony_from_an_empty_token_to_a_first_address() {
         "{shown}"
     );
     assert!(
-        shown.contains("without an approval quorum is refused"),
+        shown.contains("is refused by the signer for every spend"),
         "{shown}"
     );
     let json: serde_json::Value = serde_json::from_str(&c.signer_ok(&[

@@ -237,6 +237,9 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("policy {} written to {}", doc.id, args.out.display());
     println!("descriptor {}", doc.descriptors.receive);
+    if let Some(note) = quorum_note(&doc) {
+        println!("{note}");
+    }
     Ok(())
 }
 
@@ -257,10 +260,14 @@ fn path_words(path: &SpendingPath) -> String {
         None => "never (unsatisfiable)".to_owned(),
     };
     let mut words = format!("signatures: {who}");
-    if let Some(blocks) = path.relative_timelock {
-        words.push_str(&format!(
-            ", once the coin is {blocks} blocks old (older, consensus value {blocks})"
-        ));
+    if let Some(value) = path.relative_timelock {
+        // BIP68: bit 22 makes the low 16 bits units of 512 seconds instead of blocks.
+        let age = if value & (1 << 22) != 0 {
+            format!("{} seconds", u64::from(value & 0xffff) * 512)
+        } else {
+            format!("{} blocks", value & 0xffff)
+        };
+        words.push_str(&format!(", once the coin is {age} old"));
     }
     if let Some(lock) = path.absolute_timelock {
         words.push_str(&format!(", from locktime {lock} (after)"));
@@ -329,13 +336,20 @@ fn show(args: ShowArgs) -> anyhow::Result<()> {
     } else {
         println!("rules: {}", serde_json::to_string(&doc.rules)?);
     }
-    if doc.template != "hot" && doc.rules.approvals.is_none() {
-        println!(
-            "note: a {} policy without an approval quorum is refused by the signer for every spend",
-            doc.template
-        );
+    if let Some(note) = quorum_note(&doc) {
+        println!("{note}");
     }
     Ok(())
+}
+
+/// A warning for a policy the signer will refuse every spend of.
+fn quorum_note(doc: &PolicyDocument) -> Option<String> {
+    (doc.template != "hot" && doc.rules.approvals.is_none()).then(|| {
+        format!(
+            "note: a {} policy without an approval quorum (rules.approvals) is refused by the signer for every spend",
+            doc.template
+        )
+    })
 }
 
 fn address(args: AddressArgs) -> anyhow::Result<()> {
