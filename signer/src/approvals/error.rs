@@ -158,3 +158,27 @@ impl ApprovalError {
         "OFFICER_KEY_ERROR",
     ];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Officers read the codes in their runbook: every one must be there.
+    #[test]
+    fn every_code_is_in_the_officers_runbook() {
+        let runbook = include_str!("../../../docs/officers-runbook.md");
+        for code in ApprovalError::CODES {
+            assert!(runbook.contains(&format!("`{code}`")), "{code} is not in the runbook");
+        }
+        let samples = [
+            ApprovalError::Malformed(String::new()),
+            ApprovalError::Key(String::new()),
+            ApprovalError::Duplicate {
+                officer: String::new(),
+            },
+        ];
+        for e in samples {
+            assert!(ApprovalError::CODES.contains(&e.code()));
+        }
+    }
+}
