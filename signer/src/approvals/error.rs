@@ -168,7 +168,10 @@ mod tests {
     fn every_code_is_in_the_officers_runbook() {
         let runbook = include_str!("../../../docs/officers-runbook.md");
         for code in ApprovalError::CODES {
-            assert!(runbook.contains(&format!("`{code}`")), "{code} is not in the runbook");
+            assert!(
+                runbook.contains(&format!("`{code}`")),
+                "{code} is not in the runbook"
+            );
         }
         let samples = [
             ApprovalError::Malformed(String::new()),
