@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// is registered yet (the ceremony's bootstrap); ignored afterwards.
     #[arg(long = "register-policy")]
     register_policies: Vec<PathBuf>,
+    /// The chain tip height the locktime rule compares with (the signer has no
+    /// chain source of its own; a height locktime more than the policy's horizon
+    /// above this is refused).
+    #[arg(long, env = "SIGNER_TIP_HEIGHT", default_value_t = 0)]
+    tip_height: u32,
     /// The officers' ceremony file (JSON: governance and officers), read at
     /// first start only; ignored once officers exist.
     #[arg(long)]
@@ -110,6 +115,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("checking the database against the HSM's audit anchor")?;
     let state = AppState::new(store, hsm, Arc::new(OfficerQuorum), anchored);
+    state.set_tip_height(args.tip_height);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

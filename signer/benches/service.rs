@@ -1,0 +1,86 @@
+//! Signing requests per second through the service's HTTP API (router, auth,
+//! idempotency claim, analysis, rules, HSM, velocity, audit chain, commit,
+//! anchor), against the raw rate of the same HSM's sessions, measured in one run.
+//!
+//! Each round sends one request of N inputs through the API and one raw batch
+//! of the same N digests through a `Pkcs11Hsm` with as many sessions as the
+//! service's pool, alternately, so load changes hit both sides of the ratio.
+//!
+//! The policy is the hot one (one HSM key, 1 signature per input): the 50-input
+//! case signs 50 digests per request. It stands in for the 50-input 2-of-3
+//! PSBT with pre-signed approvals, which this bench does not drive yet.
+//!
+//! Run with `cargo bench -p signer --bench service`.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bitcoin::hashes::{Hash, sha256};
+use hsm_config::softhsm::TestToken;
+use signer::{Hsm, SignRequest};
+use system_tests::custody::open_hsm;
+use system_tests::process::with_private_softhsm;
+
+const MEASURE: Duration = Duration::from_secs(4);
+const SESSIONS: usize = 2;
+
+fn main() -> ExitCode {
+    match with_private_softhsm(None) {
+        Ok(Some(code)) => return code,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let token = TestToken::create(&[support::HOT, "cold-a", "cold-b", "cold-c"]).unwrap();
+    let raw = open_hsm(&token, &[support::HOT], SESSIONS).unwrap();
+    let rt = support::runtime();
+    let service = rt.block_on(support::Service::start(token, |t| {
+        let mut s = support::settings(t, &[support::HOT]);
+        s.sessions = SESSIONS;
+        s
+    }));
+    println!("service bench: hot policy, {SESSIONS} HSM sessions, one client, sequential requests");
+    for inputs in [1usize, 50] {
+        let (_wallet, psbt) = support::payment(&service.hot, &vec![60_000; inputs], 20_000);
+        assert_eq!(psbt.inputs.len(), inputs);
+        let batch: Vec<SignRequest> = (0..inputs)
+            .map(|i| SignRequest {
+                key: 0,
+                digest: sha256::Hash::hash(&(i as u64).to_le_bytes()).to_byte_array(),
+            })
+            .collect();
+        // Warm up both paths.
+        raw.sign_digests(&batch).unwrap();
+        let (_, body) = rt.block_on(service.submit(&service.hot, &psbt, &format!("warm-{inputs}")));
+        assert_eq!(body["status"], "signed", "{body}");
+        let (mut api, mut hsm, mut rounds) = (Duration::ZERO, Duration::ZERO, 0u32);
+        let start = Instant::now();
+        while start.elapsed() < MEASURE {
+            let t = Instant::now();
+            raw.sign_digests(&batch).unwrap();
+            hsm += t.elapsed();
+            let t = Instant::now();
+            let (_, body) =
+                rt.block_on(service.submit(&service.hot, &psbt, &format!("r-{inputs}-{rounds}")));
+            api += t.elapsed();
+            assert_eq!(body["status"], "signed", "{body}");
+            rounds += 1;
+        }
+        let api_rate = f64::from(rounds) / api.as_secs_f64();
+        let raw_rate = f64::from(rounds) / hsm.as_secs_f64();
+        println!(
+            "{inputs:>2} input(s): API {api_rate:8.1} requests/s ({:8.0} signatures/s), \
+             raw HSM {raw_rate:8.1} batches/s ({:8.0} signatures/s), ratio {:.2}x ({rounds} rounds)",
+            api_rate * inputs as f64,
+            raw_rate * inputs as f64,
+            api_rate / raw_rate,
+        );
+    }
+    ExitCode::SUCCESS
+}
