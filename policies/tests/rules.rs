@@ -834,3 +834,64 @@ fn signed_vsize_bounds_the_real_signed_size() {
     assert_eq!(a.signed_vsize.unwrap(), signed_wu.div_ceil(4));
     assert!(a.signed_vsize.unwrap() <= a.estimated_vsize.unwrap());
 }
+
+/// An input of another policy slipped in with only a witness_utxo (a lie about its amount
+/// would move the fee): its previous transaction is required as for our own inputs, so the
+/// amounts, the fee and every amount rule are unproven, and the request is refused.
+#[test]
+fn attack_foreign_input_without_previous_transaction() {
+    let (policy, mut psbt) = with_psbt(
+        Rules {
+            fee: policies::rules::FeeCaps {
+                max_absolute_sat: Some(Amount::from_sat(1_000_000)),
+                max_rate_sat_vb: None,
+                max_share_bps: None,
+            },
+            max_per_tx_sat: Some(Amount::ONE_BTC),
+            ..quorum_rules()
+        },
+        30_000,
+        2,
+    );
+    let other = PolicyDocument::new(
+        "other",
+        1,
+        Network::Regtest,
+        &policies::Template::Cold {
+            threshold: 1,
+            hsm_keys: hsm_keys(),
+            recovery: recovery(bitcoin::NetworkKind::Test),
+            recovery_after: RECOVERY_AFTER,
+        },
+    )
+    .unwrap();
+    let script = other
+        .address(policies::Keychain::Receive, 0)
+        .unwrap()
+        .script_pubkey();
+    psbt.unsigned_tx.input.push(bitcoin::TxIn {
+        previous_output: bitcoin::OutPoint {
+            txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()),
+            vout: 3,
+        },
+        sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+        ..Default::default()
+    });
+    psbt.inputs.push(bitcoin::psbt::Input {
+        witness_utxo: Some(bitcoin::TxOut {
+            value: Amount::from_sat(1),
+            script_pubkey: script,
+        }),
+        ..Default::default()
+    });
+    let a = analyze(&policy, &psbt);
+    let codes = a.codes();
+    assert!(codes.contains(&"INPUT_PREVIOUS_TX_MISSING"), "{a}");
+    assert!(codes.contains(&"INPUT_NOT_OURS"), "{a}");
+    assert_eq!(a.fee, None);
+    let e = run(&policy, &psbt, &quorum_met());
+    assert_eq!(e.decision, Decision::Refuse);
+    for rule in [RuleId::Analysis, RuleId::FeeAbsolute, RuleId::MaxPerTx] {
+        assert_eq!(status(&e, rule), Status::Fail, "{rule}");
+    }
+}

@@ -353,3 +353,64 @@ pub fn allowlist_scripts(
 }
 
 use miniscript::ForEachKey as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers() -> Quorum {
+        Quorum {
+            tiers: vec![
+                QuorumTier {
+                    up_to_sat: Some(Amount::ONE_BTC),
+                    required: 2,
+                },
+                QuorumTier {
+                    up_to_sat: None,
+                    required: 3,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn quorum_tiers_include_their_bound() {
+        let q = tiers();
+        assert_eq!(q.required_for(Amount::ZERO), 2);
+        assert_eq!(q.required_for(Amount::ONE_BTC), 2);
+        assert_eq!(q.required_for(Amount::ONE_BTC + Amount::ONE_SAT), 3);
+        assert_eq!(q.required_for(Amount::MAX), 3);
+    }
+
+    #[test]
+    fn amount_rules_are_the_limits() {
+        for id in [
+            "max_per_tx",
+            "fee_absolute",
+            "fee_rate",
+            "fee_share",
+            "velocity_1h",
+        ] {
+            assert!(is_amount_rule(id), "{id}");
+        }
+        for id in [
+            "allowlist",
+            "change_distance",
+            "approval_quorum",
+            "locktime",
+        ] {
+            assert!(!is_amount_rule(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn empty_rules_serialise_as_an_empty_object() {
+        assert_eq!(
+            serde_json::to_string(&Rules::default()).ok().as_deref(),
+            Some("{}")
+        );
+        let parsed: Result<Rules, _> = serde_json::from_str("{}");
+        assert!(parsed.is_ok_and(|r| r.is_empty()));
+        assert!(serde_json::from_str::<Rules>(r#"{"max_fee": 1}"#).is_err());
+    }
+}

@@ -363,3 +363,36 @@ impl CompiledRules {
         self.allowlist.as_ref().is_some_and(|a| a.contains(script))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_are_stable_snake_case() {
+        let ids = [
+            (RuleId::Analysis, "analysis"),
+            (RuleId::Locktime, "locktime"),
+            (RuleId::Allowlist, "allowlist"),
+            (RuleId::MaxPerTx, "max_per_tx"),
+            (RuleId::Velocity { window_secs: 3600 }, "velocity_1h"),
+            (
+                RuleId::Velocity {
+                    window_secs: 86_400,
+                },
+                "velocity_24h",
+            ),
+            (RuleId::Velocity { window_secs: 1_800 }, "velocity_30m"),
+            (RuleId::Velocity { window_secs: 90 }, "velocity_90s"),
+            (RuleId::FeeAbsolute, "fee_absolute"),
+            (RuleId::FeeRate, "fee_rate"),
+            (RuleId::FeeShare, "fee_share"),
+            (RuleId::ChangeDistance, "change_distance"),
+            (RuleId::ApprovalQuorum, "approval_quorum"),
+        ];
+        for (id, text) in ids {
+            assert_eq!(id.to_string(), text);
+            assert_eq!(serde_json::to_string(&id).ok(), Some(format!("\"{text}\"")));
+        }
+    }
+}
