@@ -424,3 +424,60 @@ fn a_loosening_without_its_quorum_never_takes_effect_and_revocation_needs_the_qu
         assert_eq!(body["status"], "effective", "{body}");
     });
 }
+
+#[test]
+fn the_last_approvals_at_once_sign_once_and_an_approval_that_expired_stops_counting() {
+    let Some((s, rt)) = setup(
+        "the_last_approvals_at_once_sign_once_and_an_approval_that_expired_stops_counting",
+        60,
+    ) else {
+        return;
+    };
+    rt.block_on(async {
+        // An approval that expires before the quorum is reached no longer counts.
+        let (request, psbt) = s.request(&[30_000_000], 10_000_000, "expiring").await;
+        assert_eq!(psbt.inputs.len(), 1);
+        let binding = s.binding(&request).await;
+        let short = approve(&s.alice, &binding, now() + 2);
+        let (status, body) = s.post_approval(&request, &short).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        let (status, body) = s
+            .post_approval(&request, &approve_in_an_hour(&s.bob, &binding))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["request"]["status"], "pending_approval", "{body}");
+        assert_eq!(body["approvals"]["counted"], 1, "{body}");
+        assert_eq!(s.hsm.sign_calls(), 0, "an expired approval must not count");
+
+        // A second request: the two approvals it needs arrive at the same instant.
+        let (other, psbt) = s.request(&[40_000_000], 10_000_000, "racing").await;
+        assert_eq!(psbt.inputs.len(), 1);
+        let other_binding = s.binding(&other).await;
+        let alice = approve_in_an_hour(&s.alice, &other_binding);
+        let carol = approve_in_an_hour(&s.carol, &other_binding);
+        let ((first, one), (second, two)) = tokio::join!(
+            s.post_approval(&other, &alice),
+            s.post_approval(&other, &carol)
+        );
+        assert_eq!(first, StatusCode::CREATED, "{one}");
+        assert_eq!(second, StatusCode::CREATED, "{two}");
+        // Whichever completes the quorum signs; the request is signed once.
+        let signed: Vec<_> = [&one, &two]
+            .into_iter()
+            .filter(|a| a["request"]["status"] == "signed")
+            .collect();
+        assert!(!signed.is_empty(), "{one} {two}");
+        let view = s.binding(&other).await;
+        assert_eq!(view["status"], "signed", "{view}");
+        assert_eq!(view["counted"], 2, "{view}");
+        // One input, three keys held: one signing is three digests, never six.
+        assert_eq!(s.hsm.sign_calls(), 3);
+        let decisions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signer_requests WHERE status = 'signed'")
+                .fetch_one(s.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(decisions, 1);
+    });
+}
