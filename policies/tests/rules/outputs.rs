@@ -228,3 +228,56 @@ fn attack_change_at_an_absurd_index() {
     let e = run(&policy, &psbt, &c_ctx);
     assert_eq!(status(&e, RuleId::Analysis), Status::Fail);
 }
+
+#[test]
+fn allowlisted_ranged_descriptor_matches_its_first_thousand_indexes() {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let payee_key = |kind| {
+        bitcoin::bip32::Xpub::from_priv(
+            &secp,
+            &bitcoin::bip32::Xpriv::new_master(kind, &[5; 32]).unwrap(),
+        )
+    };
+    let descriptor = format!("wpkh({}/0/*)", payee_key(bitcoin::NetworkKind::Test));
+    let parsed: miniscript::Descriptor<miniscript::DescriptorPublicKey> =
+        descriptor.parse().unwrap();
+    let at = |i: u32| {
+        parsed
+            .at_derivation_index(i)
+            .unwrap()
+            .address(Network::Regtest)
+            .unwrap()
+            .script_pubkey()
+    };
+    let policy = with_rules(Rules {
+        allowlist: Some(vec![AllowlistEntry::Descriptor(descriptor)]),
+        ..quorum_rules()
+    });
+    for (index, allowed) in [(0, true), (999, true), (1_000, false)] {
+        let mut wallet = wallet_for(&policy);
+        fund(&mut wallet, 100_000);
+        let mut builder = wallet.build_tx();
+        builder
+            .add_recipient(at(index), Amount::from_sat(30_000))
+            .set_condition(Default::default());
+        let psbt = builder.finish().unwrap();
+        let e = run(&policy, &psbt, &quorum_met());
+        assert_eq!(
+            status(&e, RuleId::Allowlist) == Status::Pass,
+            allowed,
+            "index {index}: {:?}",
+            e.outcome(RuleId::Allowlist)
+        );
+    }
+    // A mainnet xpub on a regtest policy's allowlist is refused when the document is read.
+    let err = cold_policy()
+        .with_rules(Rules {
+            allowlist: Some(vec![AllowlistEntry::Descriptor(format!(
+                "wpkh({}/0/*)",
+                payee_key(bitcoin::NetworkKind::Main)
+            ))]),
+            ..Rules::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("another network"), "{err}");
+}
