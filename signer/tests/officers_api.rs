@@ -481,3 +481,35 @@ fn the_last_approvals_at_once_sign_once_and_an_approval_that_expired_stops_count
         assert_eq!(decisions, 1);
     });
 }
+
+#[test]
+fn an_unknown_change_is_not_found_and_nothing_changes() {
+    let Some((s, rt)) = setup("an_unknown_change_is_not_found_and_nothing_changes", 60) else {
+        return;
+    };
+    rt.block_on(async {
+        let missing = json!({"id": uuid::Uuid::now_v7().to_string(), "instance": "signer-test",
+                             "document_sha256": "00".repeat(32)});
+        let (status, body) = s.approve_change(&s.alice, &missing).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["code"], "UNKNOWN_CHANGE");
+        let (status, body) = s.call("GET", "/v1/policy-changes/not-an-id", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = s
+            .propose(
+                json!({"kind": "revoke_officer", "officer": Key::new().id()}),
+                "r-1",
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["code"], "APPROVAL_OFFICER_UNKNOWN");
+        let (status, body) = s.propose(json!({"kind": "grant_everything"}), "r-2").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "BODY_NOT_JSON");
+        let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signer_policy_changes")
+            .fetch_one(s.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(changes, 0);
+    });
+}

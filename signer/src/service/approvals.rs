@@ -63,6 +63,8 @@ pub(crate) enum OfficersError {
     Api(ApiError),
     /// The approval was refused; nothing was stored or signed.
     Refused(ApprovalError),
+    /// No policy change has this id.
+    UnknownChange(String),
 }
 
 impl From<ApiError> for OfficersError {
@@ -100,6 +102,14 @@ impl IntoResponse for OfficersError {
     fn into_response(self) -> Response {
         match self {
             OfficersError::Api(e) => e.into_response(),
+            OfficersError::UnknownChange(id) => (
+                StatusCode::NOT_FOUND,
+                Json(ErrorBody {
+                    code: "UNKNOWN_CHANGE".to_owned(),
+                    message: format!("no policy change {id}"),
+                }),
+            )
+                .into_response(),
             OfficersError::Refused(e) => {
                 tracing::info!(code = e.code(), error = %e, "approval refused");
                 (

@@ -441,7 +441,7 @@ pub(crate) async fn approve_change(
     Path(id): Path<String>,
     ApiJson(approval): ApiJson<ChangeApproval>,
 ) -> Result<(StatusCode, Json<ChangeView>), OfficersError> {
-    let unknown = || ApiError::Conflict(format!("no policy change {id}"));
+    let unknown = || OfficersError::UnknownChange(id.clone());
     let change_id = Uuid::parse_str(&id).map_err(|_| unknown())?;
     let mut tx = state.store().begin().await?;
     let record = lock_change_in_tx(&mut tx, change_id)
@@ -591,22 +591,21 @@ pub(crate) async fn list_changes(
     responses(
         (status = 200, body = ChangeView),
         (status = 401, body = ErrorBody),
-        (status = 409, description = "CONFLICT: no such change", body = ErrorBody),
+        (status = 404, description = "UNKNOWN_CHANGE", body = ErrorBody),
     )
 )]
 pub(crate) async fn get_change(
     State(state): State<AppState>,
     AuthClient(_client): AuthClient,
     Path(id): Path<String>,
-) -> Result<Json<ChangeView>, ApiError> {
+) -> Result<Json<ChangeView>, OfficersError> {
     settle_due_changes(state.store()).await?;
-    let change_id =
-        Uuid::parse_str(&id).map_err(|_| ApiError::Conflict(format!("no policy change {id}")))?;
+    let change_id = Uuid::parse_str(&id).map_err(|_| OfficersError::UnknownChange(id.clone()))?;
     let record = state
         .store()
         .policy_change(change_id)
         .await?
-        .ok_or_else(|| ApiError::Conflict(format!("no policy change {id}")))?;
+        .ok_or_else(|| OfficersError::UnknownChange(id.clone()))?;
     let mut tx = state.store().begin().await?;
     let view = view_in_tx(&mut tx, &record).await?;
     drop(tx);
