@@ -4,8 +4,9 @@
 //! An approval is verified against the request it is posted to (instance,
 //! policy, request id, unsigned txid, analysis hash, expiry, officer registered
 //! and not revoked, not the initiator) and stored with its audit record in one
-//! transaction; then [`signing::try_complete`] re-evaluates the request and
-//! signs it once [`OfficerQuorum`] is met. A refused approval stores nothing.
+//! transaction with the re-evaluation of the request
+//! ([`signing::try_complete_in_tx`]), which signs it once [`OfficerQuorum`] is
+//! met. A refused approval stores nothing.
 
 use std::collections::BTreeSet;
 
@@ -517,10 +518,10 @@ pub(crate) async fn post_approval(
             .into());
         }
     };
-    tx.commit().await.map_err(StoreError::from)?;
-    tracing::info!(request = %record.id, officer = %officer, new, "approval stored");
-    // Re-evaluates and signs when the quorum is met, with the request locked.
-    let record = signing::try_complete(&state, record.id).await?;
+    tracing::info!(request = %record.id, officer = %officer, new, "approval verified");
+    // Re-evaluates and signs when the quorum is met, with the request still locked;
+    // the approval, its audit record, the decision and the signature commit together.
+    let record = signing::try_complete_in_tx(&state, tx, record.id).await?;
     let mut tx = state.store().begin().await?;
     let approvals = approvals_view_in_tx(&mut tx, &record).await?;
     drop(tx);

@@ -180,12 +180,26 @@ pub async fn try_complete(
     state: &AppState,
     request_id: RequestId,
 ) -> Result<SigningRequestRecord, ApiError> {
-    let mut tx = state.store().begin().await?;
+    let tx = state.store().begin().await?;
+    try_complete_in_tx(state, tx, request_id).await
+}
+
+/// As [`try_complete`], in the caller's open `tx`, which this commits: rows the
+/// caller wrote in it (an officer's approval and its audit record) commit with
+/// the decision and its signature, or, on any error, not at all.
+///
+/// # Errors
+/// As [`try_complete`]; `tx` is rolled back.
+pub async fn try_complete_in_tx(
+    state: &AppState,
+    mut tx: Tx,
+    request_id: RequestId,
+) -> Result<SigningRequestRecord, ApiError> {
     let record = Store::lock_request_in_tx(&mut tx, request_id)
         .await?
         .ok_or_else(|| ApiError::UnknownRequest(request_id.to_string()))?;
     if record.status != RequestStatus::PendingApproval {
-        drop(tx);
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
         if record.status == RequestStatus::Signed {
             state.anchor_current_head().await?;
         }
@@ -203,7 +217,7 @@ pub async fn try_complete(
         ));
     }
     if !state.quorum().quorum_met(&mut tx, &record).await? {
-        drop(tx);
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
         return Ok(record);
     }
     let approvals: Vec<OfficerId> = super::approvals::verified_approvers_in_tx(
