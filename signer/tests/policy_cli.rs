@@ -332,6 +332,7 @@ fn verify_names_the_key_that_differs() {
         &other,
     ]);
     assert!(err.contains("is not the approved"), "{err}");
+    assert!(err.contains("give --keys or --profile"), "{err}");
 
     // The exported keys of a token where cold-b is another key: named.
     let swapped = exported[2]["public_key"].clone();
@@ -450,4 +451,65 @@ fn create_refuses_bad_input_and_writes_nothing() {
     let shown = c.signer_ok(&["policy", "show", "--policy", "policy.json"]);
     assert!(shown.contains("signatures: cold-c alone"), "{shown}");
     assert!(shown.contains("\"max_per_tx_sat\":100000"), "{shown}");
+}
+
+#[test]
+fn custom_template_from_a_miniscript_policy() {
+    let c = Ceremony::new();
+    let exported = c.token_with_keys();
+    let (recovery, _) = recovery();
+    let out = c.signer_ok(&[
+        "policy",
+        "create",
+        "--template",
+        "custom",
+        "--keys",
+        "keys.json",
+        "--recovery",
+        &recovery,
+        "--miniscript",
+        "or(9@thresh(2,pk(cold-a),pk(cold-b),pk(cold-c)),1@and(pk(recovery),older(144)))",
+        "--network",
+        "regtest",
+        "--out",
+        "custom.json",
+    ]);
+    assert!(out.contains("without an approval quorum"), "{out}");
+    let shown = c.signer_ok(&["policy", "show", "--policy", "custom.json"]);
+    assert!(shown.contains("(custom template, regtest)"), "{shown}");
+    assert!(
+        shown.contains("signatures: 2 of cold-a, cold-b, cold-c"),
+        "{shown}"
+    );
+    // The same policy as the cold template: the same first address.
+    let address = c.signer_ok(&[
+        "policy",
+        "address",
+        "--policy",
+        "custom.json",
+        "--index",
+        "0",
+    ]);
+    assert_eq!(
+        address.trim(),
+        expected_address(&exported, 0, 0).to_string()
+    );
+    // A name that is not a key of the file.
+    let err = c.signer_fails(&[
+        "policy",
+        "create",
+        "--template",
+        "custom",
+        "--keys",
+        "keys.json",
+        "--recovery",
+        &recovery,
+        "--miniscript",
+        "or(pk(cold-z),and(pk(recovery),older(144)))",
+        "--network",
+        "regtest",
+        "--out",
+        "bad.json",
+    ]);
+    assert!(err.contains("unknown key \"cold-z\""), "{err}");
 }

@@ -435,8 +435,13 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         )?;
     }
     if doc.id != expected {
+        let hint = if args.keys.is_none() && args.profile.is_none() {
+            "; give --keys or --profile to find a key that differs"
+        } else {
+            ""
+        };
         bail!(
-            "policy id {} is not the approved {expected}: the document differs from the one registered (descriptor hash {})",
+            "policy id {} is not the approved {expected}: the document differs from the one registered (descriptor hash {}){hint}",
             doc.id,
             descriptor_hash(&doc)
         );
