@@ -226,3 +226,78 @@ proptest! {
         }
     }
 }
+
+prop_compose! {
+    /// A fixture PSBT with hostile edits: amounts, version, locktime, sequences, a dropped
+    /// previous transaction, a script swapped.
+    fn hostile_psbt()(
+        which in 0usize..2,
+        value in proptest::option::of((0usize..3, 0u64..300_000)),
+        version in proptest::option::of(-2i32..5),
+        lock in proptest::option::of(any::<u32>()),
+        sequence in proptest::option::of(any::<u32>()),
+        drop_prev in any::<bool>(),
+        swap_script in proptest::option::of(0usize..3),
+    ) -> Psbt {
+        let mut psbt = hostile_fixtures()[which].clone();
+        let outputs = psbt.unsigned_tx.output.len();
+        if let Some((i, v)) = value {
+            psbt.unsigned_tx.output[i % outputs].value = Amount::from_sat(v);
+        }
+        if let Some(v) = version {
+            psbt.unsigned_tx.version = bitcoin::transaction::Version(v);
+        }
+        if let Some(l) = lock {
+            psbt.unsigned_tx.lock_time = bitcoin::absolute::LockTime::from_consensus(l);
+        }
+        if let Some(s) = sequence {
+            psbt.unsigned_tx.input[0].sequence = bitcoin::Sequence(s);
+        }
+        if drop_prev {
+            psbt.inputs[0].non_witness_utxo = None;
+        }
+        if let Some(i) = swap_script {
+            psbt.unsigned_tx.output[i % outputs].script_pubkey = external_script();
+        }
+        psbt
+    }
+}
+
+fn hostile_fixtures() -> &'static Vec<Psbt> {
+    static F: OnceLock<Vec<Psbt>> = OnceLock::new();
+    F.get_or_init(|| {
+        let (policy, _) = fixtures();
+        let mut wallet = wallet_for(policy);
+        fund(&mut wallet, 100_000);
+        fund(&mut wallet, 200_000);
+        vec![
+            build_psbt(&mut wallet, 30_000),
+            build_psbt(&mut wallet, 250_000),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the PSBT holds, evaluation does not panic, and a PSBT with any finding is
+    /// refused whatever the approvals.
+    #[test]
+    fn a_psbt_with_findings_is_always_refused(
+        psbt in hostile_psbt(),
+        rules in rules_strategy(),
+        ctx in ctx_strategy(),
+    ) {
+        let (policy, _) = fixtures();
+        let doc = policy.clone().with_rules(rules).unwrap();
+        let a = analyze(&doc, &psbt);
+        let e = evaluate(&CompiledRules::new(&doc).unwrap(), &a, &ctx).unwrap();
+        if !a.is_clean() {
+            prop_assert_eq!(e.decision, Decision::Refuse, "{}", a);
+        }
+        // Nothing leaves unproven: an allowed request always knows what it spends.
+        if e.decision == Decision::Allow {
+            prop_assert!(e.leaving.is_some() && a.fee.is_some() && a.signed_vsize.is_some());
+        }
+    }
+}
