@@ -301,3 +301,83 @@ proptest! {
         }
     }
 }
+
+/// Applies tightening edits only: lower or new caps, fewer allowlist entries, more approvals.
+fn tighten(mut r: Rules, edits: &[(usize, u64)]) -> Rules {
+    for &(which, by) in edits {
+        match which {
+            0 => {
+                r.max_per_tx_sat = Some(Amount::from_sat(
+                    r.max_per_tx_sat
+                        .map_or(400_000, |a| a.to_sat())
+                        .saturating_sub(by),
+                ))
+            }
+            1 => {
+                let v = r.velocity.first().map_or(400_000, |w| w.max_sat.to_sat());
+                r.velocity = vec![VelocityWindow {
+                    window_secs: 3600,
+                    max_sat: Amount::from_sat(v.saturating_sub(by)),
+                }];
+            }
+            2 => {
+                r.fee.max_absolute_sat = Some(Amount::from_sat(
+                    r.fee
+                        .max_absolute_sat
+                        .map_or(50_000, |a| a.to_sat())
+                        .saturating_sub(by),
+                ))
+            }
+            3 => {
+                r.fee.max_rate_sat_vb =
+                    Some(r.fee.max_rate_sat_vb.unwrap_or(100).saturating_sub(by % 50))
+            }
+            4 => match &mut r.allowlist {
+                None => r.allowlist = Some(candidates()[..2].to_vec()),
+                Some(list) => {
+                    list.pop();
+                }
+            },
+            5 => {
+                if let Some(q) = &mut r.approvals {
+                    for t in &mut q.tiers {
+                        t.required = (t.required + 1).min(3);
+                    }
+                }
+            }
+            _ => {
+                r.change_max_distance = Some(
+                    r.change_max_distance
+                        .unwrap_or(1_000)
+                        .saturating_sub((by % 3) as u32),
+                )
+            }
+        }
+    }
+    r
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Tightening edits are classified as such, and never admit more.
+    #[test]
+    fn tightening_edits_are_tightenings_and_never_admit_more(
+        old in rules_strategy(),
+        edits in proptest::collection::vec((0usize..7, 0u64..200_000), 1..4),
+        ctx in ctx_strategy(),
+    ) {
+        let new = tighten(old.clone(), &edits);
+        let comparison = compare_rules("cold", &old, &new);
+        prop_assert!(!comparison.is_loosening(), "{:?}", comparison.changes);
+        let before = decisions(&old, &ctx);
+        let after = decisions(&new, &ctx);
+        for (b, a) in before.iter().zip(&after) {
+            prop_assert!(a >= b, "{:?} admitted more: {b} -> {a}", comparison.changes);
+        }
+        // And the way back is a loosening whenever anything changed.
+        if !comparison.is_unchanged() {
+            prop_assert!(compare_rules("cold", &new, &old).is_loosening());
+        }
+    }
+}
