@@ -162,9 +162,10 @@ fn an_officer_creates_a_key_reviews_approves_and_revokes_from_the_command_line()
             text(&confirmed)
         );
         assert_eq!(s.hsm.sign_calls(), 0);
-        // Again with --yes: the service refuses a second approval by the same officer.
+        // Again with --yes and another expiry (the same second and expiry would be the very
+        // same approval, a harmless replay): a second approval by the same officer is refused.
         let mut twice = approve.clone();
-        twice.push("--yes".into());
+        twice.extend(["--yes".into(), "--ttl-secs".into(), "3600".into()]);
         let twice = run(twice, "").await.unwrap();
         assert!(!twice.status.success());
         assert!(

@@ -13,26 +13,28 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bitcoin::hashes::{Hash as _, sha256};
 use chrono::{DateTime, Utc};
-use policies::{PolicyDocument, PolicyId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+mod apply;
+
+pub use apply::settle_due_changes;
+use apply::{apply_in_tx, ready_in_tx, registered_in_tx};
+
 use super::approvals::{OfficersError, now_secs};
 use super::{ApiError, ApiJson, AppState, AuthClient, ErrorBody};
 use crate::approvals::{
-    ApprovalError, ChangeApproval, ChangeDocument, Officer, OfficerId, verify_change_approval,
+    ApprovalError, ChangeApproval, ChangeDocument, OfficerId, verify_change_approval,
 };
 use crate::audit::{self, Kind};
-use crate::store::approvals::{Stored, add_officer_in_tx, officers_in_tx, revoke_officer_in_tx};
-use crate::store::policies::PolicyState;
+use crate::store::approvals::{Stored, officers_in_tx};
 use crate::store::policy_changes::{
     ChangeRecord, ChangeStatus, NewChange, change_by_key_in_tx, counting_change_approvers_in_tx,
-    due_changes_in_tx, finish_change_in_tx, governance_in_tx, insert_change_in_tx,
-    lock_change_in_tx, store_change_approval_in_tx,
+    governance_in_tx, insert_change_in_tx, lock_change_in_tx, store_change_approval_in_tx,
 };
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{StoreError, Tx};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -141,129 +143,6 @@ async fn view_in_tx(tx: &mut Tx, record: &ChangeRecord) -> Result<ChangeView, Ap
         created_at: record.created_at,
         effective_at: record.effective_at,
     })
-}
-
-async fn registered_in_tx(
-    tx: &mut Tx,
-    id: &PolicyId,
-) -> Result<Option<(PolicyDocument, String)>, ApiError> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT document, state FROM signer_policies WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(StoreError::from)?;
-    row.map(|(text, state)| {
-        PolicyDocument::from_json(&text)
-            .map(|d| (d, state))
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    })
-    .transpose()
-}
-
-/// Applies a change whose quorum and delay are met, in `tx`; a change that can
-/// no longer apply is marked failed with the reason.
-async fn apply_in_tx(tx: &mut Tx, record: &ChangeRecord) -> Result<(), ApiError> {
-    let now = Utc::now();
-    let document = ChangeDocument::from_canonical(&record.document)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let failure = match &document {
-        ChangeDocument::Policy { document, replaces } => {
-            let mut failure = None;
-            if let Some(old) = replaces {
-                match registered_in_tx(tx, old).await? {
-                    Some((_, state)) if state == "active" => {
-                        Store::set_policy_state_in_tx(tx, &old.to_string(), PolicyState::Retired)
-                            .await?;
-                        // Clients of the policy it replaces may use the new document.
-                        sqlx::query(
-                            "UPDATE signer_clients SET policies = array_append(policies, $2) \
-                             WHERE $1 = ANY(policies) AND NOT ($2 = ANY(policies))",
-                        )
-                        .bind(old.to_string())
-                        .bind(document.id.to_string())
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                    }
-                    _ => failure = Some(format!("policy {old} is no longer active")),
-                }
-            }
-            if failure.is_none() {
-                Store::register_policy_in_tx(tx, document).await?;
-                // A document registered before (and perhaps retired) becomes active again.
-                Store::set_policy_state_in_tx(tx, &document.id.to_string(), PolicyState::Active)
-                    .await?;
-            }
-            failure
-        }
-        ChangeDocument::AddOfficer {
-            officer,
-            name,
-            client,
-        } => {
-            let officer = Officer {
-                id: *officer,
-                name: name.clone(),
-                client: client.clone(),
-                revoked: false,
-            };
-            match add_officer_in_tx(tx, &officer, Some(record.id), now).await {
-                Ok(_) => None,
-                Err(StoreError::Invalid { detail, .. }) => Some(detail),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        ChangeDocument::RevokeOfficer { officer } => {
-            revoke_officer_in_tx(tx, officer, record.id, now).await?;
-            None
-        }
-    };
-    finish_change_in_tx(tx, record.id, failure.as_deref(), now).await?;
-    audit::append_in_tx(
-        tx,
-        Kind::Policy,
-        &json!({
-            "event": if failure.is_none() { "change_effective" } else { "change_failed" },
-            "change_id": record.id.to_string(),
-            "kind": record.kind,
-            "direction": record.direction.as_str(),
-            "document_sha256": sha256::Hash::from_byte_array(record.document_sha256).to_string(),
-            "failure": failure,
-        }),
-    )
-    .await?;
-    tracing::info!(change = %record.id, kind = %record.kind, ?failure, "policy change applied");
-    Ok(())
-}
-
-/// Whether `record` may take effect now.
-async fn ready_in_tx(tx: &mut Tx, record: &ChangeRecord) -> Result<bool, ApiError> {
-    if record.status != ChangeStatus::Pending || record.not_before > Utc::now() {
-        return Ok(false);
-    }
-    if record.quorum == 0 {
-        return Ok(true);
-    }
-    let approvers = counting_change_approvers_in_tx(tx, record.id, now_secs()).await?;
-    Ok(approvers.len() >= record.quorum as usize)
-}
-
-/// Applies every pending change whose delay passed and whose quorum is met.
-///
-/// # Errors
-/// A store failure (nothing is applied then).
-pub async fn settle_due_changes(store: &Store) -> Result<usize, ApiError> {
-    let mut tx = store.begin().await?;
-    let mut applied = 0;
-    for record in due_changes_in_tx(&mut tx, Utc::now()).await? {
-        if ready_in_tx(&mut tx, &record).await? {
-            apply_in_tx(&mut tx, &record).await?;
-            applied += 1;
-        }
-    }
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(applied)
 }
 
 /// Proposes a policy change.
