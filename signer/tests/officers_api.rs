@@ -264,6 +264,30 @@ fn tightening_is_immediate_loosening_waits_for_its_delay_and_quorum() {
         return;
     };
     rt.block_on(async {
+        // A payment signed under the policy in force: its value counts in the velocity ledger.
+        let (paid, _) = s.request(&[30_000_000], 10_000_000, "paid").await;
+        let binding = s.binding(&paid).await;
+        for key in [&s.alice, &s.bob] {
+            s.post_approval(&paid, &approve_in_an_hour(key, &binding))
+                .await;
+        }
+        assert_eq!(s.binding(&paid).await["status"], "signed");
+        let signed_calls = s.hsm.sign_calls();
+        let ledger = |policy: &policies::PolicyDocument| {
+            let id = policy.id.to_string();
+            let pool = s.store.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM signer_velocity WHERE policy_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(ledger(&s.cold).await, 1);
+
         // Tightening: a per-transaction maximum where there was none. In force at once.
         let tight = s.with_max_per_tx(&s.cold, 50_000_000, 2);
         let (status, change) = s
@@ -277,6 +301,10 @@ fn tightening_is_immediate_loosening_waits_for_its_delay_and_quorum() {
         assert_eq!(change["status"], "effective", "{change}");
         assert_eq!(s.policy_state(&s.cold).await.as_deref(), Some("retired"));
         assert_eq!(s.policy_state(&tight).await.as_deref(), Some("active"));
+        // What was spent under the old document still counts under the new one: a new
+        // document id must not reset the velocity windows.
+        assert_eq!(ledger(&s.cold).await, 0);
+        assert_eq!(ledger(&tight).await, 1);
         // The same proposal again answers the same change; another body under its key is a conflict.
         let (status, again) = s
             .propose(
@@ -341,7 +369,12 @@ fn tightening_is_immediate_loosening_waits_for_its_delay_and_quorum() {
             policies.to_string().contains(&loose.id.to_string()),
             "{policies}"
         );
-        assert_eq!(s.hsm.sign_calls(), 0);
+        assert_eq!(ledger(&loose).await, 1);
+        assert_eq!(
+            s.hsm.sign_calls(),
+            signed_calls,
+            "a policy change signs nothing"
+        );
     });
 }
 

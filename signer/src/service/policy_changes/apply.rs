@@ -68,6 +68,9 @@ pub(super) async fn apply_in_tx(tx: &mut Tx, record: &ChangeRecord) -> Result<()
                 // A document registered before (and perhaps retired) becomes active again.
                 Store::set_policy_state_in_tx(tx, &document.id.to_string(), PolicyState::Active)
                     .await?;
+                if let Some(old) = replaces {
+                    carry_over_in_tx(tx, old, &document.id).await?;
+                }
             }
             failure
         }
@@ -138,4 +141,30 @@ pub async fn settle_due_changes(store: &Store) -> Result<usize, ApiError> {
     }
     tx.commit().await.map_err(StoreError::from)?;
     Ok(applied)
+}
+
+/// Moves what the old document has spent and used to its replacement: the same
+/// coins under new rules must not start with fresh velocity budget (a new
+/// document id would otherwise reset every window), nor forget the highest
+/// derivation indexes used. The old document is retired, so nothing counts twice.
+async fn carry_over_in_tx(tx: &mut Tx, old: &PolicyId, new: &PolicyId) -> Result<(), ApiError> {
+    let (old, new) = (old.to_string(), new.to_string());
+    sqlx::query("UPDATE signer_velocity SET policy_id = $2 WHERE policy_id = $1")
+        .bind(&old)
+        .bind(&new)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from)?;
+    sqlx::query(
+        "UPDATE signer_policy_state n SET \
+         highest_receive_index = GREATEST(n.highest_receive_index, o.highest_receive_index), \
+         highest_change_index = GREATEST(n.highest_change_index, o.highest_change_index) \
+         FROM signer_policy_state o WHERE o.policy_id = $1 AND n.policy_id = $2",
+    )
+    .bind(&old)
+    .bind(&new)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from)?;
+    Ok(())
 }
