@@ -4,7 +4,8 @@
 //! passphrase, or a reference to a key generated on the officer's own PKCS#11
 //! token). Review and approval talk to the service over HTTP: the base URL from
 //! `--url` / `SIGNER_URL`, the bearer token from `SIGNER_TOKEN` or the file named
-//! by `SIGNER_TOKEN_FILE` (never an argument). The passphrase comes from the
+//! by `SIGNER_TOKEN_FILE` (never an argument); `SIGNER_CA_FILE` names a PEM CA
+//! for a privately issued service certificate. The passphrase comes from the
 //! file named by `--passphrase-file` / `OFFICER_PASSPHRASE_FILE`, or a prompt.
 
 use std::io::{BufRead as _, Write as _};
@@ -277,10 +278,19 @@ struct Api {
 
 impl Api {
     fn new(server: &Server) -> anyhow::Result<Api> {
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        // A private CA for the service's certificate, when it is not publicly issued.
+        if let Some(path) = std::env::var_os("SIGNER_CA_FILE") {
+            let path = PathBuf::from(path);
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("reading SIGNER_CA_FILE {}", path.display()))?;
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+            );
+        }
         Ok(Api {
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: builder.build()?,
             base: server.url.trim_end_matches('/').to_owned(),
             token: bearer()?,
         })
