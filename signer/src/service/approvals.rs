@@ -411,11 +411,14 @@ pub(crate) async fn get_approvals(
     Path(id): Path<String>,
 ) -> Result<Json<ApprovalsView>, ApiError> {
     let request_id = parse_request_id(&id)?;
-    let mut tx = state.store().begin().await?;
-    let record = crate::store::Store::lock_request_in_tx(&mut tx, request_id)
+    // A read: the request is not locked, so a signing in progress is not held up.
+    let record = state
+        .store()
+        .request(request_id)
         .await?
         .filter(|r| client.may_use(&r.policy_id))
         .ok_or_else(|| ApiError::UnknownRequest(id.clone()))?;
+    let mut tx = state.store().begin().await?;
     let view = approvals_view_in_tx(&mut tx, &record).await?;
     drop(tx);
     Ok(Json(view))
