@@ -455,6 +455,15 @@ fn a_loosening_without_its_quorum_never_takes_effect_and_revocation_needs_the_qu
         let (status, body) = s.approve_change(&s.bob, &add).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["status"], "effective", "{body}");
+        // Erin now counts: with alice she makes the quorum carol no longer can.
+        let binding = s.binding(&request).await;
+        for key in [&erin, &s.alice] {
+            let (status, body) = s
+                .post_approval(&request, &approve_in_an_hour(key, &binding))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        assert_eq!(s.binding(&request).await["status"], "signed");
     });
 }
 
