@@ -19,11 +19,13 @@ mod support;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bitcoin::Amount;
 use bitcoin::hashes::{Hash, sha256};
 use hsm_config::softhsm::TestToken;
 use signer::{Hsm, SignRequest};
-use system_tests::custody::open_hsm;
+use system_tests::custody::{external_destination, open_hsm};
 use system_tests::process::with_private_softhsm;
+use system_tests::wallet::{PolicyWallet, SpendPath};
 
 const MEASURE: Duration = Duration::from_secs(4);
 const SESSIONS: usize = 2;
@@ -47,7 +49,13 @@ fn main() -> ExitCode {
     }));
     println!("service bench: hot policy, {SESSIONS} HSM sessions, one client, sequential requests");
     for inputs in [1usize, 50] {
-        let (_wallet, psbt) = support::payment(&service.hot, &vec![60_000; inputs], 20_000);
+        let mut wallet = PolicyWallet::new(&service.hot).unwrap();
+        wallet
+            .fund(&vec![Amount::from_sat(60_000); inputs])
+            .unwrap();
+        let psbt = wallet
+            .drain(external_destination(4), SpendPath::Hsm)
+            .unwrap();
         assert_eq!(psbt.inputs.len(), inputs);
         let batch: Vec<SignRequest> = (0..inputs)
             .map(|i| SignRequest {
@@ -82,5 +90,20 @@ fn main() -> ExitCode {
             api_rate / raw_rate,
         );
     }
+    // What one audit-anchor write costs (a token object created, the old one destroyed).
+    let head = rt.block_on(signer::audit::head(&service.store)).unwrap();
+    let writes = 50u32;
+    let t = Instant::now();
+    for i in 0..writes {
+        let next = signer::audit::Head {
+            seq: head.seq + 1 + i64::from(i),
+            hash: head.hash,
+        };
+        rt.block_on(service.hsm.write_anchor(next)).unwrap();
+    }
+    println!(
+        "anchor write: {:.2} ms each ({writes} writes)",
+        t.elapsed().as_secs_f64() * 1000.0 / f64::from(writes)
+    );
     ExitCode::SUCCESS
 }
