@@ -29,6 +29,7 @@ use system_tests::wallet::{PolicyWallet, SpendPath};
 
 const MEASURE: Duration = Duration::from_secs(4);
 const SESSIONS: usize = 2;
+const CONCURRENT: usize = 4;
 
 fn main() -> ExitCode {
     match with_private_softhsm(None) {
@@ -80,6 +81,52 @@ fn main() -> ExitCode {
             assert_eq!(body["status"], "signed", "{body}");
             rounds += 1;
         }
+        // The same with CONCURRENT requests in flight per round: they share the
+        // policy's row lock, the audit head and the anchor writes.
+        let (mut api_c, mut hsm_c, mut rounds_c) = (Duration::ZERO, Duration::ZERO, 0u32);
+        let start = Instant::now();
+        while start.elapsed() < MEASURE {
+            let t = Instant::now();
+            for _ in 0..CONCURRENT {
+                raw.sign_digests(&batch).unwrap();
+            }
+            hsm_c += t.elapsed();
+            let t = Instant::now();
+            let answers = rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for c in 0..CONCURRENT {
+                    let app = service.app.clone();
+                    let token = service.client.clone();
+                    let body = serde_json::json!({"policy_id": service.hot.id.to_string(),
+                        "psbt": psbt.to_string(), "purpose": "bench",
+                        "idempotency_key": format!("c-{inputs}-{rounds_c}-{c}")})
+                    .to_string();
+                    set.spawn(async move {
+                        support::call(
+                            &app,
+                            "POST",
+                            "/v1/signing-requests",
+                            Some(&token),
+                            Some(body),
+                        )
+                        .await
+                    });
+                }
+                set.join_all().await
+            });
+            api_c += t.elapsed();
+            for (_, body) in &answers {
+                assert_eq!(body["status"], "signed", "{body}");
+            }
+            rounds_c += 1;
+        }
+        let n = f64::from(rounds_c * CONCURRENT as u32);
+        println!(
+            "{inputs:>2} input(s), {CONCURRENT} at once: API {:8.1} requests/s, raw HSM {:8.1} batches/s, ratio {:.2}x",
+            n / api_c.as_secs_f64(),
+            n / hsm_c.as_secs_f64(),
+            hsm_c.as_secs_f64() / api_c.as_secs_f64(),
+        );
         let api_rate = f64::from(rounds) / api.as_secs_f64();
         let raw_rate = f64::from(rounds) / hsm.as_secs_f64();
         println!(
