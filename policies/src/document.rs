@@ -23,6 +23,9 @@ pub enum PolicyError {
     /// The template does not compile.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// The rules section is invalid for this policy.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
     /// A listed HSM key is invalid.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -190,10 +193,7 @@ impl<'de> Deserialize<'de> for PolicyId {
     }
 }
 
-/// Rules applied by the signer on top of the policy (none yet).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rules {}
+pub use crate::rules::Rules;
 
 /// A named, versioned policy: its descriptors, keys and rules, identified by a content hash.
 ///
@@ -318,6 +318,18 @@ impl PolicyDocument {
         Ok(doc)
     }
 
+    /// The same policy with other rules: a new document with a new id.
+    ///
+    /// # Errors
+    /// [`PolicyError::Rules`] if the rules do not fit the policy, or any other check of
+    /// [`PolicyDocument::verify`].
+    pub fn with_rules(mut self, rules: Rules) -> Result<PolicyDocument, PolicyError> {
+        self.rules = rules;
+        self.id = self.compute_id()?;
+        self.verify()?;
+        Ok(self)
+    }
+
     /// Reads a document from JSON and verifies it (see [`PolicyDocument::verify`]).
     ///
     /// # Errors
@@ -399,6 +411,7 @@ impl PolicyDocument {
         for keychain in [Keychain::Receive, Keychain::Change] {
             self.check_descriptor(keychain)?;
         }
+        self.rules.check(self.network, &self.template)?;
         let expected_change = self
             .descriptors
             .receive

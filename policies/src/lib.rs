@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod document;
 pub mod keys;
+pub mod rules;
 pub mod template;
 
 pub use analysis::{
@@ -11,4 +12,8 @@ pub use analysis::{
 };
 pub use document::{PolicyDocument, PolicyError, PolicyId, Rules};
 pub use keys::{HsmKey, KeyError, Keychain, RecoveryKey};
+pub use rules::{
+    CompiledRules, Context, Decision, Evaluation, OfficerId, RuleId, RuleOutcome, RulesError,
+    Status, evaluate,
+};
 pub use template::{DescriptorPair, Template, TemplateError};

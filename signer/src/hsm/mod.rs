@@ -6,6 +6,8 @@
 //! handle that signs batches: one PSBT becomes one batch, split across the
 //! sessions, so a 50-input PSBT uses every session the token allows.
 
+pub mod pool;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
