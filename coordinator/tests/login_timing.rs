@@ -31,16 +31,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::test]
 async fn unknown_and_known_identities_cost_the_same_to_refuse() {
     let t = common::ledger().await;
-    // A real but smaller cost than production's (19 MiB, 2 passes), which takes about a
-    // second per verification in an unoptimised test build: 1 MiB, 1 pass is still tens
-    // of milliseconds there, far above the look-up. The dummy follows the configured cost,
-    // whatever it is (a unit test checks its parameters against the default).
+    // Production's cost (19 MiB, 2 passes): the workspace builds argon2 optimised even in
+    // test builds, so one verification takes tens of milliseconds here as in production,
+    // far above the look-up. The dummy follows the configured cost, whatever it is (a unit
+    // test checks its parameters against the default).
     let config = BankConfig {
-        password_cost: PasswordCost {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        },
+        password_cost: PasswordCost::default(),
         ..BankConfig::default()
     };
     let notifier = Arc::new(OutboxNotifier::new(t.ledger.pool().clone()));
@@ -50,11 +46,10 @@ async fn unknown_and_known_identities_cost_the_same_to_refuse() {
     bank.create_staff(&known, &common::pw("the right password"), StaffRole::Admin)
         .await
         .unwrap();
+    // A verified user with a password: the only kind whose hash a login checks.
     let user = common::id("alice@example.com");
     let stranger = common::id("mallory-target@example.com");
-    bank.register(&user, &common::pw("alice's password"))
-        .await
-        .unwrap();
+    common::signed_up(&bank, "alice@example.com").await;
     let wrong = Secret::new("a wrong guess");
 
     // Times one refused login.

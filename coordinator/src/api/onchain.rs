@@ -69,7 +69,7 @@ fn onchain(app: &AppState) -> Result<&Arc<OnchainConfig>, ApiError> {
 async fn own_wallet(app: &AppState, p: &Principal, wallet: WalletId) -> Result<(), ApiError> {
     let w = app
         .bank
-        .wallet(p, wallet)
+        .receiving_wallet(p, wallet)
         .await
         .map_err(|e| ApiError::from(&e))?;
     if w.currency != "BTC" {

@@ -186,6 +186,26 @@ impl Bank {
             .ok_or(BankError::NotFound { what: "wallet" })
     }
 
+    /// One of the principal's wallets, to receive into it (a deposit address or an
+    /// invoice): needs the receive scope, not read, so a receive-only key can hand out
+    /// addresses without seeing balances or history.
+    ///
+    /// # Errors
+    /// [`BankError::Forbidden`] without the receive scope; [`BankError::NotFound`] for a
+    /// wallet of another account.
+    pub async fn receiving_wallet(
+        &self,
+        principal: &Principal,
+        id: WalletId,
+    ) -> Result<WalletView, BankError> {
+        principal.require(Scope::Receive)?;
+        self.wallets_of(principal.account_id)
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or(BankError::NotFound { what: "wallet" })
+    }
+
     /// The default wallet of the account with this username (to pay it).
     ///
     /// # Errors

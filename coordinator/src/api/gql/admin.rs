@@ -280,7 +280,8 @@ impl AdminQuery {
     }
 
     /// On-chain deposits in some states (default: below the minimum, held, pending),
-    /// newest first (every staff role; our extension).
+    /// newest first, `first` of them (1 to 100, default 20; every staff role; our
+    /// extension).
     async fn on_chain_deposits(
         &self,
         ctx: &Context<'_>,

@@ -191,7 +191,8 @@ pub(crate) async fn deposits(
             DepositState::Pending,
         ],
     };
-    let limit = u32::try_from(first.unwrap_or(100).clamp(1, 1000)).unwrap_or(100);
+    // The page bounds of every list: the document guard prices a list by them.
+    let limit = super::types::page_size(first, None, None)?;
     let found = app
         .deposits
         .for_operators(&states, limit)
