@@ -23,7 +23,8 @@ use crate::api::errors::ApiError;
 
 /// Fields that return a page of a list: without `first` they return [`DEFAULT_PAGE`]
 /// items. A unit test checks that every field of both schemas taking `first` is here.
-pub(crate) const PAGED_FIELDS: &[&str] = &["transactions", "transactionsByAddress", "onChainDeposits"];
+pub(crate) const PAGED_FIELDS: &[&str] =
+    &["transactions", "transactionsByAddress", "onChainDeposits"];
 
 /// Who may introspect a schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
