@@ -194,7 +194,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let email = "satoshi@example.com";
     api.gql(
         "mutation($i: UserRegisterInput!) { userRegister(input: $i) { success errors { message } } }",
-        json!({ "i": { "email": email, "password": "correct horse battery" } }),
+        json!({ "i": { "email": email } }),
     )
     .await?;
     let pool = db.pool(1).await?;
@@ -212,7 +212,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let login = api
         .gql(
             "mutation($i: UserCodeLoginInput!) { userCodeLogin(input: $i) { authToken errors { message } } }",
-            json!({ "i": { "email": email, "code": code } }),
+            // The password is set with the first confirmation: only the identity's
+            // proven owner may choose it.
+            json!({ "i": { "email": email, "code": code, "password": "correct horse battery" } }),
         )
         .await?;
     let token = login["userCodeLogin"]["authToken"]
