@@ -196,6 +196,23 @@ async fn the_domain_holds_the_rule_too() {
             placed_by: "compliance"
         })
     ));
+    // Nor does the owner end the review by closing the account (closing is final).
+    assert!(matches!(
+        b.set_status(
+            Actor::User(alice.principal.user_id),
+            alice.account,
+            AccountStatus::Closed,
+            "leaving"
+        )
+        .await,
+        Err(BankError::LockHeld {
+            placed_by: "compliance"
+        })
+    ));
+    assert_eq!(
+        b.lock_holder(alice.account).await.unwrap().as_deref(),
+        Some("compliance")
+    );
     // A lock the system placed is for compliance (or an admin) to lift.
     b.staff_set_status(&compliance, alice.account, AccountStatus::Active, "cleared")
         .await

@@ -224,7 +224,8 @@ impl Bank {
 
     /// Changes an account's status and records who, when, why and in which role. CLOSED
     /// is final; only staff may unlock, and only the role that placed the lock or an
-    /// admin (see [`may_lift`]). A staff actor's role is read from the database in the
+    /// admin (see [`may_lift`]); a user may close a locked account only if the user
+    /// placed the lock. A staff actor's role is read from the database in the
     /// same transaction, so a role changed since login counts as it is now.
     ///
     /// # Errors
@@ -276,6 +277,11 @@ impl Bank {
             (current, status, staff_role)
         {
             may_lift(locked_by.as_deref().unwrap_or("admin"), staff.as_str())?;
+        }
+        // A user may close their own account, but not one that staff or the system
+        // locked: closing is final, so it would end a review no one else could reopen.
+        if let (AccountStatus::Locked, Actor::User(_)) = (current, actor) {
+            may_lift(locked_by.as_deref().unwrap_or("admin"), "user")?;
         }
         let holder = (status == AccountStatus::Locked).then_some(role);
         sqlx::query("UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3")
@@ -425,9 +431,9 @@ impl Bank {
     }
 }
 
-/// Whether a staff member in `role` may lift a lock placed by `placed_by`: an admin
-/// always; the role that placed it; any staff member who may unlock for a lock the user
-/// placed on their own account; compliance for a lock the system placed.
+/// Whether a staff member in `role` (or `"user"`, the owner closing the account) may lift a
+/// lock placed by `placed_by`: an admin always; the role that placed it; anyone for a lock
+/// the user placed on their own account; compliance for a lock the system placed.
 ///
 /// # Errors
 /// [`BankError::LockHeld`].
