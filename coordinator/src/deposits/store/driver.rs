@@ -1,320 +1,19 @@
-//! The deposits domain's tables (migration 0013): reads, the driver's fenced writes, and
-//! the operators' alert resolutions.
+//! The deposit driver's writes: its lease, every write fenced by it, its block checkpoint,
+//! deposits seen, unwound by a reorg, and settled.
 
 use bdk_wallet::bitcoin::hashes::Hash;
 use bdk_wallet::bitcoin::{BlockHash, OutPoint, Txid};
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use super::{AlertResolution, Deposit, DepositAlert, DepositError, DepositState};
+use super::{DEPOSIT_COLUMNS, corrupt, deposit_from_row, outpoint_arrays, txid_from};
 use crate::amount::Sats;
 use crate::chain::BlockId;
-use crate::ids::{AccountId, TransactionId, WalletId};
-use crate::ledger::{Ledger, LedgerError, Posting, system};
-
-const DEPOSIT_COLUMNS: &str = "d.id, d.txid, d.vout, d.wallet_id, d.account_id, d.address, \
-     d.amount_sat, d.state, d.block_height, d.ledger_transaction_id, d.seen_at, d.settled_at";
-
-fn corrupt(e: impl std::fmt::Display) -> DepositError {
-    DepositError::Corrupt(e.to_string())
-}
-
-pub(super) fn txid_from(bytes: &[u8]) -> Result<Txid, DepositError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(corrupt)?;
-    Ok(Txid::from_byte_array(arr))
-}
-
-pub(super) fn deposit_from_row(r: &PgRow) -> Result<Deposit, DepositError> {
-    let txid: Vec<u8> = r.try_get(1)?;
-    let vout: i32 = r.try_get(2)?;
-    let amount: i64 = r.try_get(6)?;
-    let state: String = r.try_get(7)?;
-    let height: Option<i32> = r.try_get(8)?;
-    let ltx: Option<Uuid> = r.try_get(9)?;
-    Ok(Deposit {
-        id: r.try_get(0)?,
-        outpoint: OutPoint {
-            txid: txid_from(&txid)?,
-            vout: u32::try_from(vout).map_err(corrupt)?,
-        },
-        wallet_id: WalletId::from_uuid(r.try_get(3)?),
-        account_id: AccountId::from_uuid(r.try_get(4)?),
-        address: r.try_get(5)?,
-        amount: Sats::new(u64::try_from(amount).map_err(corrupt)?).map_err(corrupt)?,
-        state: DepositState::parse(&state)?,
-        block_height: height.map(u32::try_from).transpose().map_err(corrupt)?,
-        ledger_transaction_id: ltx.map(TransactionId::from_uuid),
-        seen_at: r.try_get(10)?,
-        settled_at: r.try_get(11)?,
-    })
-}
-
-fn state_strings(states: &[DepositState]) -> Vec<String> {
-    states.iter().map(|s| s.as_str().to_owned()).collect()
-}
-
-/// A wallet's deposits, newest first, optionally to one address and in some states
-/// (all states when `states` is empty).
-pub(super) async fn deposits_of_wallet(
-    pool: &PgPool,
-    wallet: WalletId,
-    address: Option<&str>,
-    states: &[DepositState],
-) -> Result<Vec<Deposit>, DepositError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS} FROM deposits d WHERE d.wallet_id = $1 \
-         AND ($2::text IS NULL OR d.address = $2) \
-         AND (cardinality($3::text[]) = 0 OR d.state = ANY($3)) \
-         ORDER BY d.seen_at DESC, d.id DESC LIMIT 1000"
-    ))
-    .bind(wallet.as_uuid())
-    .bind(address)
-    .bind(state_strings(states))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(deposit_from_row).collect()
-}
-
-pub(super) async fn deposit_by_outpoint(
-    pool: &PgPool,
-    outpoint: &OutPoint,
-) -> Result<Option<Deposit>, DepositError> {
-    Ok(deposits_by_outpoints(pool, std::slice::from_ref(outpoint))
-        .await?
-        .pop())
-}
-
-pub(super) async fn deposits_by_outpoints(
-    pool: &PgPool,
-    outpoints: &[OutPoint],
-) -> Result<Vec<Deposit>, DepositError> {
-    if outpoints.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (txids, vouts) = outpoint_arrays(outpoints);
-    let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS} FROM deposits d \
-         JOIN unnest($1::bytea[], $2::int4[]) AS o(txid, vout) \
-           ON d.txid = o.txid AND d.vout = o.vout"
-    ))
-    .bind(txids)
-    .bind(vouts)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(deposit_from_row).collect()
-}
-
-pub(super) async fn deposit_by_id(
-    pool: &PgPool,
-    id: Uuid,
-) -> Result<Option<Deposit>, DepositError> {
-    let row = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS} FROM deposits d WHERE d.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(deposit_from_row).transpose()
-}
-
-pub(super) async fn deposit_by_ledger_transaction(
-    pool: &PgPool,
-    transaction: TransactionId,
-) -> Result<Option<Deposit>, DepositError> {
-    let row = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS} FROM deposits d WHERE d.ledger_transaction_id = $1"
-    ))
-    .bind(transaction.as_uuid())
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(deposit_from_row).transpose()
-}
-
-pub(super) fn outpoint_arrays(outpoints: &[OutPoint]) -> (Vec<Vec<u8>>, Vec<i32>) {
-    outpoints
-        .iter()
-        .map(|o| {
-            (
-                o.txid.to_byte_array().to_vec(),
-                // Output indexes are far below i32::MAX in any valid transaction.
-                i32::try_from(o.vout).unwrap_or(i32::MAX),
-            )
-        })
-        .unzip()
-}
-
-pub(super) async fn deposits_in_states(
-    pool: &PgPool,
-    states: &[DepositState],
-    limit: u32,
-) -> Result<Vec<Deposit>, DepositError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS} FROM deposits d WHERE d.state = ANY($1) \
-         ORDER BY d.seen_at DESC, d.id DESC LIMIT $2"
-    ))
-    .bind(state_strings(states))
-    .bind(i64::from(limit.clamp(1, 1000)))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(deposit_from_row).collect()
-}
-
-pub(super) async fn settled_total(pool: &PgPool) -> Result<Sats, DepositError> {
-    let total: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(amount_sat), 0)::int8 FROM deposits WHERE state = 'SETTLED'",
-    )
-    .fetch_one(pool)
-    .await?;
-    Sats::new(u64::try_from(total).map_err(corrupt)?).map_err(corrupt)
-}
-
-// ---- alerts ------------------------------------------------------------------------------
-
-pub(super) async fn alerts(
-    pool: &PgPool,
-    open_only: bool,
-    id: Option<Uuid>,
-) -> Result<Vec<DepositAlert>, DepositError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS}, a.id, a.kind, a.block_height, a.created_at, a.resolution, \
-                a.resolved_by, a.resolution_reason, a.reversal_transaction_id \
-         FROM deposit_alerts a JOIN deposits d ON d.id = a.deposit_id \
-         WHERE (NOT $1 OR a.resolution IS NULL) AND ($2::uuid IS NULL OR a.id = $2) \
-         ORDER BY a.created_at, a.id LIMIT 1000"
-    ))
-    .bind(open_only)
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let resolution: Option<String> = r.try_get(16)?;
-            let height: i32 = r.try_get(14)?;
-            let reversal: Option<Uuid> = r.try_get(19)?;
-            Ok(DepositAlert {
-                deposit: deposit_from_row(r)?,
-                id: r.try_get(12)?,
-                kind: r.try_get(13)?,
-                block_height: u32::try_from(height).map_err(corrupt)?,
-                created_at: r.try_get(15)?,
-                resolution: match resolution.as_deref() {
-                    None => None,
-                    Some("REVERSED") => Some(AlertResolution::Reversed),
-                    Some("DISMISSED") => Some(AlertResolution::Dismissed),
-                    Some(other) => return Err(corrupt(format!("alert resolution {other:?}"))),
-                },
-                resolved_by: r.try_get(17)?,
-                resolution_reason: r.try_get(18)?,
-                reversal_transaction_id: reversal.map(TransactionId::from_uuid),
-            })
-        })
-        .collect()
-}
-
-async fn alert(pool: &PgPool, id: Uuid) -> Result<DepositAlert, DepositError> {
-    alerts(pool, false, Some(id))
-        .await?
-        .pop()
-        .ok_or(DepositError::NotFound { what: "alert" })
-}
-
-pub(super) async fn reverse(
-    pool: &PgPool,
-    ledger: &Ledger,
-    id: Uuid,
-    actor: &str,
-    reason: &str,
-) -> Result<DepositAlert, DepositError> {
-    let a = alert(pool, id).await?;
-    match a.resolution {
-        Some(AlertResolution::Reversed) => return Ok(a),
-        Some(AlertResolution::Dismissed) => {
-            return Err(DepositError::AlreadyResolved {
-                alert: id,
-                resolution: "DISMISSED".into(),
-            });
-        }
-        None => {}
-    }
-    let d = &a.deposit;
-    let posting = Posting::transfer(
-        system::MAIN_JOURNAL,
-        super::reversal_external_id(&d.outpoint),
-        crate::bank::Bank::ledger_account(d.wallet_id),
-        system::BANK_ONCHAIN,
-        d.amount.to_msats(),
-        format!("reversal of on-chain deposit {} (reorg)", d.outpoint),
-    )
-    .map_err(|e| DepositError::Ledger(LedgerError::from(e)))?;
-    // Idempotent by external id: a crash after posting posts again and gets the original.
-    let posted = ledger.post(posting).await?;
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE deposit_alerts SET resolution = 'REVERSED', resolved_by = $2, \
-         resolution_reason = $3, resolved_at = now(), reversal_transaction_id = $4 \
-         WHERE id = $1 AND resolution IS NULL",
-    )
-    .bind(id)
-    .bind(actor)
-    .bind(reason)
-    .bind(posted.id.as_uuid())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        sqlx::query(
-            "UPDATE deposits SET state = 'REVERSED', updated_at = now() \
-             WHERE id = $1 AND state = 'SETTLED'",
-        )
-        .bind(d.id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    alert(pool, id).await
-}
-
-pub(super) async fn dismiss(
-    pool: &PgPool,
-    id: Uuid,
-    actor: &str,
-    reason: &str,
-) -> Result<DepositAlert, DepositError> {
-    let a = alert(pool, id).await?;
-    match a.resolution {
-        Some(AlertResolution::Dismissed) => return Ok(a),
-        Some(AlertResolution::Reversed) => {
-            return Err(DepositError::AlreadyResolved {
-                alert: id,
-                resolution: "REVERSED".into(),
-            });
-        }
-        None => {}
-    }
-    sqlx::query(
-        "UPDATE deposit_alerts SET resolution = 'DISMISSED', resolved_by = $2, \
-         resolution_reason = $3, resolved_at = now() WHERE id = $1 AND resolution IS NULL",
-    )
-    .bind(id)
-    .bind(actor)
-    .bind(reason)
-    .execute(pool)
-    .await?;
-    let a = alert(pool, id).await?;
-    if a.resolution == Some(AlertResolution::Reversed) {
-        return Err(DepositError::AlreadyResolved {
-            alert: id,
-            resolution: "REVERSED".into(),
-        });
-    }
-    Ok(a)
-}
-
-// ---- the driver's writes -----------------------------------------------------------------
+use crate::deposits::{Deposit, DepositError, DepositState};
+use crate::ids::TransactionId;
 
 /// Takes or renews the driver's lease; false if another instance holds it.
-pub(super) async fn claim_lease(
+pub(in crate::deposits) async fn claim_lease(
     pool: &PgPool,
     holder: Uuid,
     ttl: std::time::Duration,
@@ -334,7 +33,10 @@ pub(super) async fn claim_lease(
 }
 
 /// Gives the lease up (a clean stop), so another instance need not wait for it to expire.
-pub(super) async fn release_lease(pool: &PgPool, holder: Uuid) -> Result<(), DepositError> {
+pub(in crate::deposits) async fn release_lease(
+    pool: &PgPool,
+    holder: Uuid,
+) -> Result<(), DepositError> {
     sqlx::query(
         "UPDATE deposit_driver SET holder = NULL, lease_until = '-infinity', updated_at = now() \
          WHERE id = 1 AND holder = $1",
@@ -347,7 +49,7 @@ pub(super) async fn release_lease(pool: &PgPool, holder: Uuid) -> Result<(), Dep
 
 /// Begins a driver write: locks the lease row and checks this instance still holds it, so
 /// an instance that lost the lease (paused past its expiry) writes nothing.
-pub(super) async fn fenced(
+pub(in crate::deposits) async fn fenced(
     pool: &PgPool,
     holder: Uuid,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, DepositError> {
@@ -368,7 +70,9 @@ pub(super) async fn fenced(
 /// The driver's checkpoint: its last 100 processed blocks, then blocks at doubling
 /// distances down to the first (as Bitcoin's block locators), so a reorg deeper than 100
 /// blocks still finds its fork point; and where to start without any.
-pub(super) async fn checkpoint(pool: &PgPool) -> Result<(Vec<BlockId>, u32), DepositError> {
+pub(in crate::deposits) async fn checkpoint(
+    pool: &PgPool,
+) -> Result<(Vec<BlockId>, u32), DepositError> {
     let top: Option<i32> = sqlx::query_scalar("SELECT max(height) FROM deposit_blocks")
         .fetch_one(pool)
         .await?;
@@ -423,7 +127,7 @@ pub async fn set_start_height(pool: &PgPool, height: u32) -> Result<(), DepositE
 
 /// What a disconnected block did to deposits.
 #[derive(Debug, Default)]
-pub(super) struct Unwound {
+pub(in crate::deposits) struct Unwound {
     /// Settled deposits that lost their block: alerts raised.
     pub alerts: usize,
     /// Pending deposits back to unconfirmed.
@@ -433,7 +137,7 @@ pub(super) struct Unwound {
 /// Undoes every processed block above `fork` (the highest block still in the best chain):
 /// their deposits lose their block; settled ones raise an alert (once per deposit and
 /// block). The locator names only some of the processed blocks, so this goes by height.
-pub(super) async fn disconnect_above(
+pub(in crate::deposits) async fn disconnect_above(
     conn: &mut PgConnection,
     fork: i64,
 ) -> Result<Unwound, DepositError> {
@@ -491,7 +195,10 @@ pub(super) async fn disconnect_above(
 }
 
 /// Records a processed block in the checkpoint.
-pub(super) async fn add_block(conn: &mut PgConnection, block: BlockId) -> Result<(), DepositError> {
+pub(in crate::deposits) async fn add_block(
+    conn: &mut PgConnection,
+    block: BlockId,
+) -> Result<(), DepositError> {
     // A block at a height we still hold (possible only if a disconnect was missed) replaces it.
     sqlx::query(
         "INSERT INTO deposit_blocks (height, hash) VALUES ($1, $2) \
@@ -508,15 +215,15 @@ pub(super) async fn add_block(conn: &mut PgConnection, block: BlockId) -> Result
 
 /// One output paying one of our scripts.
 #[derive(Clone, Debug)]
-pub(super) struct Seen {
+pub(in crate::deposits) struct Seen {
     pub outpoint: OutPoint,
-    pub owner: super::ScriptOwner,
+    pub owner: crate::deposits::ScriptOwner,
     pub amount: Sats,
 }
 
 /// Records outputs seen in the mempool (`block` None) or in a block; returns how many
 /// became pending now (new, or back from REMOVED), which are announced to `myUpdates`.
-pub(super) async fn record_seen(
+pub(in crate::deposits) async fn record_seen(
     conn: &mut PgConnection,
     seen: &[Seen],
     block: Option<BlockId>,
@@ -595,7 +302,9 @@ pub(super) async fn record_seen(
 }
 
 /// Unconfirmed pending deposits' txids (to notice those that leave the mempool).
-pub(super) async fn unconfirmed_pending(pool: &PgPool) -> Result<Vec<Txid>, DepositError> {
+pub(in crate::deposits) async fn unconfirmed_pending(
+    pool: &PgPool,
+) -> Result<Vec<Txid>, DepositError> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT DISTINCT txid FROM deposits WHERE state = 'PENDING' AND block_hash IS NULL",
     )
@@ -606,7 +315,7 @@ pub(super) async fn unconfirmed_pending(pool: &PgPool) -> Result<Vec<Txid>, Depo
 
 /// Marks the unconfirmed pending deposits of these transactions REMOVED (their pending
 /// credit goes away) and announces it.
-pub(super) async fn mark_removed(
+pub(in crate::deposits) async fn mark_removed(
     conn: &mut PgConnection,
     txids: &[Txid],
 ) -> Result<usize, DepositError> {
@@ -628,13 +337,13 @@ pub(super) async fn mark_removed(
 
 /// A deposit with enough confirmations, and its account's status.
 #[derive(Debug)]
-pub(super) struct Due {
+pub(in crate::deposits) struct Due {
     pub deposit: Deposit,
     pub account_status: String,
 }
 
 /// Pending deposits with at least `confirmations` at `tip`.
-pub(super) async fn due(
+pub(in crate::deposits) async fn due(
     pool: &PgPool,
     tip: u32,
     confirmations: u32,
@@ -662,7 +371,7 @@ pub(super) async fn due(
 
 /// Records a credit (or a hold) of a pending deposit that is still confirmed deep enough.
 /// False if it changed meanwhile (then the credit, if posted, is found again next time).
-pub(super) async fn finish(
+pub(in crate::deposits) async fn finish(
     conn: &mut PgConnection,
     deposit: Uuid,
     state: DepositState,
@@ -689,7 +398,7 @@ pub(super) async fn finish(
 
 /// Records the credits of pending deposits (deposit id, ledger transaction) and announces
 /// them; returns how many changed (a deposit that left PENDING meanwhile is left alone).
-pub(super) async fn finish_settled(
+pub(in crate::deposits) async fn finish_settled(
     conn: &mut PgConnection,
     credited: &[(Uuid, TransactionId)],
 ) -> Result<usize, DepositError> {

@@ -1,0 +1,150 @@
+//! Compliance alerts of reorgs after settlement, and the operators' resolutions: reverse
+//! the credit (one ledger transaction, idempotent) or dismiss.
+
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{DEPOSIT_COLUMNS, corrupt, deposit_from_row};
+use crate::deposits::{AlertResolution, DepositAlert, DepositError};
+use crate::ids::TransactionId;
+use crate::ledger::{Ledger, LedgerError, Posting, system};
+
+pub(in crate::deposits) async fn alerts(
+    pool: &PgPool,
+    open_only: bool,
+    id: Option<Uuid>,
+) -> Result<Vec<DepositAlert>, DepositError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DEPOSIT_COLUMNS}, a.id, a.kind, a.block_height, a.created_at, a.resolution, \
+                a.resolved_by, a.resolution_reason, a.reversal_transaction_id \
+         FROM deposit_alerts a JOIN deposits d ON d.id = a.deposit_id \
+         WHERE (NOT $1 OR a.resolution IS NULL) AND ($2::uuid IS NULL OR a.id = $2) \
+         ORDER BY a.created_at, a.id LIMIT 1000"
+    ))
+    .bind(open_only)
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let resolution: Option<String> = r.try_get(16)?;
+            let height: i32 = r.try_get(14)?;
+            let reversal: Option<Uuid> = r.try_get(19)?;
+            Ok(DepositAlert {
+                deposit: deposit_from_row(r)?,
+                id: r.try_get(12)?,
+                kind: r.try_get(13)?,
+                block_height: u32::try_from(height).map_err(corrupt)?,
+                created_at: r.try_get(15)?,
+                resolution: match resolution.as_deref() {
+                    None => None,
+                    Some("REVERSED") => Some(AlertResolution::Reversed),
+                    Some("DISMISSED") => Some(AlertResolution::Dismissed),
+                    Some(other) => return Err(corrupt(format!("alert resolution {other:?}"))),
+                },
+                resolved_by: r.try_get(17)?,
+                resolution_reason: r.try_get(18)?,
+                reversal_transaction_id: reversal.map(TransactionId::from_uuid),
+            })
+        })
+        .collect()
+}
+
+async fn alert(pool: &PgPool, id: Uuid) -> Result<DepositAlert, DepositError> {
+    alerts(pool, false, Some(id))
+        .await?
+        .pop()
+        .ok_or(DepositError::NotFound { what: "alert" })
+}
+
+pub(in crate::deposits) async fn reverse(
+    pool: &PgPool,
+    ledger: &Ledger,
+    id: Uuid,
+    actor: &str,
+    reason: &str,
+) -> Result<DepositAlert, DepositError> {
+    let a = alert(pool, id).await?;
+    match a.resolution {
+        Some(AlertResolution::Reversed) => return Ok(a),
+        Some(AlertResolution::Dismissed) => {
+            return Err(DepositError::AlreadyResolved {
+                alert: id,
+                resolution: "DISMISSED".into(),
+            });
+        }
+        None => {}
+    }
+    let d = &a.deposit;
+    let posting = Posting::transfer(
+        system::MAIN_JOURNAL,
+        crate::deposits::reversal_external_id(&d.outpoint),
+        crate::bank::Bank::ledger_account(d.wallet_id),
+        system::BANK_ONCHAIN,
+        d.amount.to_msats(),
+        format!("reversal of on-chain deposit {} (reorg)", d.outpoint),
+    )
+    .map_err(|e| DepositError::Ledger(LedgerError::from(e)))?;
+    // Idempotent by external id: a crash after posting posts again and gets the original.
+    let posted = ledger.post(posting).await?;
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE deposit_alerts SET resolution = 'REVERSED', resolved_by = $2, \
+         resolution_reason = $3, resolved_at = now(), reversal_transaction_id = $4 \
+         WHERE id = $1 AND resolution IS NULL",
+    )
+    .bind(id)
+    .bind(actor)
+    .bind(reason)
+    .bind(posted.id.as_uuid())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        sqlx::query(
+            "UPDATE deposits SET state = 'REVERSED', updated_at = now() \
+             WHERE id = $1 AND state = 'SETTLED'",
+        )
+        .bind(d.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    alert(pool, id).await
+}
+
+pub(in crate::deposits) async fn dismiss(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+    reason: &str,
+) -> Result<DepositAlert, DepositError> {
+    let a = alert(pool, id).await?;
+    match a.resolution {
+        Some(AlertResolution::Dismissed) => return Ok(a),
+        Some(AlertResolution::Reversed) => {
+            return Err(DepositError::AlreadyResolved {
+                alert: id,
+                resolution: "REVERSED".into(),
+            });
+        }
+        None => {}
+    }
+    sqlx::query(
+        "UPDATE deposit_alerts SET resolution = 'DISMISSED', resolved_by = $2, \
+         resolution_reason = $3, resolved_at = now() WHERE id = $1 AND resolution IS NULL",
+    )
+    .bind(id)
+    .bind(actor)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    let a = alert(pool, id).await?;
+    if a.resolution == Some(AlertResolution::Reversed) {
+        return Err(DepositError::AlreadyResolved {
+            alert: id,
+            resolution: "REVERSED".into(),
+        });
+    }
+    Ok(a)
+}
