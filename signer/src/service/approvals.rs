@@ -217,7 +217,8 @@ pub struct ApprovalResult {
     pub request: SigningRequestView,
 }
 
-async fn client_name_in_tx(
+/// The name of the client that submitted `record`.
+pub(crate) async fn client_name_in_tx(
     tx: &mut Tx,
     record: &SigningRequestRecord,
 ) -> Result<String, StoreError> {

@@ -197,21 +197,35 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `head` to the HSM anchor unless a later head is anchored already.
+    /// Makes sure a head at or after `head` (a committed head) is anchored in
+    /// the HSM before the caller releases anything `head` covers.
+    ///
+    /// Group commit: the write anchors the database's current head, read once
+    /// this call holds the anchor lock, which covers every record committed so
+    /// far; requests that committed meanwhile and queued behind the lock find
+    /// their head anchored and return without a write of their own.
     ///
     /// # Errors
     /// [`ApiError::Anchor`] when the HSM cannot be written: the caller must not
-    /// release a signature then.
+    /// release a signature then; or a store failure.
     pub async fn anchor(&self, head: Head) -> Result<(), ApiError> {
         let mut anchored = self.inner.anchored.lock().await;
         if anchored.seq >= head.seq {
             return Ok(());
         }
+        // Never older than `head`: the head row only moves forward, and
+        // `head` was committed before this call.
+        let current = audit::head(self.store()).await?;
+        let write = if current.seq >= head.seq {
+            current
+        } else {
+            head
+        };
         self.hsm()
-            .write_anchor(head)
+            .write_anchor(write)
             .await
             .map_err(ApiError::Anchor)?;
-        *anchored = head;
+        *anchored = write;
         Ok(())
     }
 
