@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use policies::PolicyDocument;
+use policies::analysis::PsbtAnalysis;
 use policies::rules::CompiledRules;
 
 pub use auth::AuthClient;
@@ -44,8 +45,10 @@ pub type QuorumFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ApiError>> 
 
 /// Whether the officers' quorum has approved a request.
 ///
-/// Called by [`signing::try_complete`] with the request row locked in `tx`;
-/// an implementation reads its approvals through `tx` and must check that each
+/// Called by [`signing::try_complete`] with the request row locked in `tx`,
+/// the request's active policy and the analysis of its PSBT under it (made
+/// once by the caller: a 50-input analysis costs milliseconds); an
+/// implementation reads its approvals through `tx` and must check that each
 /// one binds the request id, the unsigned txid and the analysis hash.
 pub trait QuorumCheck: Send + Sync + 'static {
     /// True when enough valid approvals exist.
@@ -53,6 +56,8 @@ pub trait QuorumCheck: Send + Sync + 'static {
         &'a self,
         tx: &'a mut Tx,
         request: &'a SigningRequestRecord,
+        policy: &'a PolicyDocument,
+        analysis: &'a PsbtAnalysis,
     ) -> QuorumFuture<'a>;
 }
 
@@ -66,6 +71,8 @@ impl QuorumCheck for NoQuorum {
         &'a self,
         _tx: &'a mut Tx,
         _request: &'a SigningRequestRecord,
+        _policy: &'a PolicyDocument,
+        _analysis: &'a PsbtAnalysis,
     ) -> QuorumFuture<'a> {
         Box::pin(async { Ok(false) })
     }

@@ -219,7 +219,11 @@ pub async fn try_complete_in_tx(
             "the analysis changed since the request was made".into(),
         ));
     }
-    if !state.quorum().quorum_met(&mut tx, &record).await? {
+    if !state
+        .quorum()
+        .quorum_met(&mut tx, &record, &policy, &analysis)
+        .await?
+    {
         tx.commit().await.map_err(crate::store::StoreError::from)?;
         return Ok(record);
     }
