@@ -69,7 +69,28 @@ impl Signed {
 /// A [`SignError`] with a stable code. On any refusal no HSM call was made
 /// and the input PSBT is untouched.
 pub fn sign_psbt(policy: &PolicyDocument, psbt: &Psbt, hsm: &dyn Hsm) -> Result<Signed, SignError> {
-    let analysis = analyze(policy, psbt);
+    sign_analyzed(policy, psbt, analyze(policy, psbt), hsm)
+}
+
+/// As [`sign_psbt`], with `analysis` made by `policies::analysis::analyze(policy, psbt)`
+/// of these very values: the service has just analysed the request, and a 50-input
+/// analysis costs tens of milliseconds. An analysis of another policy or
+/// transaction is not used: the PSBT is analysed again then.
+///
+/// # Errors
+/// As [`sign_psbt`].
+pub fn sign_analyzed(
+    policy: &PolicyDocument,
+    psbt: &Psbt,
+    analysis: PsbtAnalysis,
+    hsm: &dyn Hsm,
+) -> Result<Signed, SignError> {
+    let analysis =
+        if analysis.policy_id == policy.id && analysis.txid == psbt.unsigned_tx.compute_txid() {
+            analysis
+        } else {
+            analyze(policy, psbt)
+        };
     if !analysis.is_clean() {
         return Err(SignError::Refused {
             findings: analysis.findings().to_vec(),

@@ -133,6 +133,65 @@ pub async fn append_in_tx(
     Ok(Head { seq, hash })
 }
 
+/// Appends `records` in order in `tx`, as [`append_in_tx`] would one by one,
+/// in three statements (the head locked, one multi-row insert, the head moved):
+/// a 50-input signing writes about 160 records. Returns the new head, or
+/// `None` when `records` is empty.
+///
+/// # Errors
+/// A database failure.
+pub async fn append_all_in_tx(
+    tx: &mut Tx,
+    records: &[(Kind, serde_json::Value)],
+) -> Result<Option<Head>, StoreError> {
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT seq, hash FROM signer_audit_head FOR UPDATE")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut head = Head {
+        seq: row.try_get("seq")?,
+        hash: to_hash(row.try_get("hash")?, "audit head")?,
+    };
+    let n = records.len();
+    let (mut seqs, mut prevs, mut kinds, mut bodies, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (kind, body) in records {
+        let seq = head.seq + 1;
+        let body = canonical_json(body);
+        let hash = record_hash(&head.hash, seq, kind.as_str(), &body);
+        seqs.push(seq);
+        prevs.push(head.hash.to_vec());
+        kinds.push(kind.as_str());
+        bodies.push(body);
+        hashes.push(hash.to_vec());
+        head = Head { seq, hash };
+    }
+    sqlx::query(
+        "INSERT INTO signer_audit (seq, prev_hash, kind, body, hash)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::TEXT[], $4::TEXT[], $5::BYTEA[])",
+    )
+    .bind(&seqs)
+    .bind(&prevs)
+    .bind(&kinds)
+    .bind(&bodies)
+    .bind(&hashes)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE signer_audit_head SET seq = $1, hash = $2")
+        .bind(head.seq)
+        .bind(head.hash.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(head))
+}
+
 fn to_hash(bytes: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt {
         what,

@@ -6,6 +6,9 @@
 //! handle that signs batches: one PSBT becomes one batch, split across the
 //! sessions, so a 50-input PSBT uses every session the token allows.
 
+mod fault;
+#[cfg(feature = "test-hooks")]
+pub mod hang;
 pub mod pool;
 
 use std::sync::Arc;

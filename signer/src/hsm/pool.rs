@@ -3,9 +3,9 @@
 //!
 //! Every call runs on a blocking thread under a tokio timeout, so a hung
 //! PKCS#11 call answers 503 to its own request and never blocks others: the
-//! handle it hung on is dropped from the pool (the stuck thread keeps its own
-//! reference and finishes or not; nothing waits for it) and the next call opens
-//! fresh sessions. After a session or token fault (`CKR_SESSION_HANDLE_INVALID`,
+//! handle it hung on is taken out of the pool (the stuck thread keeps its own
+//! reference and finishes or not; nothing waits for it; its sessions are never
+//! closed, see `State::retired`) and the next call opens fresh sessions. After a session or token fault (`CKR_SESSION_HANDLE_INVALID`,
 //! `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, a vanished key…) every handle
 //! is dropped, so the module is finalized and loaded again, which makes the
 //! module scan its tokens again: the pool recovers by itself once the HSM is back.
@@ -16,15 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcoin::Psbt;
-use cryptoki::error::RvError;
 use hsm_config::pin::UserPin;
 use hsm_config::token::{Module, TokenSession};
 use policies::PolicyDocument;
+use policies::analysis::{PsbtAnalysis, analyze};
 
+pub use super::fault::HsmFault;
+use super::fault::{classify, classify_hsm};
 use super::{Hsm, HsmError, HsmKeyInfo, Pkcs11Hsm, SignRequest};
 use crate::audit::{Head, anchor};
 use crate::error::SignError;
-use crate::sign::{Signed, sign_psbt};
+use crate::sign::{Signed, sign_analyzed};
 
 /// How the service reaches its HSM.
 #[derive(Debug, Clone)]
@@ -46,89 +48,6 @@ pub struct HsmSettings {
     pub max_pin_attempts: u32,
     /// The least time between two attempts to open the token after a failure.
     pub retry_after: Duration,
-}
-
-/// Why the HSM cannot be used now; every variant answers 503 with its reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HsmFault {
-    /// The PKCS#11 module cannot be loaded or initialised.
-    #[error("the PKCS#11 module {path} cannot be loaded: {detail}")]
-    ModuleUnloadable {
-        /// The module path.
-        path: String,
-        /// Why.
-        detail: String,
-    },
-    /// The token is not present.
-    #[error("token {token:?} is not present: {detail}")]
-    TokenMissing {
-        /// The token's label.
-        token: String,
-        /// What the module said.
-        detail: String,
-    },
-    /// The token refused the PIN.
-    #[error("token {token:?} refused the user PIN ({attempts} of {max} attempts used)")]
-    WrongPin {
-        /// The token's label.
-        token: String,
-        /// Wrong answers so far.
-        attempts: u32,
-        /// The limit.
-        max: u32,
-    },
-    /// Too many wrong PINs: no more attempts until the service restarts.
-    #[error(
-        "token {token:?} refused the user PIN {max} times: no more attempts until the service \
-         is restarted with the right PIN"
-    )]
-    PinAttemptsExhausted {
-        /// The token's label.
-        token: String,
-        /// The limit.
-        max: u32,
-    },
-    /// The token's PIN is locked.
-    #[error("the user PIN of token {token:?} is locked")]
-    PinLocked {
-        /// The token's label.
-        token: String,
-    },
-    /// A session or the device was lost.
-    #[error("the HSM session was lost: {detail}")]
-    SessionLost {
-        /// What the module said.
-        detail: String,
-    },
-    /// A call did not answer in time.
-    #[error("the HSM did not answer within {millis} ms")]
-    Timeout {
-        /// The limit.
-        millis: u128,
-    },
-    /// Any other failure of the token.
-    #[error("the HSM failed: {detail}")]
-    Failed {
-        /// What happened.
-        detail: String,
-    },
-}
-
-impl HsmFault {
-    /// A stable machine code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            HsmFault::ModuleUnloadable { .. } => "HSM_MODULE_UNLOADABLE",
-            HsmFault::TokenMissing { .. } => "HSM_TOKEN_MISSING",
-            HsmFault::WrongPin { .. } => "HSM_WRONG_PIN",
-            HsmFault::PinAttemptsExhausted { .. } => "HSM_PIN_ATTEMPTS_EXHAUSTED",
-            HsmFault::PinLocked { .. } => "HSM_PIN_LOCKED",
-            HsmFault::SessionLost { .. } => "HSM_SESSION_LOST",
-            HsmFault::Timeout { .. } => "HSM_TIMEOUT",
-            HsmFault::Failed { .. } => "HSM_FAILED",
-        }
-    }
 }
 
 /// What a policy-checked signing through the pool gives.
@@ -159,6 +78,12 @@ struct State {
     // first, so that it scans its tokens again (SoftHSM keeps a vanished
     // token's slot broken until C_Finalize / C_Initialize).
     reinitialise: bool,
+    // Handles dropped after a fault, kept and never closed: once the module is
+    // initialised again, their session handle numbers can name the fresh
+    // sessions (SoftHSM numbers them from 1 again), so closing them late (when
+    // a hung call finally returns) would close the new pool's sessions. Costs
+    // the old worker threads, per fault.
+    retired: Vec<Arc<Open>>,
 }
 
 /// The service's HSM (see the module documentation).
@@ -166,6 +91,8 @@ pub struct HsmPool {
     settings: HsmSettings,
     state: Mutex<State>,
     sign_calls: Arc<AtomicU64>,
+    #[cfg(feature = "test-hooks")]
+    hang: Arc<super::hang::Hang>,
 }
 
 impl std::fmt::Debug for HsmPool {
@@ -174,62 +101,6 @@ impl std::fmt::Debug for HsmPool {
             .field("token", &self.settings.token_label)
             .field("sessions", &self.settings.sessions)
             .finish_non_exhaustive()
-    }
-}
-
-fn classify(settings: &HsmSettings, error: &hsm_config::Error) -> HsmFault {
-    use hsm_config::Error as E;
-    let token = settings.token_label.clone();
-    match error {
-        E::ModuleLoad { path, source } => HsmFault::ModuleUnloadable {
-            path: path.display().to_string(),
-            detail: source.to_string(),
-        },
-        E::TokenNotFound { .. } => HsmFault::TokenMissing {
-            token,
-            detail: error.to_string(),
-        },
-        E::PinLocked { .. } => HsmFault::PinLocked { token },
-        E::KeyNotFound { .. } => HsmFault::SessionLost {
-            detail: error.to_string(),
-        },
-        _ => match error.rv() {
-            Some(
-                RvError::TokenNotPresent | RvError::TokenNotRecognized | RvError::SlotIdInvalid,
-            ) => HsmFault::TokenMissing {
-                token,
-                detail: error.to_string(),
-            },
-            Some(
-                RvError::SessionHandleInvalid
-                | RvError::SessionClosed
-                | RvError::DeviceRemoved
-                | RvError::DeviceError
-                | RvError::DeviceMemory
-                | RvError::UserNotLoggedIn
-                | RvError::ObjectHandleInvalid
-                | RvError::KeyHandleInvalid
-                | RvError::CryptokiNotInitialized
-                | RvError::GeneralError,
-            ) => HsmFault::SessionLost {
-                detail: error.to_string(),
-            },
-            _ => HsmFault::Failed {
-                detail: error.to_string(),
-            },
-        },
-    }
-}
-
-fn classify_hsm(settings: &HsmSettings, error: &HsmError) -> HsmFault {
-    match error {
-        HsmError::Token(e) => classify(settings, e),
-        HsmError::WorkerGone => HsmFault::SessionLost {
-            detail: error.to_string(),
-        },
-        other => HsmFault::Failed {
-            detail: other.to_string(),
-        },
     }
 }
 
@@ -262,7 +133,16 @@ impl HsmPool {
             settings,
             state: Mutex::new(State::default()),
             sign_calls: Arc::new(AtomicU64::new(0)),
+            #[cfg(feature = "test-hooks")]
+            hang: Arc::default(),
         }
+    }
+
+    /// Test hook: the next signing call blocks until the guard is dropped (see
+    /// [`super::hang`]).
+    #[cfg(feature = "test-hooks")]
+    pub fn hang_next_sign(&self) -> super::hang::HangGuard {
+        self.hang.arm()
     }
 
     /// Digests handed to the token for signing since the pool was made.
@@ -411,6 +291,7 @@ impl HsmPool {
         let mut state = self.lock();
         if state.open.as_ref().is_some_and(|o| Arc::ptr_eq(o, open)) {
             state.open = None;
+            state.retired.push(Arc::clone(open));
             state.fault = Some(fault.clone());
             state.last_attempt = None;
             state.reinitialise = true;
@@ -439,16 +320,47 @@ impl HsmPool {
         policy: Arc<PolicyDocument>,
         psbt: Arc<Psbt>,
     ) -> Result<PoolSign, HsmFault> {
+        self.sign(policy, psbt, None).await
+    }
+
+    /// As [`HsmPool::sign_psbt`], with the caller's analysis of these values
+    /// (see [`crate::sign::sign_analyzed`]).
+    ///
+    /// # Errors
+    /// As [`HsmPool::sign_psbt`].
+    pub async fn sign_analyzed(
+        self: &Arc<Self>,
+        policy: Arc<PolicyDocument>,
+        psbt: Arc<Psbt>,
+        analysis: PsbtAnalysis,
+    ) -> Result<PoolSign, HsmFault> {
+        self.sign(policy, psbt, Some(analysis)).await
+    }
+
+    async fn sign(
+        self: &Arc<Self>,
+        policy: Arc<PolicyDocument>,
+        psbt: Arc<Psbt>,
+        analysis: Option<PsbtAnalysis>,
+    ) -> Result<PoolSign, HsmFault> {
         let open = self.open().await?;
         let worker = Arc::clone(&open);
         let calls = Arc::clone(&self.sign_calls);
+        #[cfg(feature = "test-hooks")]
+        let hang = Arc::clone(&self.hang);
         let result = self
             .call(move || {
+                #[cfg(feature = "test-hooks")]
+                if hang.block_if_armed() {
+                    return Err(SignError::Hsm(HsmError::WorkerGone));
+                }
                 let hsm = Counting {
                     inner: &worker.hsm,
                     calls: &calls,
                 };
-                sign_psbt(&policy, &psbt, &hsm)
+                // Analysed here, on the blocking thread, when the caller has not.
+                let analysis = analysis.unwrap_or_else(|| analyze(&policy, &psbt));
+                sign_analyzed(&policy, &psbt, analysis, &hsm)
             })
             .await;
         match result {

@@ -19,8 +19,8 @@ use bitcoin::Txid;
 use bitcoin::hashes::{Hash as _, sha256};
 use chrono::Utc;
 use policies::PolicyDocument;
-use policies::analysis::analyze;
-use policies::rules::{CompiledRules, Context, evaluate};
+use policies::analysis::{PsbtAnalysis, analyze};
+use policies::rules::{CompiledRules, Context, Quorum, evaluate};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -217,7 +217,8 @@ pub struct ApprovalResult {
     pub request: SigningRequestView,
 }
 
-async fn client_name_in_tx(
+/// The name of the client that submitted `record`.
+pub(crate) async fn client_name_in_tx(
     tx: &mut Tx,
     record: &SigningRequestRecord,
 ) -> Result<String, StoreError> {
@@ -317,9 +318,19 @@ async fn required_in_tx(
         .map(|(p, _)| p)
         .map_err(|e| ApiError::Internal(format!("stored psbt does not decode: {e}")))?;
     let analysis = analyze(&policy, &psbt);
-    let rules = CompiledRules::new(&policy).map_err(|e| ApiError::Internal(e.to_string()))?;
+    required_for(&policy, quorum, &analysis, now)
+}
+
+/// Approvals `quorum` needs for what `analysis` shows leaving `policy`.
+fn required_for(
+    policy: &PolicyDocument,
+    quorum: &Quorum,
+    analysis: &PsbtAnalysis,
+    now: u64,
+) -> Result<Option<u32>, ApiError> {
+    let rules = CompiledRules::new(policy).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Only the value leaving the policy is taken from the evaluation here.
-    let evaluation = evaluate(&rules, &analysis, &Context::new(policy.network, now, 0))
+    let evaluation = evaluate(&rules, analysis, &Context::new(policy.network, now, 0))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(evaluation
         .leaving
@@ -336,10 +347,17 @@ impl QuorumCheck for OfficerQuorum {
         &'a self,
         tx: &'a mut Tx,
         request: &'a SigningRequestRecord,
+        policy: &'a PolicyDocument,
+        analysis: &'a PsbtAnalysis,
     ) -> QuorumFuture<'a> {
         Box::pin(async move {
             let now = now_secs();
-            let Some(required) = required_in_tx(tx, request, now).await? else {
+            let required = match &policy.rules.approvals {
+                Some(quorum) => required_for(policy, quorum, analysis, now)?,
+                // Without a quorum a hot policy signs on its own; the others never sign.
+                None => (policy.template == "hot").then_some(0),
+            };
+            let Some(required) = required else {
                 return Ok(false);
             };
             let approvers = verified_approvers_in_tx(tx, request, now).await?;

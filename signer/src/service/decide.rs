@@ -45,6 +45,9 @@ pub struct Known {
     pub officers: BTreeSet<OfficerId>,
     /// Officers whose approvals of this request verify.
     pub approvals: Vec<OfficerId>,
+    /// The officer acting as the client that submitted the request, if any:
+    /// never eligible, its approval never counted.
+    pub initiator: Option<OfficerId>,
     /// The chain tip height the service was given.
     pub tip_height: u32,
     /// Now, Unix seconds.
@@ -97,6 +100,7 @@ pub fn decide(
     context.highest_used = known.highest_used;
     context.officers = known.officers.clone();
     context.approvals = known.approvals.clone();
+    context.initiator = known.initiator.clone();
     let evaluation =
         evaluate(rules, analysis, &context).map_err(|e| ApiError::Internal(e.to_string()))?;
     let outcomes = evaluation

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use policies::PolicyDocument;
+use policies::analysis::PsbtAnalysis;
 use policies::rules::CompiledRules;
 
 pub use auth::AuthClient;
@@ -44,8 +45,10 @@ pub type QuorumFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ApiError>> 
 
 /// Whether the officers' quorum has approved a request.
 ///
-/// Called by [`signing::try_complete`] with the request row locked in `tx`;
-/// an implementation reads its approvals through `tx` and must check that each
+/// Called by [`signing::try_complete`] with the request row locked in `tx`,
+/// the request's active policy and the analysis of its PSBT under it (made
+/// once by the caller: a 50-input analysis costs milliseconds); an
+/// implementation reads its approvals through `tx` and must check that each
 /// one binds the request id, the unsigned txid and the analysis hash.
 pub trait QuorumCheck: Send + Sync + 'static {
     /// True when enough valid approvals exist.
@@ -53,6 +56,8 @@ pub trait QuorumCheck: Send + Sync + 'static {
         &'a self,
         tx: &'a mut Tx,
         request: &'a SigningRequestRecord,
+        policy: &'a PolicyDocument,
+        analysis: &'a PsbtAnalysis,
     ) -> QuorumFuture<'a>;
 }
 
@@ -66,6 +71,8 @@ impl QuorumCheck for NoQuorum {
         &'a self,
         _tx: &'a mut Tx,
         _request: &'a SigningRequestRecord,
+        _policy: &'a PolicyDocument,
+        _analysis: &'a PsbtAnalysis,
     ) -> QuorumFuture<'a> {
         Box::pin(async { Ok(false) })
     }
@@ -197,21 +204,35 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `head` to the HSM anchor unless a later head is anchored already.
+    /// Makes sure a head at or after `head` (a committed head) is anchored in
+    /// the HSM before the caller releases anything `head` covers.
+    ///
+    /// Group commit: the write anchors the database's current head, read once
+    /// this call holds the anchor lock, which covers every record committed so
+    /// far; requests that committed meanwhile and queued behind the lock find
+    /// their head anchored and return without a write of their own.
     ///
     /// # Errors
     /// [`ApiError::Anchor`] when the HSM cannot be written: the caller must not
-    /// release a signature then.
+    /// release a signature then; or a store failure.
     pub async fn anchor(&self, head: Head) -> Result<(), ApiError> {
         let mut anchored = self.inner.anchored.lock().await;
         if anchored.seq >= head.seq {
             return Ok(());
         }
+        // Never older than `head`: the head row only moves forward, and
+        // `head` was committed before this call.
+        let current = audit::head(self.store()).await?;
+        let write = if current.seq >= head.seq {
+            current
+        } else {
+            head
+        };
         self.hsm()
-            .write_anchor(head)
+            .write_anchor(write)
             .await
             .map_err(ApiError::Anchor)?;
-        *anchored = head;
+        *anchored = write;
         Ok(())
     }
 

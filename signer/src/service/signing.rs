@@ -4,6 +4,7 @@
 //! stored signature).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::hex::DisplayHex as _;
@@ -131,6 +132,7 @@ pub async fn submit(
         &analysis,
         &mut audit,
         Vec::new(),
+        &client.name,
     )
     .await?;
     Ok(Submitted {
@@ -195,6 +197,7 @@ pub async fn try_complete_in_tx(
     mut tx: Tx,
     request_id: RequestId,
 ) -> Result<SigningRequestRecord, ApiError> {
+    let started = Instant::now();
     let record = Store::lock_request_in_tx(&mut tx, request_id)
         .await?
         .ok_or_else(|| ApiError::UnknownRequest(request_id.to_string()))?;
@@ -216,7 +219,11 @@ pub async fn try_complete_in_tx(
             "the analysis changed since the request was made".into(),
         ));
     }
-    if !state.quorum().quorum_met(&mut tx, &record).await? {
+    if !state
+        .quorum()
+        .quorum_met(&mut tx, &record, &policy, &analysis)
+        .await?
+    {
         tx.commit().await.map_err(crate::store::StoreError::from)?;
         return Ok(record);
     }
@@ -229,6 +236,12 @@ pub async fn try_complete_in_tx(
     .into_iter()
     .map(|o| OfficerId(o.to_string()))
     .collect();
+    tracing::debug!(
+        request = %request_id,
+        prepare_ms = ms(started.elapsed()),
+        "quorum met: analysis and approvals checked again"
+    );
+    let initiator = super::approvals::client_name_in_tx(&mut tx, &record).await?;
     let mut audit = Vec::new();
     decide_and_commit(
         state,
@@ -239,6 +252,7 @@ pub async fn try_complete_in_tx(
         &analysis,
         &mut audit,
         approvals,
+        &initiator,
     )
     .await
 }
@@ -253,26 +267,34 @@ async fn decide_and_commit(
     analysis: &PsbtAnalysis,
     audit: &mut Vec<(Kind, serde_json::Value)>,
     approvals: Vec<OfficerId>,
+    initiator: &str,
 ) -> Result<SigningRequestRecord, ApiError> {
+    let started = Instant::now();
     let policy_id = policy.id.to_string();
     let rules = state.compiled_rules(policy)?;
     let (receive, change) = Store::lock_policy_in_tx(&mut tx, &policy_id).await?;
     let now = Utc::now();
     let fingerprint = PayoutFingerprint::of(&rules, analysis);
     let digest = fingerprint.payout_digest();
+    // Officers acting as the submitting client are not eligible for its quorum
+    // (every one of them, should several be tied to it).
+    let officers = crate::store::approvals::officers_in_tx(&mut tx).await?;
     let inputs: Vec<String> = fingerprint.inputs.iter().map(ToString::to_string).collect();
     let mut known = Known {
         already_counted: Store::replaced_value_in_tx(&mut tx, &policy_id, &digest, &inputs)
             .await?
             .unwrap_or(Amount::ZERO),
         highest_used: HighestUsed { receive, change },
-        officers: crate::store::approvals::officers_in_tx(&mut tx)
-            .await?
-            .into_iter()
-            .filter(|o| !o.revoked)
+        officers: officers
+            .iter()
+            .filter(|o| !o.revoked && o.client.as_deref() != Some(initiator))
             .map(|o| OfficerId(o.id.to_string()))
             .collect(),
         approvals,
+        initiator: officers
+            .iter()
+            .find(|o| o.client.as_deref() == Some(initiator))
+            .map(|o| OfficerId(o.id.to_string())),
         tip_height: state.tip_height(),
         now: u64::try_from(now.timestamp()).unwrap_or(0),
         ..Known::default()
@@ -283,6 +305,7 @@ async fn decide_and_commit(
         known.spent.insert(window.window_secs, spent);
     }
     let decision = decide(&rules, analysis, &known, policy.network)?;
+    let decided_at = Instant::now();
     let (analysis_json, analysis_hash) = stored_analysis(analysis)?;
     let txid = analysis.txid.to_string();
     audit.push((
@@ -328,12 +351,14 @@ async fn decide_and_commit(
         }
         Verdict::Sign => true,
     };
+    let mut hsm_done = decided_at;
     if sign {
-        match state
+        let signing = state
             .hsm()
-            .sign_psbt(Arc::clone(policy), Arc::clone(&psbt))
-            .await?
-        {
+            .sign_analyzed(Arc::clone(policy), Arc::clone(&psbt), analysis.clone())
+            .await?;
+        hsm_done = Instant::now();
+        match signing {
             PoolSign::Refused(refusal) => {
                 refuse(
                     &mut stored,
@@ -369,22 +394,39 @@ async fn decide_and_commit(
             }
         }
     }
+    let signed_at = Instant::now();
     Store::complete_request_in_tx(&mut tx, id, &stored).await?;
-    let mut head = None;
-    for (kind, body) in audit.drain(..) {
-        head = Some(audit::append_in_tx(&mut tx, kind, &body).await?);
-    }
+    let head = audit::append_all_in_tx(&mut tx, audit).await?;
+    audit.clear();
+    let written_at = Instant::now();
     tx.commit().await.map_err(crate::store::StoreError::from)?;
+    let committed_at = Instant::now();
     if stored.status == RequestStatus::Signed
         && let Some(head) = head
     {
         state.anchor(head).await?;
     }
+    // Where a decision's time went, for operators and the service bench.
+    tracing::debug!(
+        request = %id,
+        status = stored.status.as_str(),
+        decide_ms = ms(decided_at - started),
+        hsm_ms = ms(hsm_done - decided_at),
+        records_ms = ms(signed_at - hsm_done),
+        write_ms = ms(written_at - signed_at),
+        commit_ms = ms(committed_at - written_at),
+        anchor_ms = ms(committed_at.elapsed()),
+        "decision committed"
+    );
     state
         .store()
         .request(id)
         .await?
         .ok_or_else(|| ApiError::Internal("committed request not found".into()))
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn refuse(
