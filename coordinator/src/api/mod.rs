@@ -17,6 +17,7 @@ mod ratelimit;
 mod rest;
 mod rest_auth;
 mod rest_onchain;
+mod seq_feed;
 mod updates;
 
 use std::net::SocketAddr;
@@ -128,13 +129,17 @@ impl AppState {
     /// The state for a bank.
     pub fn new(bank: Bank, config: ApiConfig) -> AppState {
         AppState {
-            updates: Arc::new(updates::OutboxFeed::new(bank.ledger().pool().clone())),
+            updates: Arc::new(updates::OutboxFeed::new(
+                bank.ledger().pool().clone(),
+                &updates::SOURCE,
+            )),
             limiter: Arc::new(RateLimiter::new(
                 config.rate_limit,
                 bank.ledger().pool().clone(),
             )),
             deposit_updates: Arc::new(deposit_updates::DepositFeed::new(
                 bank.ledger().pool().clone(),
+                &deposit_updates::SOURCE,
             )),
             deposits: crate::deposits::Deposits::new(bank.ledger().clone()),
             onchain: None,

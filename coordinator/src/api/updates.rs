@@ -1,28 +1,19 @@
 //! The source of `myUpdates`: internal transfers read from the ledger outbox, so a
 //! subscriber on any coordinator instance sees payments made through every instance.
 //!
-//! Each [`AppState`](super::AppState) starts one feed on its first subscription. The feed
-//! LISTENs on [`CHANNEL`] (a statement-level trigger on `ledger_outbox`, migration 0005,
-//! NOTIFYs once per ledger batch at commit) and, when woken, reads the outbox rows after
-//! the last `seq` it has seen and broadcasts them to its subscribers. Notifications only
-//! wake it; the outbox is the record. A lost listener connection is re-established by
-//! sqlx (listening again) and the feed then reads from its last `seq`, so nothing
-//! committed meanwhile is lost and nothing is broadcast twice. It also reads every
-//! [`POLL_INTERVAL`], in case a connection died silently.
+//! A [`super::seq_feed`] source: each [`AppState`](super::AppState) starts one feed on
+//! its first subscription; a statement-level trigger on `ledger_outbox` (migration 0005)
+//! NOTIFYs once per ledger batch at commit.
 //!
 //! Reading "after the last `seq`" is complete because only the ledger's single writer
 //! inserts outbox rows, one batch statement after another, so rows become visible in
 //! `seq` order (a second concurrent writer would break this and need gap tracking).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Row, postgres::PgRow};
-use tokio::sync::{Notify, OnceCell, broadcast, watch};
 use uuid::Uuid;
 
 use super::PaymentEvent;
+use super::seq_feed::{Decoded, Feed, Source};
 use crate::amount::Msats;
 use crate::ids::{TransactionId, WalletId};
 
@@ -32,120 +23,18 @@ pub const CHANNEL: &str = "ledger_outbox";
 /// The `application_name` of the listener's connection, for operators (and tests).
 pub const LISTENER_APPLICATION_NAME: &str = "bastion-outbox-listener";
 
-/// A fallback read when no notification arrived.
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The outbox feed of one API instance.
+pub(crate) type OutboxFeed = Feed<PaymentEvent>;
 
-/// Outbox rows read per query.
-const BATCH: i64 = 500;
-
-/// Subscribers more than this many events behind skip ahead (and log it).
-const CAPACITY: usize = 1024;
-
-/// The outbox feed of one API instance, started on first use.
-#[derive(Debug)]
-pub(crate) struct OutboxFeed {
-    pool: PgPool,
-    running: OnceCell<Running>,
-}
-
-#[derive(Debug)]
-struct Running {
-    events: broadcast::Sender<PaymentEvent>,
-    // Dropped with the feed: its tasks see the channel close and stop.
-    _stop: watch::Sender<()>,
-}
-
-impl OutboxFeed {
-    pub(crate) fn new(pool: PgPool) -> OutboxFeed {
-        OutboxFeed {
-            pool,
-            running: OnceCell::new(),
-        }
-    }
-
-    /// A receiver of every internal transfer committed from now on.
-    ///
-    /// # Errors
-    /// The database, when the feed cannot start listening.
-    pub(crate) async fn subscribe(&self) -> Result<broadcast::Receiver<PaymentEvent>, sqlx::Error> {
-        let running = self
-            .running
-            .get_or_try_init(|| start(self.pool.clone()))
-            .await?;
-        Ok(running.events.subscribe())
-    }
-}
-
-async fn start(pool: PgPool) -> Result<Running, sqlx::Error> {
-    let listen_pool = crate::db::listener_pool(&pool, LISTENER_APPLICATION_NAME);
-    let mut listener = PgListener::connect_with(&listen_pool).await?;
-    listener.listen(CHANNEL).await?;
-    // Listening before taking the high-water mark: a batch committed in between is read
-    // by the first pass rather than missed.
-    let last: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM ledger_outbox")
-        .fetch_one(&pool)
-        .await?;
-    let (events, _) = broadcast::channel(CAPACITY);
-    let (stop, stopped) = watch::channel(());
-    let wake = Arc::new(Notify::new());
-    tokio::spawn(listen(listener, wake.clone(), stopped.clone()));
-    tokio::spawn(read(pool, last, events.clone(), wake, stopped));
-    Ok(Running {
-        events,
-        _stop: stop,
-    })
-}
-
-/// Turns notifications and reconnections into wake-ups of the reader.
-async fn listen(mut listener: PgListener, wake: Arc<Notify>, mut stop: watch::Receiver<()>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let received = tokio::select! {
-            _ = stop.changed() => return,
-            r = listener.try_recv() => r,
-        };
-        match received {
-            Ok(Some(_)) => backoff = Duration::from_millis(100),
-            // The connection was lost and sqlx has reconnected and listens again: what
-            // committed meanwhile was not notified, so the reader looks.
-            Ok(None) => tracing::warn!("outbox listener reconnected"),
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox listener failed; retrying");
-                wake.notify_one();
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(POLL_INTERVAL);
-            }
-        }
-        wake.notify_one();
-    }
-}
-
-/// Reads new outbox rows when woken (or every [`POLL_INTERVAL`]) and broadcasts them.
-async fn read(
-    pool: PgPool,
-    mut last: i64,
-    events: broadcast::Sender<PaymentEvent>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<()>,
-) {
-    loop {
-        let wait = match read_new(&pool, &mut last, &events).await {
-            Ok(()) => POLL_INTERVAL,
-            Err(e) => {
-                tracing::warn!(error = %e, last, "reading the ledger outbox failed; retrying");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
+/// The ledger outbox.
+pub(crate) static SOURCE: Source<PaymentEvent> = Source {
+    what: "ledger outbox",
+    channel: CHANNEL,
+    application_name: LISTENER_APPLICATION_NAME,
+    high_water: "SELECT coalesce(max(seq), 0) FROM ledger_outbox",
+    read_batch: READ_BATCH,
+    decode,
+};
 
 /// One outbox row, with the two sides of an internal transfer.
 struct OutboxRow {
@@ -192,30 +81,9 @@ fn outbox_row(r: &PgRow) -> Result<OutboxRow, sqlx::Error> {
     })
 }
 
-async fn read_new(
-    pool: &PgPool,
-    last: &mut i64,
-    events: &broadcast::Sender<PaymentEvent>,
-) -> Result<(), sqlx::Error> {
-    loop {
-        let rows = sqlx::query(READ_BATCH)
-            .bind(*last)
-            .bind(BATCH)
-            .fetch_all(pool)
-            .await?;
-        let full = rows.len() as i64 == BATCH;
-        for r in &rows {
-            let row = outbox_row(r)?;
-            if let Some(event) = row.event() {
-                // Nobody subscribed is fine.
-                let _ = events.send(event);
-            }
-            *last = row.seq;
-        }
-        if !full {
-            return Ok(());
-        }
-    }
+fn decode(r: &PgRow) -> Decoded<PaymentEvent> {
+    let row = outbox_row(r)?;
+    Ok((row.seq, row.event()))
 }
 
 impl OutboxRow {

@@ -1,0 +1,193 @@
+//! A table read in `seq` order and broadcast to this instance's subscribers: the machinery
+//! shared by the sources of `myUpdates` (the ledger outbox, deposit events).
+//!
+//! Each feed starts on its first subscription. It LISTENs on its table's NOTIFY channel
+//! (a statement-level trigger NOTIFYs at commit) and, when woken, reads the rows after the
+//! last `seq` it has seen and broadcasts them. Notifications only wake it; the table is
+//! the record. A lost listener connection is re-established by sqlx (listening again) and
+//! the feed then reads from its last `seq`, so nothing committed meanwhile is lost and
+//! nothing is broadcast twice. It also reads every [`POLL_INTERVAL`], in case a
+//! connection died silently.
+//!
+//! Reading "after the last `seq`" is complete only for a table that one writer at a time
+//! fills, one transaction after another, so rows become visible in `seq` order; each
+//! source says why that holds for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use tokio::sync::{Notify, OnceCell, broadcast, watch};
+
+/// A fallback read when no notification arrived.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Rows read per query.
+const BATCH: i64 = 500;
+
+/// Subscribers more than this many events behind skip ahead (and log it).
+const CAPACITY: usize = 1024;
+
+/// A row's `seq` and the event it makes, if any.
+pub(crate) type Decoded<E> = Result<(i64, Option<E>), sqlx::Error>;
+
+/// What a feed reads.
+#[derive(Debug)]
+pub(crate) struct Source<E> {
+    /// Its name in logs.
+    pub what: &'static str,
+    /// The NOTIFY channel of the table's trigger.
+    pub channel: &'static str,
+    /// The `application_name` of the listener's connection, for operators (and tests).
+    pub application_name: &'static str,
+    /// The highest `seq` committed (one row, one `bigint`).
+    pub high_water: &'static str,
+    /// The rows after `$1`, at most `$2` of them, in `seq` order.
+    pub read_batch: &'static str,
+    /// Decodes a row.
+    pub decode: fn(&PgRow) -> Decoded<E>,
+}
+
+/// The feed of one source in one API instance, started on first use.
+#[derive(Debug)]
+pub(crate) struct Feed<E: 'static> {
+    pool: PgPool,
+    source: &'static Source<E>,
+    running: OnceCell<Running<E>>,
+}
+
+#[derive(Debug)]
+struct Running<E> {
+    events: broadcast::Sender<E>,
+    // Dropped with the feed: its tasks see the channel close and stop.
+    _stop: watch::Sender<()>,
+}
+
+impl<E: Clone + Send + 'static> Feed<E> {
+    pub(crate) fn new(pool: PgPool, source: &'static Source<E>) -> Feed<E> {
+        Feed {
+            pool,
+            source,
+            running: OnceCell::new(),
+        }
+    }
+
+    /// A receiver of every event committed from now on.
+    ///
+    /// # Errors
+    /// The database, when the feed cannot start listening.
+    pub(crate) async fn subscribe(&self) -> Result<broadcast::Receiver<E>, sqlx::Error> {
+        let running = self
+            .running
+            .get_or_try_init(|| start(self.pool.clone(), self.source))
+            .await?;
+        Ok(running.events.subscribe())
+    }
+}
+
+async fn start<E: Clone + Send + 'static>(
+    pool: PgPool,
+    source: &'static Source<E>,
+) -> Result<Running<E>, sqlx::Error> {
+    let listen_pool = crate::db::listener_pool(&pool, source.application_name);
+    let mut listener = PgListener::connect_with(&listen_pool).await?;
+    listener.listen(source.channel).await?;
+    // Listening before taking the high-water mark: a row committed in between is read by
+    // the first pass rather than missed.
+    let last: i64 = sqlx::query_scalar(source.high_water)
+        .fetch_one(&pool)
+        .await?;
+    let (events, _) = broadcast::channel(CAPACITY);
+    let (stop, stopped) = watch::channel(());
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(listen(source.what, listener, wake.clone(), stopped.clone()));
+    tokio::spawn(read(pool, source, last, events.clone(), wake, stopped));
+    Ok(Running {
+        events,
+        _stop: stop,
+    })
+}
+
+/// Turns notifications and reconnections into wake-ups of the reader.
+async fn listen(
+    what: &'static str,
+    mut listener: PgListener,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<()>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.try_recv() => r,
+        };
+        match received {
+            Ok(Some(_)) => backoff = Duration::from_millis(100),
+            // The connection was lost and sqlx has reconnected and listens again: what
+            // committed meanwhile was not notified, so the reader looks.
+            Ok(None) => tracing::warn!(feed = what, "listener reconnected"),
+            Err(e) => {
+                tracing::warn!(feed = what, error = %e, "listener failed; retrying");
+                wake.notify_one();
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(POLL_INTERVAL);
+            }
+        }
+        wake.notify_one();
+    }
+}
+
+/// Reads new rows when woken (or every [`POLL_INTERVAL`]) and broadcasts their events.
+async fn read<E: Clone>(
+    pool: PgPool,
+    source: &'static Source<E>,
+    mut last: i64,
+    events: broadcast::Sender<E>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<()>,
+) {
+    loop {
+        let wait = match read_new(&pool, source, &mut last, &events).await {
+            Ok(()) => POLL_INTERVAL,
+            Err(e) => {
+                tracing::warn!(feed = source.what, error = %e, last, "reading failed; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn read_new<E: Clone>(
+    pool: &PgPool,
+    source: &Source<E>,
+    last: &mut i64,
+    events: &broadcast::Sender<E>,
+) -> Result<(), sqlx::Error> {
+    loop {
+        let rows = sqlx::query(source.read_batch)
+            .bind(*last)
+            .bind(BATCH)
+            .fetch_all(pool)
+            .await?;
+        let full = rows.len() as i64 == BATCH;
+        for r in &rows {
+            let (seq, event) = (source.decode)(r)?;
+            if let Some(event) = event {
+                // Nobody subscribed is fine.
+                let _ = events.send(event);
+            }
+            *last = seq;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
