@@ -287,3 +287,27 @@ impl Api {
             .await
     }
 }
+
+/// Blink's `me` document (the account, its level and wallets).
+pub const ME: &str = "query me {
+  me {
+    id
+    username
+    defaultAccount {
+      id
+      level
+      wallets {
+        id
+        walletCurrency
+        balance
+        pendingIncomingBalance
+      }
+    }
+  }
+}";
+
+/// A GraphQL answer with HTTP 200 and no errors.
+pub fn ok(status: StatusCode, v: &serde_json::Value) {
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.get("errors").is_none(), "unexpected errors: {v}");
+}
