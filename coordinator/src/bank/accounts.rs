@@ -179,11 +179,7 @@ impl Bank {
         id: WalletId,
     ) -> Result<WalletView, BankError> {
         principal.require(Scope::Read)?;
-        self.wallets_of(principal.account_id)
-            .await?
-            .into_iter()
-            .find(|w| w.id == id)
-            .ok_or(BankError::NotFound { what: "wallet" })
+        self.own_wallet(principal, id).await
     }
 
     /// One of the principal's wallets, to receive into it (a deposit address or an
@@ -199,6 +195,16 @@ impl Bank {
         id: WalletId,
     ) -> Result<WalletView, BankError> {
         principal.require(Scope::Receive)?;
+        self.own_wallet(principal, id).await
+    }
+
+    /// One of the principal's wallets (another account's is not found), whatever the
+    /// scope: the callers check the scope their use needs.
+    async fn own_wallet(
+        &self,
+        principal: &Principal,
+        id: WalletId,
+    ) -> Result<WalletView, BankError> {
         self.wallets_of(principal.account_id)
             .await?
             .into_iter()
