@@ -6,6 +6,7 @@
 //! only committed data. [`verify`] checks the invariants over the whole store.
 
 mod error;
+mod outbox;
 mod posting;
 mod types;
 mod verify;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub use error::LedgerError;
+pub use outbox::{OutboxEvent, TRANSACTION_POSTED, read_outbox};
 pub use posting::{
     EntryInput, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_EXTERNAL_ID_LEN, Posting, PostingBuilder,
     PostingError,
@@ -428,19 +430,7 @@ impl Ledger {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            let direction: String = r.try_get(2)?;
-            let layer: String = r.try_get(3)?;
-            let currency: String = r.try_get(4)?;
-            Ok(StoredEntry {
-                seq: r.try_get(0)?,
-                account_id: LedgerAccountId::from_uuid(r.try_get(1)?),
-                direction: direction.parse().map_err(corrupt)?,
-                layer: layer.parse().map_err(corrupt)?,
-                currency: currency.parse().map_err(corrupt)?,
-                amount: parse_msats(r.try_get(5)?)?,
-            })
-        })
+        .map(outbox::entry_from_row)
         .collect::<Result<Vec<_>, LedgerError>>()?;
         Ok(Some(StoredTransaction {
             id: TransactionId::from_uuid(id),
