@@ -298,8 +298,13 @@ def check_signer(o: Overlay):
                     and "Ingress" in p["spec"].get("policyTypes", [])]
         if not covering:
             o.error(s, "no NetworkPolicy restricts ingress to the signer")
+        ports = {x for c in pod_spec(s)["containers"] for cp in c.get("ports", [])
+                 for x in (cp.get("containerPort"), cp.get("name"))}
         for p in covering:
             for rule in p["spec"].get("ingress", []):
+                for port in rule.get("ports", []):
+                    if port.get("port") not in ports:
+                        o.error(p, f"ingress port {port.get('port')!r} is not a port of the signer")
                 peers = rule.get("from", [])
                 if not peers:
                     o.error(p, "an ingress rule without `from` admits everyone")
