@@ -293,6 +293,9 @@ def check_signer(o: Overlay):
             ok = False
         if not ok:
             o.error(s, "one process per HSM partition: a StatefulSet of 1 replica, or a Deployment of 1 with Recreate")
+        if o.name != "dev" and any(e["name"].startswith("HSM_SO_PIN")
+                                   for c in containers(pod_spec(s)) for e in c.get("env", [])):
+            o.error(s, "the SO PIN is for the ceremony, never for a production signer")
         covering = [p for p in policies
                     if matches(p["spec"]["podSelector"].get("matchLabels", {}), pod_labels(s))
                     and "Ingress" in p["spec"].get("policyTypes", [])]
