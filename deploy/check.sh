@@ -4,7 +4,7 @@
 #    object against the Kubernetes schemas, CRD objects by their required fields, and the
 #    deployment's rules (deploy/check/check_k8s.py);
 #  - validates compose.yaml against the Compose Specification schema and its rules;
-#  - checks the Dockerfile's stages, users and base images.
+#  - lints the Dockerfile (hadolint) and checks its stages, users and base images.
 # Installs its pinned tools (deploy/check/requirements.txt) into target/deploy-check/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,13 @@ else
     status=1
 fi
 "$venv/bin/python" deploy/check/check_compose.py || status=1
+if "$venv/bin/hadolint" --no-color -c deploy/hadolint.yaml deploy/Dockerfile >"$out/hadolint.log" 2>&1; then
+    echo "ok   Dockerfile: hadolint"
+else
+    echo "FAIL Dockerfile: hadolint"
+    sed 's/^/  /' "$out/hadolint.log"
+    status=1
+fi
 "$venv/bin/python" deploy/check/check_dockerfile.py || status=1
 
 if [ "$status" -ne 0 ]; then

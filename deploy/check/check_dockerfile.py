@@ -1,7 +1,8 @@
-"""Checks deploy/Dockerfile and .dockerignore (no Dockerfile linter is packaged for the
-registries CI reaches): a shared Rust build stage and small runtime targets, each runtime
-target derived from the runtime base (never from the builder), running as a numeric
-non-root user, with an exec-form entrypoint, pinned base images and no secret baked in."""
+"""Checks deploy/Dockerfile and .dockerignore for this project's rules, beyond hadolint's
+general ones: a shared Rust build stage and small runtime targets, each runtime target
+derived from the runtime base (never from the builder) and copying its binary, running as
+a numeric non-root user, with an exec-form entrypoint, pinned base images and no secret
+baked in."""
 
 import pathlib
 import re
