@@ -7,6 +7,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tomllib
 
 import yaml
 
@@ -43,11 +44,22 @@ def main():
             errors.append(f"{n}: image differs from coordinator-migrate's")
 
     haproxy = (DEPLOY / "compose" / "haproxy.cfg").read_text()
-    backends = set(re.findall(r"^\s*server\s+\S+\s+([\w-]+):8080", haproxy, re.MULTILINE))
+    backends = set(re.findall(r"^\s*server\s+\S+\s+([\w-]+):\d+", haproxy, re.MULTILINE))
     if backends != set(serving):
         errors.append(f"haproxy.cfg balances {sorted(backends)}, the serving replicas are {sorted(serving)}")
     if "httpchk GET /readyz" not in haproxy:
         errors.append("haproxy.cfg: replicas must be checked with GET /readyz")
+
+    # The load balancer and the health checks reach the port the replicas' config binds.
+    config = tomllib.loads((DEPLOY / "compose" / "coordinator.toml").read_text())
+    api_port = config.get("api", {}).get("bind", ":").rsplit(":", 1)[1]
+    lb_ports = set(re.findall(r"^\s*server\s+\S+\s+[\w-]+:(\d+)", haproxy, re.MULTILINE))
+    if lb_ports != {api_port}:
+        errors.append(f"haproxy.cfg sends to port(s) {sorted(lb_ports)}, the replicas bind {api_port}")
+    for n in serving:
+        check = " ".join(services[n].get("healthcheck", {}).get("test", []))
+        if f"/dev/tcp/127.0.0.1/{api_port} " not in check or "/readyz" not in check:
+            errors.append(f"{n}: the healthcheck must ask /readyz on port {api_port}")
 
     for n, s in services.items():
         ports = s.get("ports", [])

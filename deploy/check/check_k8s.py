@@ -15,6 +15,7 @@ Usage: check_k8s.py RENDERED.yaml... (the overlay's name is the file's stem)
 import pathlib
 import re
 import sys
+import tomllib
 
 import kubernetes_validate
 import yaml
@@ -249,6 +250,29 @@ def check_coordinator(o: Overlay):
     if not any(config.startswith(mounts[v].rstrip("/") + "/") for v in cm_volumes if v in mounts):
         o.error(d, f"COORDINATOR_CONFIG {config!r} is not in a mounted ConfigMap")
 
+    # The probes and the Service reach the ports the config file binds.
+    volume = next((v for v in pod_spec(d).get("volumes", []) if "configMap" in v
+                   and config.startswith(mounts.get(v["name"], "//").rstrip("/") + "/")), None)
+    cm = o.named("ConfigMap", volume["configMap"]["name"]) if volume else None
+    key = config.rsplit("/", 1)[-1]
+    if cm is None or key not in cm.get("data", {}):
+        o.error(d, f"the config file {config!r} is not a key of the mounted ConfigMap")
+    else:
+        try:
+            toml = tomllib.loads(cm["data"][key])
+        except tomllib.TOMLDecodeError as e:
+            o.error(cm, f"{key} is not TOML: {e}")
+            toml = {}
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        for section, port_name in (("api", "http"), ("metrics", "metrics")):
+            bind = env.get(f"COORDINATOR_{section.upper()}__BIND", {}).get("value") \
+                or toml.get(section, {}).get("bind", "")
+            if not bind.startswith("0.0.0.0:") and not bind.startswith("[::]:"):
+                o.error(d, f"[{section}] bind {bind!r} must listen on all addresses in a pod")
+            elif int(bind.rsplit(":", 1)[1]) != ports.get(port_name):
+                o.error(d, f"[{section}] bind {bind!r} is not the container port {port_name!r} "
+                           f"({ports.get(port_name)})")
+
     pdbs = [p for p in o.of_kind("PodDisruptionBudget")
             if matches(p["spec"]["selector"].get("matchLabels", {}), pod_labels(d))]
     if not pdbs:
@@ -296,6 +320,12 @@ def check_signer(o: Overlay):
         if o.name != "dev" and any(e["name"].startswith("HSM_SO_PIN")
                                    for c in containers(pod_spec(s)) for e in c.get("env", [])):
             o.error(s, "the SO PIN is for the ceremony, never for a production signer")
+        for c in pod_spec(s)["containers"]:
+            listen = {e["name"]: e.get("value", "") for e in c.get("env", [])}.get("SIGNER_LISTEN", "")
+            http = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}.get("http")
+            if c["name"] == "signer" and (not listen.startswith("0.0.0.0:")
+                                          or int(listen.rsplit(":", 1)[1]) != http):
+                o.error(s, f"SIGNER_LISTEN {listen!r} is not 0.0.0.0 on the container port http ({http})")
         covering = [p for p in policies
                     if matches(p["spec"]["podSelector"].get("matchLabels", {}), pod_labels(s))
                     and "Ingress" in p["spec"].get("policyTypes", [])]
