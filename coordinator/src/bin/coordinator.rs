@@ -236,11 +236,9 @@ async fn serve(
     let notifier = notifier.build(&pool);
     tracing::info!(email = ?notifier_config.email, sms = ?notifier_config.sms, "notifier");
     let bank = Bank::new(ledger.clone(), notifier, config);
-    // Payments interrupted by a crash are finished before new ones come in.
-    let resumed = bank
-        .resume_pending_payments()
-        .await
-        .context("resuming pending payments")?;
+    // Payments left PENDING by any instance (a crash, a ledger outage) are claimed and
+    // finished by a live one, now and continuously.
+    let _resumer = bank.spawn_payment_resumer(coordinator::bank::ResumeConfig::default());
     let api = coordinator::api::ApiConfig {
         dev_mode: dev,
         request_timeout: http.request_timeout,
@@ -270,7 +268,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
-    tracing::info!(%bind, dev, resumed, "serving the API");
+    tracing::info!(%bind, dev, "serving the API");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
