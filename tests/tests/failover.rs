@@ -19,12 +19,9 @@ use anyhow::{Context as _, bail, ensure};
 use bitcoin::secp256k1::rand::rngs::StdRng;
 use bitcoin::secp256k1::rand::{Rng, SeedableRng};
 use coordinator::db::{ScratchDatabase, database_url_from_env};
-use coordinator::ledger::system;
-use coordinator::{Ledger, LedgerConfig, Posting, WalletId};
-use serde_json::{Value, json};
 use sqlx::PgPool;
-use system_tests::bank_process::{Api, Coordinator, ledger_verify, sibling_binary, with_database};
-use tokio::sync::Mutex;
+use system_tests::bank_process::{Coordinator, ledger_verify, sibling_binary, with_database};
+use system_tests::transfer_load::{Answer, Retry, User, send_input, send_until_final, sign_up};
 
 const USERS: usize = 8;
 const CLIENTS: usize = 8;
@@ -33,9 +30,6 @@ const KILLS: usize = 20;
 /// its sends are refused.
 const RICH_SAT: u64 = 1_000_000;
 const POOR_SAT: u64 = 3_000;
-
-const SEND: &str = "mutation($i: IntraLedgerPaymentSendInput!) { intraLedgerPaymentSend(input: $i) \
-    { status errors { message } } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_under_load_lose_nothing_when_one_is_killed_twenty_times() {
@@ -49,26 +43,15 @@ async fn two_instances_under_load_lose_nothing_when_one_is_killed_twenty_times()
     }
 }
 
-struct User {
-    token: String,
-    wallet: WalletId,
-}
-
 /// The two instances' addresses (None while one is down).
 struct Cluster {
-    urls: [Mutex<Option<String>>; 2],
+    urls: [std::sync::Mutex<Option<String>>; 2],
     stop: AtomicBool,
     started: Instant,
     /// Per instance, the last time (ms since `started`) it answered a send.
     answered: [std::sync::atomic::AtomicU64; 2],
     /// Requests whose connection broke (their instance was killed under them).
     interrupted: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
-    Paid,
-    Refused,
 }
 
 #[derive(Debug)]
@@ -103,11 +86,13 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     let mut instances = [Some(start(0).await?), Some(start(1).await?)];
     let pool = db.pool(4).await?;
 
-    let users = sign_up(&pool, instances[0].as_ref().context("up")?).await?;
+    let mut amounts = vec![RICH_SAT; USERS - 1];
+    amounts.push(POOR_SAT);
+    let users = sign_up(&pool, instances[0].as_ref().context("up")?, &amounts).await?;
     let cluster = Arc::new(Cluster {
         urls: [
-            Mutex::new(instances[0].as_ref().map(Coordinator::url)),
-            Mutex::new(instances[1].as_ref().map(Coordinator::url)),
+            std::sync::Mutex::new(instances[0].as_ref().map(Coordinator::url)),
+            std::sync::Mutex::new(instances[1].as_ref().map(Coordinator::url)),
         ],
         stop: AtomicBool::new(false),
         started: Instant::now(),
@@ -126,7 +111,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..900))).await;
         let victim = rng.gen_range(0..2usize);
         let survivor = 1 - victim;
-        *cluster.urls[victim].lock().await = None;
+        set_url(&cluster, victim, None)?;
         instances[victim]
             .take()
             .context("the victim runs")?
@@ -151,7 +136,11 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("restart {k}"))?,
         );
-        *cluster.urls[victim].lock().await = instances[victim].as_ref().map(Coordinator::url);
+        set_url(
+            &cluster,
+            victim,
+            instances[victim].as_ref().map(Coordinator::url),
+        )?;
     }
     cluster.stop.store(true, Ordering::Relaxed);
     let mut sent = Vec::new();
@@ -175,46 +164,11 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the users on `server` and funds them through a ledger writer of the test's
-/// own (one more instance writing beside the two).
-async fn sign_up(pool: &PgPool, server: &Coordinator) -> anyhow::Result<Vec<User>> {
-    let ledger = Ledger::start(pool.clone(), LedgerConfig::default()).await?;
-    let mut users = Vec::new();
-    for i in 0..USERS {
-        let mut api: Api = server.api();
-        api.register(
-            pool,
-            &format!("user{i}@example.com"),
-            "a long password here",
-        )
-        .await?;
-        let me = api
-            .gql(
-                "query { me { defaultAccount { defaultWalletId } } }",
-                json!({}),
-            )
-            .await?;
-        let wallet: WalletId = me["me"]["defaultAccount"]["defaultWalletId"]
-            .as_str()
-            .context("a wallet id")?
-            .parse()
-            .map_err(|e| anyhow::anyhow!("wallet id: {e:?}"))?;
-        let amount = if i == USERS - 1 { POOR_SAT } else { RICH_SAT };
-        let funding = Posting::transfer(
-            system::MAIN_JOURNAL,
-            format!("funding-{i}"),
-            system::BANK_ONCHAIN,
-            coordinator::bank::Bank::ledger_account(wallet),
-            coordinator::Sats::new(amount)?.to_msats(),
-            "funding",
-        )?;
-        ledger.post(funding).await?;
-        users.push(User {
-            token: api.token().context("logged in")?.to_owned(),
-            wallet,
-        });
-    }
-    Ok(users)
+fn set_url(cluster: &Cluster, i: usize, url: Option<String>) -> anyhow::Result<()> {
+    *cluster.urls[i]
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))? = url;
+    Ok(())
 }
 
 /// Sends transfers until told to stop; every tenth is sent again with its key.
@@ -239,11 +193,7 @@ async fn client(
         };
         let key = format!("c{c}-{n}");
         n += 1;
-        let input = json!({ "i": {
-            "walletId": users[sender].wallet.to_string(),
-            "recipientWalletId": users[recipient].wallet.to_string(),
-            "amount": amount,
-        }});
+        let input = send_input(&users[sender], &users[recipient], amount);
         let answer = send(&http, &cluster, c + n, &users[sender].token, &key, &input).await?;
         if n % 10 == 0 {
             // The same request again: the same answer, nothing moves again.
@@ -270,67 +220,31 @@ async fn client(
     Ok(sent)
 }
 
-/// Sends until an instance gives a final answer: SUCCESS or ALREADY_PAID (paid), FAILURE
-/// (refused, nothing moved). A dead instance, a 5xx, PENDING or an unknown outcome is
-/// retried with the same key, on whichever instance is up.
+/// Sends until an instance gives a final answer, alternating between the instances that
+/// are up, and notes which instance answered when.
 async fn send(
     http: &reqwest::Client,
     cluster: &Cluster,
     start: usize,
     token: &str,
     key: &str,
-    input: &Value,
+    input: &serde_json::Value,
 ) -> anyhow::Result<Answer> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for attempt in 0.. {
-        ensure!(
-            Instant::now() < deadline,
-            "{key}: no final answer within 60 s"
-        );
-        let idx = (start + attempt) % 2;
-        let Some(url) = cluster.urls[idx].lock().await.clone() else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let response = http
-            .post(format!("{url}/graphql"))
-            .bearer_auth(token)
-            .header("Idempotency-Key", key)
-            .json(&json!({ "query": SEND, "variables": input }))
-            .send()
-            .await;
-        let body: Value = match response {
-            Ok(r) if r.status().is_success() => match r.json().await {
-                Ok(v) => v,
-                Err(_) => continue,
-            },
-            Ok(r) if r.status().is_server_error() => continue,
-            Ok(r) => bail!("{key}: HTTP {}", r.status()),
-            // The instance died under the request.
-            Err(_) => {
-                cluster.interrupted.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if let Some(errors) = body.get("errors") {
-            bail!("{key}: GraphQL errors {errors}");
+    let url = |attempt: usize| {
+        cluster.urls[(start + attempt) % 2]
+            .lock()
+            .ok()
+            .and_then(|u| u.clone())
+    };
+    let (attempt, answer) = send_until_final(http, url, token, key, input, |why| {
+        if matches!(why, Retry::Interrupted) {
+            cluster.interrupted.fetch_add(1, Ordering::Relaxed);
         }
-        let payload = &body["data"]["intraLedgerPaymentSend"];
-        let answer = match payload["status"].as_str() {
-            Some("SUCCESS" | "ALREADY_PAID") => Answer::Paid,
-            Some("FAILURE") => Answer::Refused,
-            // PENDING, or null: the outcome is not known yet.
-            _ => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let now = u64::try_from(cluster.started.elapsed().as_millis())?;
-        cluster.answered[idx].fetch_max(now, Ordering::Relaxed);
-        return Ok(answer);
-    }
-    unreachable!("the loop returns or fails")
+    })
+    .await?;
+    let now = u64::try_from(cluster.started.elapsed().as_millis())?;
+    cluster.answered[(start + attempt) % 2].fetch_max(now, Ordering::Relaxed);
+    Ok(answer)
 }
 
 /// Compares every answer with what PostgreSQL holds.
