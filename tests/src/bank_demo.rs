@@ -1,6 +1,8 @@
 //! The bank part of the demo: the regtest stand-in and `coordinator serve` as separate
 //! processes, a user registered through the GraphQL API, a deposit to the user's address
-//! shown pending, then settled after a block, then `coordinator ledger verify`.
+//! shown pending, then settled after a block; then a second `coordinator serve` replica on
+//! the same database, a transfer through it, the first replica killed and the second
+//! carrying on; then `coordinator ledger verify`.
 #![allow(clippy::print_stdout, reason = "the demo narrates what it does")]
 
 use std::path::Path;
@@ -13,6 +15,7 @@ use coordinator::db::ScratchDatabase;
 use crate::bank_process::{
     Coordinator, ledger_verify, sibling_binary, wait_until, with_database, write_onchain,
 };
+use crate::transfer_load::{Answer, User, send_once};
 
 const DEPOSIT_SAT: u64 = 250_000;
 
@@ -91,6 +94,49 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         settled["balance"],
         settled["pendingIncomingBalance"],
         settled["transactions"]["edges"][0]["node"]
+    );
+
+    println!("\n== bank: two replicas, one killed ==");
+    let log2 = dir.join("coordinator-2.log");
+    let replica = Coordinator::serve(&coordinator, &db_url, &onchain, &log2).await?;
+    println!(
+        "second replica serving at {} on the same database (each has its own ledger writer)",
+        replica.url()
+    );
+    let mut bob = replica.api();
+    bob.register(&pool, "hal@example.com", "another horse battery")
+        .await?;
+    let (bob_wallet, _) = bob.deposit_address().await?;
+    let user = |api: &crate::bank_process::Api, wallet: &str| -> anyhow::Result<User> {
+        Ok(User {
+            token: api.token().context("logged in")?.to_owned(),
+            wallet: wallet
+                .parse()
+                .map_err(|e| anyhow::anyhow!("wallet id {wallet}: {e:?}"))?,
+        })
+    };
+    let (alice_user, bob_user) = (user(&api, &wallet)?, user(&bob, &bob_wallet)?);
+    let http = reqwest::Client::new();
+    let input = crate::transfer_load::send_input(&alice_user, &bob_user, 50_000);
+    let paid = send_once(&http, &replica.url(), &alice_user.token, "demo-1", &input).await?;
+    anyhow::ensure!(
+        paid.as_ref().ok() == Some(&Answer::Paid),
+        "the transfer: {paid:?}"
+    );
+    println!("satoshi paid hal 50000 sat through the second replica");
+    server.crash()?;
+    println!("first replica killed (SIGKILL)");
+    let again = send_once(&http, &replica.url(), &alice_user.token, "demo-1", &input).await?;
+    anyhow::ensure!(
+        again.as_ref().ok() == Some(&Answer::Paid),
+        "the replay: {again:?}"
+    );
+    let hal = bob.against(&replica).wallet().await?;
+    let sat = api.against(&replica).wallet().await?;
+    println!(
+        "the second replica answers: the same request again is ALREADY_PAID; satoshi has {} \
+         sat, hal {} sat",
+        sat["balance"], hal["balance"]
     );
 
     print!("{}", ledger_verify(&coordinator, &db_url)?);
