@@ -99,7 +99,8 @@ impl Bank {
     /// [`BankError::NotFound`].
     pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
         let row = sqlx::query(
-            "SELECT email, phone, verified_at IS NOT NULL, created_at FROM users WHERE id = $1",
+            "SELECT email, phone, verified_at IS NOT NULL AS verified, created_at \
+             FROM users WHERE id = $1",
         )
         .bind(id.as_uuid())
         .fetch_optional(&self.pool)
@@ -107,10 +108,10 @@ impl Bank {
         .ok_or(BankError::NotFound { what: "user" })?;
         Ok(UserView {
             id,
-            email: row.try_get(0)?,
-            phone: row.try_get(1)?,
-            verified: row.try_get(2)?,
-            created_at: row.try_get(3)?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            verified: row.try_get("verified")?,
+            created_at: row.try_get("created_at")?,
         })
     }
 
@@ -146,7 +147,7 @@ impl Bank {
         let rows = sqlx::query(
             "SELECT w.id, w.currency, b.settled, b.pending + coalesce(( \
                  SELECT sum(d.amount_sat) * 1000 FROM deposits d \
-                 WHERE d.wallet_id = w.id AND d.state = 'PENDING'), 0)::int8 \
+                 WHERE d.wallet_id = w.id AND d.state = 'PENDING'), 0)::int8 AS pending \
              FROM wallets w \
              JOIN ledger_balances b ON b.account_id = w.id WHERE w.account_id = $1 \
              ORDER BY w.created_at",
@@ -156,12 +157,12 @@ impl Bank {
         .await?;
         rows.iter()
             .map(|r| {
-                let pending: i64 = r.try_get(3)?;
+                let pending: i64 = r.try_get("pending")?;
                 Ok(WalletView {
-                    id: WalletId::from_uuid(r.try_get(0)?),
+                    id: WalletId::from_uuid(r.try_get("id")?),
                     account_id: account,
-                    currency: r.try_get(1)?,
-                    balance: to_sats_floor(r.try_get(2)?),
+                    currency: r.try_get("currency")?,
+                    balance: to_sats_floor(r.try_get("settled")?),
                     pending_incoming: to_sats_floor(pending.max(0)),
                 })
             })
@@ -263,8 +264,8 @@ impl Bank {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(BankError::NotFound { what: "account" })?;
-        let current: AccountStatus = row.try_get::<String, _>(0)?.parse()?;
-        let locked_by: Option<String> = row.try_get(1)?;
+        let current: AccountStatus = row.try_get::<String, _>("status")?.parse()?;
+        let locked_by: Option<String> = row.try_get("locked_by")?;
         let allowed = match (current, status) {
             (AccountStatus::Closed, _) => false,
             (a, b) if a == b => false,
@@ -397,13 +398,13 @@ impl Bank {
         rows.iter()
             .map(|r| {
                 Ok(AccountEvent {
-                    kind: r.try_get(0)?,
-                    old_value: r.try_get(1)?,
-                    new_value: r.try_get(2)?,
-                    actor: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    created_at: r.try_get(5)?,
-                    actor_role: r.try_get(6)?,
+                    kind: r.try_get("kind")?,
+                    old_value: r.try_get("old_value")?,
+                    new_value: r.try_get("new_value")?,
+                    actor: r.try_get("actor")?,
+                    reason: r.try_get("reason")?,
+                    created_at: r.try_get("created_at")?,
+                    actor_role: r.try_get("actor_role")?,
                 })
             })
             .collect()

@@ -165,7 +165,8 @@ impl Bank {
             Identity::Phone(p) => ("phone", p.as_str()),
         };
         let row = sqlx::query(&format!(
-            "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE {column} = $1 \
+            "SELECT id, password_hash, verified_at IS NOT NULL AS verified FROM users \
+             WHERE {column} = $1 \
                AND (verified_at IS NOT NULL OR created_at >= now() - make_interval(secs => $2))"
         ))
         .bind(value)
@@ -174,9 +175,9 @@ impl Bank {
         .await?;
         row.map(|r| {
             Ok((
-                UserId::from_uuid(r.try_get(0)?),
-                r.try_get(1)?,
-                r.try_get(2)?,
+                UserId::from_uuid(r.try_get("id")?),
+                r.try_get("password_hash")?,
+                r.try_get("verified")?,
             ))
         })
         .transpose()
@@ -306,7 +307,7 @@ impl Bank {
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BankError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT id, code_hash, attempts, expires_at > now() FROM one_time_codes \
+            "SELECT id, code_hash, attempts, expires_at > now() AS fresh FROM one_time_codes \
              WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL \
              ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
         )
@@ -317,10 +318,10 @@ impl Bank {
         let Some(row) = row else {
             return Err(BankError::InvalidCode);
         };
-        let code_id: Uuid = row.try_get(0)?;
-        let stored: Vec<u8> = row.try_get(1)?;
-        let attempts: i32 = row.try_get(2)?;
-        let fresh: bool = row.try_get(3)?;
+        let code_id: Uuid = row.try_get("id")?;
+        let stored: Vec<u8> = row.try_get("code_hash")?;
+        let attempts: i32 = row.try_get("attempts")?;
+        let fresh: bool = row.try_get("fresh")?;
         if !fresh || attempts >= self.config.max_code_attempts {
             return Err(BankError::InvalidCode);
         }
@@ -451,7 +452,7 @@ impl Bank {
         hash: &[u8],
     ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
         let row = sqlx::query(
-            "SELECT s.user_id, a.id, s.expires_at FROM sessions s \
+            "SELECT s.user_id, a.id AS account_id, s.expires_at FROM sessions s \
              JOIN accounts a ON a.user_id = s.user_id \
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
         )
@@ -460,12 +461,12 @@ impl Bank {
         .await?
         .ok_or(BankError::Unauthenticated)?;
         let principal = Principal {
-            user_id: UserId::from_uuid(row.try_get(0)?),
-            account_id: AccountId::from_uuid(row.try_get(1)?),
+            user_id: UserId::from_uuid(row.try_get("user_id")?),
+            account_id: AccountId::from_uuid(row.try_get("account_id")?),
             scopes: Scope::ALL.to_vec(),
             method: AuthMethod::Session,
         };
-        Ok((principal, Some(row.try_get(2)?)))
+        Ok((principal, Some(row.try_get("expires_at")?)))
     }
 
     /// The key's principal, its expiry, and until when it may be answered from memory.
@@ -496,22 +497,23 @@ impl Bank {
                RETURNING u.last_used_at \
              ) \
              SELECT id, user_id, account_id, scopes, expires_at, \
-               coalesce((SELECT last_used_at FROM touched), last_used_at) FROM k",
+               coalesce((SELECT last_used_at FROM touched), last_used_at) AS last_used_at \
+             FROM k",
         )
         .bind(hash)
         .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::Unauthenticated)?;
-        let scopes: Vec<String> = row.try_get(3)?;
+        let scopes: Vec<String> = row.try_get("scopes")?;
         let principal = Principal {
-            user_id: UserId::from_uuid(row.try_get(1)?),
-            account_id: AccountId::from_uuid(row.try_get(2)?),
+            user_id: UserId::from_uuid(row.try_get("user_id")?),
+            account_id: AccountId::from_uuid(row.try_get("account_id")?),
             scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
+            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get("id")?)),
         };
-        let expires_at: Option<DateTime<Utc>> = row.try_get(4)?;
-        let last_used_at: Option<DateTime<Utc>> = row.try_get(5)?;
+        let expires_at: Option<DateTime<Utc>> = row.try_get("expires_at")?;
+        let last_used_at: Option<DateTime<Utc>> = row.try_get("last_used_at")?;
         let record_again = last_used_at.and_then(|at| {
             chrono::Duration::from_std(API_KEY_LAST_USED_GRANULARITY)
                 .ok()

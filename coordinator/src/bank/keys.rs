@@ -84,15 +84,15 @@ impl Bank {
         .await?;
         rows.iter()
             .map(|r| {
-                let scopes: Vec<String> = r.try_get(2)?;
+                let scopes: Vec<String> = r.try_get("scopes")?;
                 Ok(ApiKeyInfo {
-                    id: ApiKeyId::from_uuid(r.try_get(0)?),
-                    name: r.try_get(1)?,
+                    id: ApiKeyId::from_uuid(r.try_get("id")?),
+                    name: r.try_get("name")?,
                     scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-                    created_at: r.try_get(3)?,
-                    expires_at: r.try_get(4)?,
-                    revoked_at: r.try_get(5)?,
-                    last_used_at: r.try_get(6)?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                    last_used_at: r.try_get("last_used_at")?,
                 })
             })
             .collect()

@@ -52,8 +52,11 @@ impl Bank {
             let _ = self.check_unknown_password(password).await?;
             return Err(BankError::InvalidCredentials);
         };
-        let id = StaffId::from_uuid(row.try_get(0)?);
-        if !self.check_password(password, row.try_get(1)?).await? {
+        let id = StaffId::from_uuid(row.try_get("id")?);
+        if !self
+            .check_password(password, row.try_get("password_hash")?)
+            .await?
+        {
             return Err(BankError::InvalidCredentials);
         }
         let mut conn = self.pool.acquire().await?;
@@ -74,9 +77,9 @@ impl Bank {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::Unauthenticated)?;
-        let role: String = row.try_get(1)?;
+        let role: String = row.try_get("role")?;
         Ok(StaffPrincipal {
-            staff_id: StaffId::from_uuid(row.try_get(0)?),
+            staff_id: StaffId::from_uuid(row.try_get("id")?),
             role: role.parse()?,
         })
     }

@@ -97,8 +97,8 @@ pub(in crate::deposits) async fn checkpoint(
     let known = rows
         .iter()
         .map(|r| {
-            let height: i32 = r.try_get(0)?;
-            let hash: Vec<u8> = r.try_get(1)?;
+            let height: i32 = r.try_get("height")?;
+            let hash: Vec<u8> = r.try_get("hash")?;
             let arr: [u8; 32] = hash.as_slice().try_into().map_err(corrupt)?;
             Ok(BlockId {
                 height: u32::try_from(height).map_err(corrupt)?,
@@ -150,10 +150,10 @@ pub(in crate::deposits) async fn disconnect_above(
     .await?;
     let mut out = Unwound::default();
     for r in &rows {
-        let id: Uuid = r.try_get(0)?;
-        let state: String = r.try_get(1)?;
-        let height: i32 = r.try_get(2)?;
-        let hash: Vec<u8> = r.try_get(3)?;
+        let id: Uuid = r.try_get("id")?;
+        let state: String = r.try_get("state")?;
+        let height: i32 = r.try_get("block_height")?;
+        let hash: Vec<u8> = r.try_get("block_hash")?;
         if matches!(
             DepositState::parse(&state)?,
             DepositState::Settled | DepositState::Reversed
@@ -351,7 +351,7 @@ pub(in crate::deposits) async fn due(
     // Confirmed at height h has tip - h + 1 confirmations.
     let max_height = i64::from(tip) + 1 - i64::from(confirmations.max(1));
     let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS}, a.status FROM deposits d \
+        "SELECT {DEPOSIT_COLUMNS}, a.status AS account_status FROM deposits d \
          JOIN accounts a ON a.id = d.account_id \
          WHERE d.state = 'PENDING' AND d.block_height IS NOT NULL AND d.block_height <= $1 \
          ORDER BY d.block_height, d.id LIMIT 1000"
@@ -363,7 +363,7 @@ pub(in crate::deposits) async fn due(
         .map(|r| {
             Ok(Due {
                 deposit: deposit_from_row(r)?,
-                account_status: r.try_get(12)?,
+                account_status: r.try_get("account_status")?,
             })
         })
         .collect()
@@ -385,14 +385,14 @@ pub(in crate::deposits) async fn finish(
          ), e AS ( \
              INSERT INTO deposit_events (deposit_id, wallet_id, kind) \
              SELECT id, wallet_id, 'SETTLED' FROM s WHERE state = 'SETTLED' \
-         ) SELECT count(*) FROM s",
+         ) SELECT count(*) AS changed FROM s",
     )
     .bind(deposit)
     .bind(state.as_str())
     .bind(transaction.map(|t| t.as_uuid()))
     .fetch_one(&mut *conn)
     .await?;
-    let n: i64 = rows.try_get(0)?;
+    let n: i64 = rows.try_get("changed")?;
     Ok(n == 1)
 }
 
