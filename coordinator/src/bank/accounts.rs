@@ -14,12 +14,13 @@ impl Bank {
         username: &Username,
     ) -> Result<(), BankError> {
         principal.require(Scope::Write)?;
-        let result =
-            sqlx::query("UPDATE accounts SET username = $1 WHERE id = $2 AND username IS NULL")
-                .bind(username.as_str())
-                .bind(principal.account_id.as_uuid())
-                .execute(&self.pool)
-                .await;
+        let result = sqlx::query!(
+            "UPDATE accounts SET username = $1 WHERE id = $2 AND username IS NULL",
+            username.as_str(),
+            principal.account_id.as_uuid()
+        )
+        .execute(&self.pool)
+        .await;
         match result {
             Ok(r) if r.rows_affected() == 1 => Ok(()),
             Ok(_) => Err(BankError::UsernameAlreadySet),
@@ -98,20 +99,21 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
-        let row = sqlx::query(
-            "SELECT email, phone, verified_at IS NOT NULL AS verified, created_at \
-             FROM users WHERE id = $1",
+        // `!`: an IS NOT NULL test is never null (the macro cannot know).
+        let row = sqlx::query!(
+            r#"SELECT email, phone, verified_at IS NOT NULL AS "verified!", created_at
+               FROM users WHERE id = $1"#,
+            id.as_uuid(),
         )
-        .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::NotFound { what: "user" })?;
         Ok(UserView {
             id,
-            email: row.try_get("email")?,
-            phone: row.try_get("phone")?,
-            verified: row.try_get("verified")?,
-            created_at: row.try_get("created_at")?,
+            email: row.email,
+            phone: row.phone,
+            verified: row.verified,
+            created_at: row.created_at,
         })
     }
 
@@ -120,11 +122,12 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn username_available(&self, username: &Username) -> Result<bool, BankError> {
-        let taken: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1)")
-                .bind(username.as_str())
-                .fetch_one(&self.pool)
-                .await?;
+        let taken: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1) AS "taken!""#,
+            username.as_str()
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(!taken)
     }
 
@@ -218,10 +221,10 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn wallet_of_username(&self, username: &Username) -> Result<WalletId, BankError> {
-        let id: Option<Uuid> = sqlx::query_scalar(
+        let id: Option<Uuid> = sqlx::query_scalar!(
             "SELECT default_wallet_id FROM accounts WHERE username = $1 AND status <> 'CLOSED'",
+            username.as_str()
         )
-        .bind(username.as_str())
         .fetch_optional(&self.pool)
         .await?
         .flatten();
@@ -291,12 +294,14 @@ impl Bank {
             may_lift(locked_by.as_deref().unwrap_or("admin"), "user")?;
         }
         let holder = (status == AccountStatus::Locked).then_some(role);
-        sqlx::query("UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(holder)
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3",
+            status.as_str(),
+            holder,
+            account.as_uuid()
+        )
+        .execute(&mut *tx)
+        .await?;
         let change = Change {
             kind: "status",
             old: current.as_str(),
@@ -313,11 +318,13 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn lock_holder(&self, account: AccountId) -> Result<Option<String>, BankError> {
-        sqlx::query_scalar("SELECT locked_by FROM accounts WHERE id = $1")
-            .bind(account.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(BankError::NotFound { what: "account" })
+        sqlx::query_scalar!(
+            "SELECT locked_by FROM accounts WHERE id = $1",
+            account.as_uuid()
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::NotFound { what: "account" })
     }
 
     /// Staff changes an account's status (needs the right role).
@@ -354,17 +361,20 @@ impl Bank {
         staff.require(StaffAction::ChangeLevel)?;
         let reason = checked_reason(reason)?;
         let mut tx = self.pool.begin().await?;
-        let current: i16 =
-            sqlx::query_scalar("SELECT level FROM accounts WHERE id = $1 FOR UPDATE")
-                .bind(account.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(BankError::NotFound { what: "account" })?;
-        sqlx::query("UPDATE accounts SET level = $1 WHERE id = $2")
-            .bind(i16::from(level.get()))
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        let current: i16 = sqlx::query_scalar!(
+            "SELECT level FROM accounts WHERE id = $1 FOR UPDATE",
+            account.as_uuid()
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(BankError::NotFound { what: "account" })?;
+        sqlx::query!(
+            "UPDATE accounts SET level = $1 WHERE id = $2",
+            i16::from(level.get()),
+            account.as_uuid()
+        )
+        .execute(&mut *tx)
+        .await?;
         let change = Change {
             kind: "level",
             old: &current.to_string(),
@@ -388,26 +398,14 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn account_events(&self, account: AccountId) -> Result<Vec<AccountEvent>, BankError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as!(
+            AccountEvent,
             "SELECT kind, old_value, new_value, actor, reason, created_at, actor_role \
              FROM account_events WHERE account_id = $1 ORDER BY id",
+            account.as_uuid(),
         )
-        .bind(account.as_uuid())
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AccountEvent {
-                    kind: r.try_get("kind")?,
-                    old_value: r.try_get("old_value")?,
-                    new_value: r.try_get("new_value")?,
-                    actor: r.try_get("actor")?,
-                    reason: r.try_get("reason")?,
-                    created_at: r.try_get("created_at")?,
-                    actor_role: r.try_get("actor_role")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// An account's limits and what is left of them over the last 24 hours.
@@ -464,11 +462,12 @@ fn may_lift(placed_by: &str, role: &str) -> Result<(), BankError> {
 
 /// The role of an active staff member, read inside the change's transaction.
 async fn staff_role_in(tx: &mut sqlx::PgConnection, id: StaffId) -> Result<StaffRole, BankError> {
-    let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM staff WHERE id = $1 AND disabled_at IS NULL")
-            .bind(id.as_uuid())
-            .fetch_optional(tx)
-            .await?;
+    let role: Option<String> = sqlx::query_scalar!(
+        "SELECT role FROM staff WHERE id = $1 AND disabled_at IS NULL",
+        id.as_uuid()
+    )
+    .fetch_optional(tx)
+    .await?;
     role.ok_or(BankError::Forbidden {
         needed: "an active staff member",
     })?

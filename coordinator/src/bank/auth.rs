@@ -24,12 +24,12 @@ impl Bank {
             Identity::Email(e) => (Some(e.as_str()), None),
             Identity::Phone(p) => (None, Some(p.as_str())),
         };
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO users (id, email, phone) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            id.as_uuid(),
+            email,
+            phone
         )
-        .bind(id.as_uuid())
-        .bind(email)
-        .bind(phone)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -78,14 +78,18 @@ impl Bank {
         if expired.is_empty() {
             return Ok(());
         }
-        sqlx::query("DELETE FROM one_time_codes WHERE user_id = ANY($1)")
-            .bind(&expired)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM users WHERE id = ANY($1) AND verified_at IS NULL")
-            .bind(&expired)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM one_time_codes WHERE user_id = ANY($1)",
+            &expired
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "DELETE FROM users WHERE id = ANY($1) AND verified_at IS NULL",
+            &expired
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -95,14 +99,18 @@ impl Bank {
     async fn forget_unverified(&self, user: UserId) {
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM one_time_codes WHERE user_id = $1")
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM users WHERE id = $1 AND verified_at IS NULL")
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "DELETE FROM one_time_codes WHERE user_id = $1",
+                user.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "DELETE FROM users WHERE id = $1 AND verified_at IS NULL",
+                user.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await
         }
         .await;
@@ -142,8 +150,7 @@ impl Bank {
         if let Err(e) = self.notifier.send(message).await {
             // The user never saw this code; as the latest code it would shadow one they
             // did receive earlier, so it goes.
-            if let Err(db) = sqlx::query("DELETE FROM one_time_codes WHERE id = $1")
-                .bind(id)
+            if let Err(db) = sqlx::query!("DELETE FROM one_time_codes WHERE id = $1", id)
                 .execute(&self.pool)
                 .await
             {
@@ -251,10 +258,10 @@ impl Bank {
             }));
         }
         let account = if verified {
-            let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
-                .bind(user.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
+            let id: Uuid =
+                sqlx::query_scalar!("SELECT id FROM accounts WHERE user_id = $1", user.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await?;
             AccountId::from_uuid(id)
         } else {
             sqlx::query(
@@ -272,19 +279,21 @@ impl Bank {
             )
             .await?;
             let wallet = WalletId::from_uuid(wallet.id.as_uuid());
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO accounts (id, user_id, default_wallet_id) VALUES ($1, $2, $3)",
+                account.as_uuid(),
+                user.as_uuid(),
+                wallet.as_uuid()
             )
-            .bind(account.as_uuid())
-            .bind(user.as_uuid())
-            .bind(wallet.as_uuid())
             .execute(&mut *tx)
             .await?;
-            sqlx::query("INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')")
-                .bind(wallet.as_uuid())
-                .bind(account.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')",
+                wallet.as_uuid(),
+                account.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
             account
         };
         let session = self.new_session_in(&mut tx, Some(user), None).await?;
@@ -326,17 +335,21 @@ impl Bank {
             return Err(BankError::InvalidCode);
         }
         if secrets::code_hash(code_id, code.trim()) != stored {
-            sqlx::query("UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1")
-                .bind(code_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1",
+                code_id
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Err(BankError::InvalidCode);
         }
-        sqlx::query("UPDATE one_time_codes SET consumed_at = now() WHERE id = $1")
-            .bind(code_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE one_time_codes SET consumed_at = now() WHERE id = $1",
+            code_id
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(tx)
     }
 
@@ -548,10 +561,10 @@ impl Bank {
     /// [`BankError::Database`].
     pub async fn logout(&self, token: &str) -> Result<(), BankError> {
         let hash = secrets::token_hash(token);
-        sqlx::query(
+        sqlx::query!(
             "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+            &hash
         )
-        .bind(&hash)
         .execute(&self.pool)
         .await?;
         self.forget_credential(&hash);

@@ -73,7 +73,7 @@ pub(in crate::deposits) async fn fenced(
 pub(in crate::deposits) async fn checkpoint(
     pool: &PgPool,
 ) -> Result<(Vec<BlockId>, u32), DepositError> {
-    let top: Option<i32> = sqlx::query_scalar("SELECT max(height) FROM deposit_blocks")
+    let top: Option<i32> = sqlx::query_scalar!("SELECT max(height) FROM deposit_blocks")
         .fetch_one(pool)
         .await?;
     let mut heights: Vec<i32> = Vec::new();
@@ -88,25 +88,23 @@ pub(in crate::deposits) async fn checkpoint(
         }
         heights.push(0);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT height, hash FROM deposit_blocks WHERE height = ANY($1) ORDER BY height DESC",
+        &heights,
     )
-    .bind(&heights)
     .fetch_all(pool)
     .await?;
     let known = rows
         .iter()
         .map(|r| {
-            let height: i32 = r.try_get("height")?;
-            let hash: Vec<u8> = r.try_get("hash")?;
-            let arr: [u8; 32] = hash.as_slice().try_into().map_err(corrupt)?;
+            let arr: [u8; 32] = r.hash.as_slice().try_into().map_err(corrupt)?;
             Ok(BlockId {
-                height: u32::try_from(height).map_err(corrupt)?,
+                height: u32::try_from(r.height).map_err(corrupt)?,
                 hash: BlockHash::from_byte_array(arr),
             })
         })
         .collect::<Result<Vec<_>, DepositError>>()?;
-    let start: i32 = sqlx::query_scalar("SELECT start_height FROM deposit_driver WHERE id = 1")
+    let start: i32 = sqlx::query_scalar!("SELECT start_height FROM deposit_driver WHERE id = 1")
         .fetch_one(pool)
         .await?;
     Ok((known, u32::try_from(start).map_err(corrupt)?))
@@ -118,10 +116,12 @@ pub(in crate::deposits) async fn checkpoint(
 /// # Errors
 /// [`DepositError::Database`].
 pub async fn set_start_height(pool: &PgPool, height: u32) -> Result<(), DepositError> {
-    sqlx::query("UPDATE deposit_driver SET start_height = $1 WHERE id = 1")
-        .bind(i32::try_from(height).map_err(corrupt)?)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE deposit_driver SET start_height = $1 WHERE id = 1",
+        i32::try_from(height).map_err(corrupt)?
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -187,8 +187,8 @@ pub(in crate::deposits) async fn disconnect_above(
     .bind(fork)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM deposit_blocks WHERE height > $1")
-        .bind(fork)
+    // `::int8`: the fork point is an i64 here, the column an INT.
+    sqlx::query!("DELETE FROM deposit_blocks WHERE height > $1::int8", fork)
         .execute(&mut *conn)
         .await?;
     Ok(out)
@@ -305,8 +305,8 @@ pub(in crate::deposits) async fn record_seen(
 pub(in crate::deposits) async fn unconfirmed_pending(
     pool: &PgPool,
 ) -> Result<Vec<Txid>, DepositError> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT DISTINCT txid FROM deposits WHERE state = 'PENDING' AND block_hash IS NULL",
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar!(
+        "SELECT DISTINCT txid FROM deposits WHERE state = 'PENDING' AND block_hash IS NULL"
     )
     .fetch_all(pool)
     .await?;

@@ -171,8 +171,9 @@ pub(super) async fn deposits_in_states(
 }
 
 pub(super) async fn settled_total(pool: &PgPool) -> Result<Sats, DepositError> {
-    let total: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(amount_sat), 0)::int8 FROM deposits WHERE state = 'SETTLED'",
+    let total: i64 = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(amount_sat), 0)::int8 AS "total!" FROM deposits
+           WHERE state = 'SETTLED'"#
     )
     .fetch_one(pool)
     .await?;
