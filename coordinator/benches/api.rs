@@ -20,10 +20,10 @@ use coordinator::bank::{
     Bank, BankConfig, Identity, NewPassword, OutboxNotifier, PasswordCost, Principal, Recipient,
     Scope, Secret, SendRequest,
 };
-use coordinator::db::ScratchDatabase;
 use coordinator::ledger::system;
 use coordinator::{Ledger, LedgerConfig, Posting, Sats, WalletId};
 use rand::{Rng, SeedableRng};
+use test_support::ScratchDatabase;
 
 #[derive(Parser, Debug)]
 #[command(about = "GraphQL transfers against library transfers on the same server")]
@@ -82,9 +82,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let (db, pool) = ScratchDatabase::migrated("coordinator_bench_api", args.pool)
-        .await
-        .context("PostgreSQL must be reachable at DATABASE_URL")?;
+    let (db, pool) = ScratchDatabase::migrated(
+        "coordinator_bench_api",
+        args.pool,
+        &coordinator::db::MIGRATOR,
+    )
+    .await
+    .context("PostgreSQL must be reachable at DATABASE_URL")?;
     let ledger = Ledger::start(pool.clone(), LedgerConfig::default()).await?;
     let config = BankConfig {
         // Setup speed only: no customer logs in with a password during the measurement.

@@ -27,7 +27,6 @@ use chain_standin::spawn::{Options, StandIn};
 use clap::Parser;
 use coordinator::chain::esplora::EsploraSource;
 use coordinator::chain::{BlockLocator, CallPolicy, ChainSource};
-use coordinator::db::ScratchDatabase;
 use coordinator::deposits::{
     AddressBookIndex, DepositConfig, DepositDriver, ScriptIndex, set_start_height,
 };
@@ -36,6 +35,7 @@ use coordinator::wallets::{WalletRole, Wallets};
 use coordinator::{Ledger, LedgerAccountId, LedgerConfig};
 use policies::{HsmKey, PolicyDocument, RecoveryKey, Template};
 use rand::{Rng, SeedableRng};
+use test_support::ScratchDatabase;
 use uuid::Uuid;
 
 #[derive(Parser, Debug)]
@@ -167,7 +167,9 @@ async fn main() -> anyhow::Result<()> {
         standin.esplora_url(),
         CallPolicy::default(),
     )?);
-    let (_db, pool) = ScratchDatabase::migrated("coordinator_bench_deposits", 16).await?;
+    let (_db, pool) =
+        ScratchDatabase::migrated("coordinator_bench_deposits", 16, &coordinator::db::MIGRATOR)
+            .await?;
     let ledger = Ledger::start(pool.clone(), LedgerConfig::default()).await?;
     let wallets = Wallets::new(pool.clone());
     let t = Instant::now();

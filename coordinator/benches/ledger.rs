@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use coordinator::db::ScratchDatabase;
 use coordinator::ledger::{NewAccount, system};
 use coordinator::{Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
 use rand::{Rng, SeedableRng};
+use test_support::ScratchDatabase;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Ledger benchmark against pgbench on the same server")]
@@ -476,7 +476,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The ledger's scratch database, with funded accounts.
-    let (db, pool) = ScratchDatabase::migrated("coordinator_bench", 40).await?;
+    let (db, pool) =
+        ScratchDatabase::migrated("coordinator_bench", 40, &coordinator::db::MIGRATOR).await?;
     let ledger = Ledger::start(
         pool,
         LedgerConfig {
@@ -704,7 +705,9 @@ async fn main() -> anyhow::Result<()> {
             "## balance reads: {} accounts, {} entries (target: p99 < 2 ms)",
             args.read_accounts, args.read_entries
         );
-        let (rdb, rpool) = ScratchDatabase::migrated("coordinator_bench_reads", 16).await?;
+        let (rdb, rpool) =
+            ScratchDatabase::migrated("coordinator_bench_reads", 16, &coordinator::db::MIGRATOR)
+                .await?;
         let t = Instant::now();
         load_read_data(&rpool, args.read_accounts, args.read_entries).await?;
         println!("loaded in {:.1} s", t.elapsed().as_secs_f64());

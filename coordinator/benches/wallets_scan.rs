@@ -19,10 +19,10 @@ use bdk_wallet::bitcoin::hashes::Hash;
 use bdk_wallet::bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bdk_wallet::bitcoin::{Network, ScriptBuf, WPubkeyHash};
 use clap::Parser;
-use coordinator::db::ScratchDatabase;
 use coordinator::wallets::{WalletRole, Wallets};
 use policies::{HsmKey, Keychain, PolicyDocument, RecoveryKey, Template};
 use rand::{Rng, SeedableRng};
+use test_support::ScratchDatabase;
 
 #[derive(Parser, Debug)]
 #[command(about = "Script index lookups against the number of revealed addresses")]
@@ -66,7 +66,9 @@ struct Point {
 
 /// A wallet with `n` receive scripts in the index, then the measurements.
 async fn measure(n: u32, args: &Args) -> anyhow::Result<Point> {
-    let (_db, pool) = ScratchDatabase::migrated("coordinator_wallets_bench", 4).await?;
+    let (_db, pool) =
+        ScratchDatabase::migrated("coordinator_wallets_bench", 4, &coordinator::db::MIGRATOR)
+            .await?;
     let wallets = Wallets::new(pool.clone());
     let doc = policy()?;
     let info = wallets.register("hot", WalletRole::Hot, &doc, None).await?;

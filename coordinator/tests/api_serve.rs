@@ -6,7 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::db::{ScratchDatabase, database_url_from_env};
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `url` with its database name replaced.

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use coordinator::db::ScratchDatabase;
+use test_support::ScratchDatabase;
 
 fn url_of(db: &ScratchDatabase) -> String {
     let o = db.options();
@@ -35,7 +35,7 @@ fn coordinator(url: &str, args: &[&str]) -> (i32, String) {
 #[tokio::test]
 async fn migrate_then_verify_reports_ok_then_a_violation() {
     let db = ScratchDatabase::create(
-        &coordinator::db::database_url_from_env(),
+        &test_support::db::database_url_from_env(),
         "coordinator_test",
     )
     .await

@@ -468,7 +468,7 @@ async fn postings_fail_fast_while_the_database_is_unreachable_and_resume_after()
     let alice = user(l, "alice").await;
     let bob = user(l, "bob").await;
     fund(l, alice, 10_000).await;
-    let admin = coordinator::db::connect(&coordinator::db::database_url_from_env(), 1)
+    let admin = coordinator::db::connect(&test_support::db::database_url_from_env(), 1)
         .await
         .unwrap();
     let name = t.db.name().to_owned();

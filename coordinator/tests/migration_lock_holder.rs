@@ -9,9 +9,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use coordinator::bank::{AccountStatus, Bank, BankConfig, BankError, OutboxNotifier, StaffRole};
-use coordinator::db::{MIGRATOR, ScratchDatabase, database_url_from_env};
+use coordinator::db::MIGRATOR;
 use coordinator::{Ledger, LedgerConfig};
 use sqlx::migrate::Migrator;
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 
 #[tokio::test]
 async fn existing_locks_get_their_holder_from_the_audit_trail() {

@@ -479,8 +479,8 @@ impl Drop for TempFile {
 #[tokio::test]
 async fn serve_sends_codes_through_the_configured_smtp_server() {
     use sqlx::ConnectOptions;
-    let db = coordinator::db::ScratchDatabase::create(
-        &coordinator::db::database_url_from_env(),
+    let db = test_support::ScratchDatabase::create(
+        &test_support::db::database_url_from_env(),
         "coordinator_serve_smtp",
     )
     .await

@@ -255,27 +255,6 @@ pub enum Error {
         /// The public key it was checked against.
         public_key: bitcoin::secp256k1::PublicKey,
     },
-
-    /// Preparing a SoftHSM2 directory or running an isolated test failed.
-    #[error("softhsm2 test support: {context}")]
-    SoftHsm {
-        /// What we were doing.
-        context: String,
-        /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// `SOFTHSM2_CONF` is not set: refuse to touch the system-wide token directory.
-    #[error("SOFTHSM2_CONF is not set: start the process with it (see hsm_config::softhsm)")]
-    SoftHsmConfNotSet,
-
-    /// The SoftHSM2 module could not be found.
-    #[error("no SoftHSM2 module found (set SOFTHSM2_MODULE; tried {tried:?})")]
-    SoftHsmModuleNotFound {
-        /// The paths tried.
-        tried: Vec<PathBuf>,
-    },
 }
 
 impl Error {

@@ -4,7 +4,6 @@ pub mod ecdsa;
 pub mod error;
 pub mod pin;
 pub mod profile;
-pub mod softhsm;
 pub mod token;
 
 pub use error::{Error, Result};

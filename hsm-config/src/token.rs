@@ -27,7 +27,7 @@ use crate::profile::MAX_TOKEN_LABEL_LEN;
 /// from several threads. Cloning is cheap (an `Arc`); clones share the module.
 ///
 /// SoftHSM2 reads `SOFTHSM2_CONF` once, during `C_Initialize`: the variable must be in the
-/// process environment before [`Module::load`] (see [`crate::softhsm`]).
+/// process environment before [`Module::load`] (tests give each process its own).
 #[derive(Clone)]
 pub struct Module {
     ctx: Pkcs11,

@@ -13,7 +13,7 @@ use bitcoin::bip32::Fingerprint;
 use bitcoin::hashes::{Hash, hash160};
 use bitcoin::hex::FromHex;
 use bitcoin::secp256k1::PublicKey;
-use hsm_config::softhsm::{SoftHsmDir, module_path};
+use test_support::softhsm::{SoftHsmDir, module_path};
 
 const SO_PIN: &str = "so-pin-cli-0000";
 const USER_PIN: &str = "user-pin-cli-1234";

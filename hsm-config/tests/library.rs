@@ -1,7 +1,7 @@
 //! The library in-process against a real SoftHSM2.
 //!
 //! Every test runs in its own child process with a private token directory
-//! (`hsm_config::softhsm::isolate`), because SoftHSM2 reads `SOFTHSM2_CONF` once per
+//! (`test_support::softhsm::isolate`), because SoftHSM2 reads `SOFTHSM2_CONF` once per
 //! process. The name passed is the test's libtest name.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,9 +9,9 @@ use std::process::Command;
 
 use bitcoin::secp256k1::{Message, Secp256k1, ecdsa::Signature};
 use cryptoki::mechanism::Mechanism;
-use hsm_config::softhsm::{TEST_TOKEN_LABEL, TestToken, isolate, module_path};
 use hsm_config::{Error, Module, SoPin, UserPin};
 use secrecy::SecretString;
+use test_support::softhsm::{TEST_TOKEN_LABEL, TestToken, isolate, module_path};
 
 fn digest(i: u32) -> [u8; 32] {
     use bitcoin::hashes::{Hash, sha256};

@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Psbt;
 use bitcoin::hashes::{Hash, sha256};
-use hsm_config::softhsm::TestToken;
 use serde_json::Value;
 use signer::{Hsm, Pkcs11Hsm, SignRequest};
 use system_tests::custody::{external_destination, open_hsm};
 use system_tests::process::with_private_softhsm;
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::TestToken;
 
 use common::{Bench, FUNDING};
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bitcoin::hex::DisplayHex as _;
 use cryptoki::object::{Attribute, ObjectClass};
-use hsm_config::softhsm::TestToken;
 use signer::audit::Head;
 use signer::audit::anchor::ANCHOR_LABEL;
 use signer::hsm::pool::HsmPool;
 use support::{HOT, settings};
+use test_support::softhsm::TestToken;
 
 fn head(seq: i64) -> Head {
     Head {

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use bitcoin::Amount;
-use hsm_config::softhsm::{TEST_USER_PIN, TestToken};
 use signer::psbt_io::{self, Encoding};
 use system_tests::custody::{cold_policy, external_destination};
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::{TEST_USER_PIN, TestToken};
 
 struct Ceremony {
     _token: TestToken,

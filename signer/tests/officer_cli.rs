@@ -10,9 +10,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use hsm_config::softhsm::isolate;
 use officers::{approve_in_an_hour, setup_with};
 use signer::approvals::{Officer, OfficerId};
+use test_support::softhsm::isolate;
 
 fn officer_cli(dir: &Path, url: &str, token: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signer"))

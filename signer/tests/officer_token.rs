@@ -6,12 +6,12 @@ use std::str::FromStr as _;
 
 use bitcoin::Txid;
 use bitcoin::hashes::{Hash as _, sha256};
-use hsm_config::softhsm::TestToken;
 use policies::PolicyId;
 use signer::approvals::token::TokenKeyRef;
 use signer::approvals::{
     ApprovalMessage, Officer, OfficerId, OfficerKey, RequestBinding, TokenKey, verify_approval,
 };
+use test_support::softhsm::TestToken;
 use uuid::Uuid;
 
 #[test]

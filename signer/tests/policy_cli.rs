@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use bitcoin::bip32::{DerivationPath, Xpriv, Xpub};
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::{Address, Network, NetworkKind};
-use hsm_config::softhsm::{SoftHsmDir, module_path};
 use miniscript::Descriptor;
 use miniscript::descriptor::DescriptorPublicKey;
+use test_support::softhsm::{SoftHsmDir, module_path};
 
 const SO_PIN: &str = "so-pin-ceremony-0000";
 const USER_PIN: &str = "user-pin-ceremony-1234";

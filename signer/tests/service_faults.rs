@@ -8,12 +8,12 @@ mod support;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use hsm_config::softhsm::TestToken;
 use secrecy::SecretString;
 use signer::audit::{self, Verification};
 use signer::hsm::pool::HsmPool;
 use signer::service::{AnchorCheckError, check_anchor};
 use support::{Service, payment, settings_all};
+use test_support::softhsm::TestToken;
 
 #[test]
 fn an_unloadable_module_answers_503_and_stores_nothing() {

@@ -13,8 +13,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use hsm_config::softhsm::TestToken;
 use support::{COLD, HOT, Service, payment, settings};
+use test_support::softhsm::TestToken;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 

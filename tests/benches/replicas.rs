@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use coordinator::db::{ScratchDatabase, database_url_from_env};
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 use system_tests::bank_process::{Coordinator, sibling_binary, with_database};
 use system_tests::transfer_load::{Answer, User, send_input, send_until_final, sign_up};
 

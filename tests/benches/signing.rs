@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use bitcoin::hashes::{Hash, sha256};
 use bitcoin::{Amount, Psbt};
-use hsm_config::softhsm::TestToken;
 use policies::PolicyDocument;
 use signer::{Hsm, Pkcs11Hsm, SignRequest, sign_psbt};
 use system_tests::custody::{cold_policy, external_destination, open_hsm};
 use system_tests::process::with_private_softhsm;
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::TestToken;
 
 const SESSIONS: usize = 2;
 const MEASURE: Duration = Duration::from_secs(4);

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use bitcoin::Amount;
 use chain_standin::spawn::{Options, StandIn};
-use coordinator::db::ScratchDatabase;
+use test_support::ScratchDatabase;
 
 use crate::bank_process::{
     Coordinator, ledger_verify, sibling_binary, wait_until, with_database, write_onchain,
@@ -35,7 +35,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         standin.esplora_url()
     );
 
-    let admin_url = coordinator::db::database_url_from_env();
+    let admin_url = test_support::db::database_url_from_env();
     let db = ScratchDatabase::create(&admin_url, "bastion_demo")
         .await
         .context("creating the demo database (is PostgreSQL at DATABASE_URL?)")?;

@@ -70,7 +70,7 @@ pub fn external_destination(seed: u8) -> ScriptBuf {
 /// # Errors
 /// As [`signer::Pkcs11Hsm::open`].
 pub fn open_hsm(
-    token: &hsm_config::softhsm::TestToken,
+    token: &test_support::softhsm::TestToken,
     labels: &[&str],
     sessions: usize,
 ) -> Result<signer::Pkcs11Hsm, signer::HsmError> {
@@ -78,7 +78,7 @@ pub fn open_hsm(
     signer::Pkcs11Hsm::open(
         token.module(),
         token.token_label(),
-        &hsm_config::softhsm::TestToken::user_pin(),
+        &test_support::softhsm::TestToken::user_pin(),
         &labels,
         sessions,
     )

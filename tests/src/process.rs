@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
-use hsm_config::softhsm::{SoftHsmDir, conf_from_env};
+use test_support::softhsm::{SoftHsmDir, conf_from_env};
 
 /// In a process that already has `SOFTHSM2_CONF`, returns `None`: carry on.
 /// Otherwise creates a private token directory (in `dir`, or a temporary one

@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used)]
 
 use bitcoin::{Amount, Sequence};
-use hsm_config::softhsm::TestToken;
 use signer::{Hsm, Pkcs11Hsm, finalize_and_extract, sign_psbt};
 use system_tests::custody::{RECOVERY_AFTER, cold_policy, external_destination, hot_policy};
 use system_tests::custody::{open_hsm, recovery_key};
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::TestToken;
 
 const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
 

@@ -14,7 +14,6 @@ use std::path::Path;
 use anyhow::{Context as _, ensure};
 use bitcoin::{Amount, OutPoint};
 use chain_standin::spawn::{Options, StandIn};
-use coordinator::db::{ScratchDatabase, database_url_from_env};
 use coordinator::deposits::credit_external_id;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -23,6 +22,8 @@ use sqlx::types::chrono::{DateTime, Utc};
 use system_tests::bank_process::{
     Api, Coordinator, ledger_verify, sibling_binary, wait_until, with_database, write_onchain,
 };
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 
 const DEPOSIT_SAT: u64 = 80_000;
 /// More than one, so the deposit stays pending in the mempool while the first instance

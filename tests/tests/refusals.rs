@@ -9,12 +9,12 @@
 use bitcoin::psbt::PsbtSighashType;
 use bitcoin::sighash::EcdsaSighashType;
 use bitcoin::{Amount, Psbt, Witness};
-use hsm_config::softhsm::TestToken;
 use policies::analysis::OutputClass;
 use policies::{Keychain, PolicyDocument};
 use signer::{Pkcs11Hsm, SignError, sign_psbt};
 use system_tests::custody::{cold_policy, external_destination, hot_policy, open_hsm};
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::TestToken;
 
 const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
 

@@ -68,12 +68,12 @@ async fn claim(
     .bind(key)
     .fetch_one(pool)
     .await?;
-    let stored: Vec<u8> = row.try_get(0)?;
+    let stored: Vec<u8> = row.try_get("request_hash")?;
     if stored != hash {
         return Ok(Claim::Mismatch);
     }
-    let status: Option<i16> = row.try_get(1)?;
-    let body: Option<serde_json::Value> = row.try_get(2)?;
+    let status: Option<i16> = row.try_get("response_status")?;
+    let body: Option<serde_json::Value> = row.try_get("response_body")?;
     Ok(match status {
         None => Claim::InProgress,
         Some(s) => Claim::Replay(

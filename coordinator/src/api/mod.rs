@@ -13,6 +13,8 @@ mod gql;
 mod http;
 mod idempotency;
 pub(crate) mod onchain;
+mod paging;
+mod payments;
 mod ratelimit;
 mod rest;
 mod rest_auth;

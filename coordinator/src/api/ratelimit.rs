@@ -29,6 +29,13 @@ use super::errors::ApiError;
 use crate::bank::Identity;
 use crate::ids::AccountId;
 
+/// A counter after one more attempt.
+#[derive(Debug, sqlx::FromRow)]
+struct Counted {
+    key: String,
+    hits: i32,
+}
+
 /// How many attempts the keys of an operation may make.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimitConfig {
@@ -181,7 +188,7 @@ impl RateLimiter {
         keys.dedup_by(|a, b| a.0 == b.0);
         let names: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         let windows: Vec<f64> = keys.iter().map(|k| k.2.as_secs_f64()).collect();
-        let rows: Vec<(String, i32)> = sqlx::query_as(
+        let rows: Vec<Counted> = sqlx::query_as(
             "INSERT INTO rate_limit_counters AS c (key, window_secs, window_start, hits) \
              SELECT k, w, now(), 1 FROM unnest($1::text[], $2::float8[]) AS t(k, w) ORDER BY k \
              ON CONFLICT (key) DO UPDATE SET \
@@ -202,10 +209,10 @@ impl RateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune().await;
         }
-        let over = rows.iter().any(|(key, hits)| {
+        let over = rows.iter().any(|row| {
             keys.iter()
-                .find(|k| k.0 == *key)
-                .is_some_and(|k| i64::from(*hits) > i64::from(k.1))
+                .find(|k| k.0 == row.key)
+                .is_some_and(|k| i64::from(row.hits) > i64::from(k.1))
         });
         if over {
             return Err(ApiError::rate_limited());

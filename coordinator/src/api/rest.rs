@@ -21,8 +21,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::errors::{ApiError, ErrorBody};
-use super::gql::{find_line, page_size, send_payment};
 use super::idempotency::{self, RedactedBody};
+use super::paging::page_size;
+use super::payments::{find_line, send_payment};
 use super::{AppState, authenticate};
 use crate::Sats;
 use crate::bank::{

@@ -14,12 +14,13 @@ impl Bank {
         username: &Username,
     ) -> Result<(), BankError> {
         principal.require(Scope::Write)?;
-        let result =
-            sqlx::query("UPDATE accounts SET username = $1 WHERE id = $2 AND username IS NULL")
-                .bind(username.as_str())
-                .bind(principal.account_id.as_uuid())
-                .execute(&self.pool)
-                .await;
+        let result = sqlx::query!(
+            "UPDATE accounts SET username = $1 WHERE id = $2 AND username IS NULL",
+            username.as_str(),
+            principal.account_id.as_uuid()
+        )
+        .execute(&self.pool)
+        .await;
         match result {
             Ok(r) if r.rows_affected() == 1 => Ok(()),
             Ok(_) => Err(BankError::UsernameAlreadySet),
@@ -98,19 +99,21 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
-        let row = sqlx::query(
-            "SELECT email, phone, verified_at IS NOT NULL, created_at FROM users WHERE id = $1",
+        // `!`: an IS NOT NULL test is never null (the macro cannot know).
+        let row = sqlx::query!(
+            r#"SELECT email, phone, verified_at IS NOT NULL AS "verified!", created_at
+               FROM users WHERE id = $1"#,
+            id.as_uuid(),
         )
-        .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::NotFound { what: "user" })?;
         Ok(UserView {
             id,
-            email: row.try_get(0)?,
-            phone: row.try_get(1)?,
-            verified: row.try_get(2)?,
-            created_at: row.try_get(3)?,
+            email: row.email,
+            phone: row.phone,
+            verified: row.verified,
+            created_at: row.created_at,
         })
     }
 
@@ -119,11 +122,12 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn username_available(&self, username: &Username) -> Result<bool, BankError> {
-        let taken: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1)")
-                .bind(username.as_str())
-                .fetch_one(&self.pool)
-                .await?;
+        let taken: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1) AS "taken!""#,
+            username.as_str()
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(!taken)
     }
 
@@ -146,7 +150,7 @@ impl Bank {
         let rows = sqlx::query(
             "SELECT w.id, w.currency, b.settled, b.pending + coalesce(( \
                  SELECT sum(d.amount_sat) * 1000 FROM deposits d \
-                 WHERE d.wallet_id = w.id AND d.state = 'PENDING'), 0)::int8 \
+                 WHERE d.wallet_id = w.id AND d.state = 'PENDING'), 0)::int8 AS pending \
              FROM wallets w \
              JOIN ledger_balances b ON b.account_id = w.id WHERE w.account_id = $1 \
              ORDER BY w.created_at",
@@ -156,12 +160,12 @@ impl Bank {
         .await?;
         rows.iter()
             .map(|r| {
-                let pending: i64 = r.try_get(3)?;
+                let pending: i64 = r.try_get("pending")?;
                 Ok(WalletView {
-                    id: WalletId::from_uuid(r.try_get(0)?),
+                    id: WalletId::from_uuid(r.try_get("id")?),
                     account_id: account,
-                    currency: r.try_get(1)?,
-                    balance: to_sats_floor(r.try_get(2)?),
+                    currency: r.try_get("currency")?,
+                    balance: to_sats_floor(r.try_get("settled")?),
                     pending_incoming: to_sats_floor(pending.max(0)),
                 })
             })
@@ -217,10 +221,10 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn wallet_of_username(&self, username: &Username) -> Result<WalletId, BankError> {
-        let id: Option<Uuid> = sqlx::query_scalar(
+        let id: Option<Uuid> = sqlx::query_scalar!(
             "SELECT default_wallet_id FROM accounts WHERE username = $1 AND status <> 'CLOSED'",
+            username.as_str()
         )
-        .bind(username.as_str())
         .fetch_optional(&self.pool)
         .await?
         .flatten();
@@ -263,8 +267,8 @@ impl Bank {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(BankError::NotFound { what: "account" })?;
-        let current: AccountStatus = row.try_get::<String, _>(0)?.parse()?;
-        let locked_by: Option<String> = row.try_get(1)?;
+        let current: AccountStatus = row.try_get::<String, _>("status")?.parse()?;
+        let locked_by: Option<String> = row.try_get("locked_by")?;
         let allowed = match (current, status) {
             (AccountStatus::Closed, _) => false,
             (a, b) if a == b => false,
@@ -290,12 +294,14 @@ impl Bank {
             may_lift(locked_by.as_deref().unwrap_or("admin"), "user")?;
         }
         let holder = (status == AccountStatus::Locked).then_some(role);
-        sqlx::query("UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(holder)
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE accounts SET status = $1, locked_by = $2 WHERE id = $3",
+            status.as_str(),
+            holder,
+            account.as_uuid()
+        )
+        .execute(&mut *tx)
+        .await?;
         let change = Change {
             kind: "status",
             old: current.as_str(),
@@ -312,11 +318,13 @@ impl Bank {
     /// # Errors
     /// [`BankError::NotFound`].
     pub async fn lock_holder(&self, account: AccountId) -> Result<Option<String>, BankError> {
-        sqlx::query_scalar("SELECT locked_by FROM accounts WHERE id = $1")
-            .bind(account.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(BankError::NotFound { what: "account" })
+        sqlx::query_scalar!(
+            "SELECT locked_by FROM accounts WHERE id = $1",
+            account.as_uuid()
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(BankError::NotFound { what: "account" })
     }
 
     /// Staff changes an account's status (needs the right role).
@@ -353,17 +361,20 @@ impl Bank {
         staff.require(StaffAction::ChangeLevel)?;
         let reason = checked_reason(reason)?;
         let mut tx = self.pool.begin().await?;
-        let current: i16 =
-            sqlx::query_scalar("SELECT level FROM accounts WHERE id = $1 FOR UPDATE")
-                .bind(account.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(BankError::NotFound { what: "account" })?;
-        sqlx::query("UPDATE accounts SET level = $1 WHERE id = $2")
-            .bind(i16::from(level.get()))
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        let current: i16 = sqlx::query_scalar!(
+            "SELECT level FROM accounts WHERE id = $1 FOR UPDATE",
+            account.as_uuid()
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(BankError::NotFound { what: "account" })?;
+        sqlx::query!(
+            "UPDATE accounts SET level = $1 WHERE id = $2",
+            i16::from(level.get()),
+            account.as_uuid()
+        )
+        .execute(&mut *tx)
+        .await?;
         let change = Change {
             kind: "level",
             old: &current.to_string(),
@@ -387,26 +398,14 @@ impl Bank {
     /// # Errors
     /// [`BankError::Database`].
     pub async fn account_events(&self, account: AccountId) -> Result<Vec<AccountEvent>, BankError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as!(
+            AccountEvent,
             "SELECT kind, old_value, new_value, actor, reason, created_at, actor_role \
              FROM account_events WHERE account_id = $1 ORDER BY id",
+            account.as_uuid(),
         )
-        .bind(account.as_uuid())
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AccountEvent {
-                    kind: r.try_get(0)?,
-                    old_value: r.try_get(1)?,
-                    new_value: r.try_get(2)?,
-                    actor: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    created_at: r.try_get(5)?,
-                    actor_role: r.try_get(6)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// An account's limits and what is left of them over the last 24 hours.
@@ -463,11 +462,12 @@ fn may_lift(placed_by: &str, role: &str) -> Result<(), BankError> {
 
 /// The role of an active staff member, read inside the change's transaction.
 async fn staff_role_in(tx: &mut sqlx::PgConnection, id: StaffId) -> Result<StaffRole, BankError> {
-    let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM staff WHERE id = $1 AND disabled_at IS NULL")
-            .bind(id.as_uuid())
-            .fetch_optional(tx)
-            .await?;
+    let role: Option<String> = sqlx::query_scalar!(
+        "SELECT role FROM staff WHERE id = $1 AND disabled_at IS NULL",
+        id.as_uuid()
+    )
+    .fetch_optional(tx)
+    .await?;
     role.ok_or(BankError::Forbidden {
         needed: "an active staff member",
     })?

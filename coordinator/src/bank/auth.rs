@@ -24,12 +24,12 @@ impl Bank {
             Identity::Email(e) => (Some(e.as_str()), None),
             Identity::Phone(p) => (None, Some(p.as_str())),
         };
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO users (id, email, phone) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            id.as_uuid(),
+            email,
+            phone
         )
-        .bind(id.as_uuid())
-        .bind(email)
-        .bind(phone)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -78,14 +78,18 @@ impl Bank {
         if expired.is_empty() {
             return Ok(());
         }
-        sqlx::query("DELETE FROM one_time_codes WHERE user_id = ANY($1)")
-            .bind(&expired)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM users WHERE id = ANY($1) AND verified_at IS NULL")
-            .bind(&expired)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM one_time_codes WHERE user_id = ANY($1)",
+            &expired
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "DELETE FROM users WHERE id = ANY($1) AND verified_at IS NULL",
+            &expired
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -95,14 +99,18 @@ impl Bank {
     async fn forget_unverified(&self, user: UserId) {
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM one_time_codes WHERE user_id = $1")
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM users WHERE id = $1 AND verified_at IS NULL")
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "DELETE FROM one_time_codes WHERE user_id = $1",
+                user.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "DELETE FROM users WHERE id = $1 AND verified_at IS NULL",
+                user.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await
         }
         .await;
@@ -142,8 +150,7 @@ impl Bank {
         if let Err(e) = self.notifier.send(message).await {
             // The user never saw this code; as the latest code it would shadow one they
             // did receive earlier, so it goes.
-            if let Err(db) = sqlx::query("DELETE FROM one_time_codes WHERE id = $1")
-                .bind(id)
+            if let Err(db) = sqlx::query!("DELETE FROM one_time_codes WHERE id = $1", id)
                 .execute(&self.pool)
                 .await
             {
@@ -165,7 +172,8 @@ impl Bank {
             Identity::Phone(p) => ("phone", p.as_str()),
         };
         let row = sqlx::query(&format!(
-            "SELECT id, password_hash, verified_at IS NOT NULL FROM users WHERE {column} = $1 \
+            "SELECT id, password_hash, verified_at IS NOT NULL AS verified FROM users \
+             WHERE {column} = $1 \
                AND (verified_at IS NOT NULL OR created_at >= now() - make_interval(secs => $2))"
         ))
         .bind(value)
@@ -174,9 +182,9 @@ impl Bank {
         .await?;
         row.map(|r| {
             Ok((
-                UserId::from_uuid(r.try_get(0)?),
-                r.try_get(1)?,
-                r.try_get(2)?,
+                UserId::from_uuid(r.try_get("id")?),
+                r.try_get("password_hash")?,
+                r.try_get("verified")?,
             ))
         })
         .transpose()
@@ -250,10 +258,10 @@ impl Bank {
             }));
         }
         let account = if verified {
-            let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
-                .bind(user.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
+            let id: Uuid =
+                sqlx::query_scalar!("SELECT id FROM accounts WHERE user_id = $1", user.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await?;
             AccountId::from_uuid(id)
         } else {
             sqlx::query(
@@ -271,19 +279,21 @@ impl Bank {
             )
             .await?;
             let wallet = WalletId::from_uuid(wallet.id.as_uuid());
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO accounts (id, user_id, default_wallet_id) VALUES ($1, $2, $3)",
+                account.as_uuid(),
+                user.as_uuid(),
+                wallet.as_uuid()
             )
-            .bind(account.as_uuid())
-            .bind(user.as_uuid())
-            .bind(wallet.as_uuid())
             .execute(&mut *tx)
             .await?;
-            sqlx::query("INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')")
-                .bind(wallet.as_uuid())
-                .bind(account.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "INSERT INTO wallets (id, account_id, currency) VALUES ($1, $2, 'BTC')",
+                wallet.as_uuid(),
+                account.as_uuid()
+            )
+            .execute(&mut *tx)
+            .await?;
             account
         };
         let session = self.new_session_in(&mut tx, Some(user), None).await?;
@@ -306,7 +316,7 @@ impl Bank {
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BankError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT id, code_hash, attempts, expires_at > now() FROM one_time_codes \
+            "SELECT id, code_hash, attempts, expires_at > now() AS fresh FROM one_time_codes \
              WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL \
              ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
         )
@@ -317,25 +327,29 @@ impl Bank {
         let Some(row) = row else {
             return Err(BankError::InvalidCode);
         };
-        let code_id: Uuid = row.try_get(0)?;
-        let stored: Vec<u8> = row.try_get(1)?;
-        let attempts: i32 = row.try_get(2)?;
-        let fresh: bool = row.try_get(3)?;
+        let code_id: Uuid = row.try_get("id")?;
+        let stored: Vec<u8> = row.try_get("code_hash")?;
+        let attempts: i32 = row.try_get("attempts")?;
+        let fresh: bool = row.try_get("fresh")?;
         if !fresh || attempts >= self.config.max_code_attempts {
             return Err(BankError::InvalidCode);
         }
         if secrets::code_hash(code_id, code.trim()) != stored {
-            sqlx::query("UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1")
-                .bind(code_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1",
+                code_id
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Err(BankError::InvalidCode);
         }
-        sqlx::query("UPDATE one_time_codes SET consumed_at = now() WHERE id = $1")
-            .bind(code_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE one_time_codes SET consumed_at = now() WHERE id = $1",
+            code_id
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(tx)
     }
 
@@ -451,7 +465,7 @@ impl Bank {
         hash: &[u8],
     ) -> Result<(Principal, Option<DateTime<Utc>>), BankError> {
         let row = sqlx::query(
-            "SELECT s.user_id, a.id, s.expires_at FROM sessions s \
+            "SELECT s.user_id, a.id AS account_id, s.expires_at FROM sessions s \
              JOIN accounts a ON a.user_id = s.user_id \
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
         )
@@ -460,12 +474,12 @@ impl Bank {
         .await?
         .ok_or(BankError::Unauthenticated)?;
         let principal = Principal {
-            user_id: UserId::from_uuid(row.try_get(0)?),
-            account_id: AccountId::from_uuid(row.try_get(1)?),
+            user_id: UserId::from_uuid(row.try_get("user_id")?),
+            account_id: AccountId::from_uuid(row.try_get("account_id")?),
             scopes: Scope::ALL.to_vec(),
             method: AuthMethod::Session,
         };
-        Ok((principal, Some(row.try_get(2)?)))
+        Ok((principal, Some(row.try_get("expires_at")?)))
     }
 
     /// The key's principal, its expiry, and until when it may be answered from memory.
@@ -496,22 +510,23 @@ impl Bank {
                RETURNING u.last_used_at \
              ) \
              SELECT id, user_id, account_id, scopes, expires_at, \
-               coalesce((SELECT last_used_at FROM touched), last_used_at) FROM k",
+               coalesce((SELECT last_used_at FROM touched), last_used_at) AS last_used_at \
+             FROM k",
         )
         .bind(hash)
         .bind(API_KEY_LAST_USED_GRANULARITY.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::Unauthenticated)?;
-        let scopes: Vec<String> = row.try_get(3)?;
+        let scopes: Vec<String> = row.try_get("scopes")?;
         let principal = Principal {
-            user_id: UserId::from_uuid(row.try_get(1)?),
-            account_id: AccountId::from_uuid(row.try_get(2)?),
+            user_id: UserId::from_uuid(row.try_get("user_id")?),
+            account_id: AccountId::from_uuid(row.try_get("account_id")?),
             scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get(0)?)),
+            method: AuthMethod::ApiKey(ApiKeyId::from_uuid(row.try_get("id")?)),
         };
-        let expires_at: Option<DateTime<Utc>> = row.try_get(4)?;
-        let last_used_at: Option<DateTime<Utc>> = row.try_get(5)?;
+        let expires_at: Option<DateTime<Utc>> = row.try_get("expires_at")?;
+        let last_used_at: Option<DateTime<Utc>> = row.try_get("last_used_at")?;
         let record_again = last_used_at.and_then(|at| {
             chrono::Duration::from_std(API_KEY_LAST_USED_GRANULARITY)
                 .ok()
@@ -546,10 +561,10 @@ impl Bank {
     /// [`BankError::Database`].
     pub async fn logout(&self, token: &str) -> Result<(), BankError> {
         let hash = secrets::token_hash(token);
-        sqlx::query(
+        sqlx::query!(
             "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+            &hash
         )
-        .bind(&hash)
         .execute(&self.pool)
         .await?;
         self.forget_credential(&hash);

@@ -75,24 +75,27 @@ impl Bank {
     /// [`BankError::Forbidden`] without the read scope.
     pub async fn api_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyInfo>, BankError> {
         principal.require(Scope::Read)?;
-        let rows = sqlx::query(
+        let rows = sqlx::query!(
             "SELECT id, name, scopes, created_at, expires_at, revoked_at, last_used_at \
              FROM api_keys WHERE account_id = $1 ORDER BY created_at",
+            principal.account_id.as_uuid(),
         )
-        .bind(principal.account_id.as_uuid())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        rows.into_iter()
             .map(|r| {
-                let scopes: Vec<String> = r.try_get(2)?;
                 Ok(ApiKeyInfo {
-                    id: ApiKeyId::from_uuid(r.try_get(0)?),
-                    name: r.try_get(1)?,
-                    scopes: scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-                    created_at: r.try_get(3)?,
-                    expires_at: r.try_get(4)?,
-                    revoked_at: r.try_get(5)?,
-                    last_used_at: r.try_get(6)?,
+                    id: ApiKeyId::from_uuid(r.id),
+                    name: r.name,
+                    scopes: r
+                        .scopes
+                        .iter()
+                        .map(|s| s.parse())
+                        .collect::<Result<_, _>>()?,
+                    created_at: r.created_at,
+                    expires_at: r.expires_at,
+                    revoked_at: r.revoked_at,
+                    last_used_at: r.last_used_at,
                 })
             })
             .collect()

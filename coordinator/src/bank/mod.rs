@@ -422,18 +422,18 @@ async fn internal_sent_24h(
 }
 
 fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<AccountView, BankError> {
-    let level: i16 = row.try_get(3)?;
-    let status: String = row.try_get(4)?;
-    let wallet: Option<Uuid> = row.try_get(5)?;
+    let level: i16 = row.try_get("level")?;
+    let status: String = row.try_get("status")?;
+    let wallet: Option<Uuid> = row.try_get("default_wallet_id")?;
     Ok(AccountView {
-        id: AccountId::from_uuid(row.try_get(0)?),
-        user_id: UserId::from_uuid(row.try_get(1)?),
-        username: row.try_get(2)?,
+        id: AccountId::from_uuid(row.try_get("id")?),
+        user_id: UserId::from_uuid(row.try_get("user_id")?),
+        username: row.try_get("username")?,
         level: Level::new(u8::try_from(level).map_err(|e| BankError::Corrupt(e.to_string()))?)?,
         status: status.parse()?,
         default_wallet_id: WalletId::from_uuid(
             wallet.ok_or_else(|| BankError::Corrupt("account without wallet".into()))?,
         ),
-        created_at: row.try_get(6)?,
+        created_at: row.try_get("created_at")?,
     })
 }

@@ -46,20 +46,20 @@ impl Bank {
         let hash = self.hash(password.secret()).await?;
         let mut tx = self.consume_code(user, CODE_PURPOSE_RESET, code).await?;
         set_password_in(&mut tx, user, &hash).await?;
-        let mut revoked: Vec<Vec<u8>> = sqlx::query_scalar(
+        let mut revoked: Vec<Vec<u8>> = sqlx::query_scalar!(
             "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL \
              RETURNING token_hash",
+            user.as_uuid(),
         )
-        .bind(user.as_uuid())
         .fetch_all(&mut *tx)
         .await?;
         revoked.extend(
-            sqlx::query_scalar::<_, Vec<u8>>(
+            sqlx::query_scalar!(
                 "UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL \
                    AND account_id IN (SELECT id FROM accounts WHERE user_id = $1) \
                  RETURNING secret_hash",
+                user.as_uuid(),
             )
-            .bind(user.as_uuid())
             .fetch_all(&mut *tx)
             .await?,
         );
@@ -93,11 +93,12 @@ impl Bank {
         let hash = self.hash(password.secret()).await?;
         let mut tx = match proof {
             PasswordProof::Current(current) => {
-                let stored: Option<String> =
-                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-                        .bind(user.as_uuid())
-                        .fetch_one(&self.pool)
-                        .await?;
+                let stored: Option<String> = sqlx::query_scalar!(
+                    "SELECT password_hash FROM users WHERE id = $1",
+                    user.as_uuid(),
+                )
+                .fetch_one(&self.pool)
+                .await?;
                 let Some(stored) = stored else {
                     return Err(BankError::InvalidCredentials);
                 };
@@ -112,12 +113,12 @@ impl Bank {
             }
         };
         set_password_in(&mut tx, user, &hash).await?;
-        let revoked: Vec<Vec<u8>> = sqlx::query_scalar(
+        let revoked: Vec<Vec<u8>> = sqlx::query_scalar!(
             "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL \
                AND token_hash <> $2 RETURNING token_hash",
+            user.as_uuid(),
+            secrets::token_hash(session_token.expose()),
         )
-        .bind(user.as_uuid())
-        .bind(secrets::token_hash(session_token.expose()))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -133,10 +134,12 @@ async fn set_password_in(
     user: UserId,
     hash: &str,
 ) -> Result<(), BankError> {
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-        .bind(user.as_uuid())
-        .bind(hash)
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        user.as_uuid(),
+        hash,
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }

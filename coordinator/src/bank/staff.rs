@@ -41,10 +41,10 @@ impl Bank {
         email: &Email,
         password: &Secret,
     ) -> Result<Session, BankError> {
-        let row = sqlx::query(
+        let row = sqlx::query!(
             "SELECT id, password_hash FROM staff WHERE email = $1 AND disabled_at IS NULL",
+            email.as_str(),
         )
-        .bind(email.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
@@ -52,8 +52,8 @@ impl Bank {
             let _ = self.check_unknown_password(password).await?;
             return Err(BankError::InvalidCredentials);
         };
-        let id = StaffId::from_uuid(row.try_get(0)?);
-        if !self.check_password(password, row.try_get(1)?).await? {
+        let id = StaffId::from_uuid(row.id);
+        if !self.check_password(password, row.password_hash).await? {
             return Err(BankError::InvalidCredentials);
         }
         let mut conn = self.pool.acquire().await?;
@@ -65,19 +65,18 @@ impl Bank {
     /// # Errors
     /// [`BankError::Unauthenticated`].
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffPrincipal, BankError> {
-        let row = sqlx::query(
+        let row = sqlx::query!(
             "SELECT st.id, st.role FROM sessions s JOIN staff st ON st.id = s.staff_id \
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now() \
                AND st.disabled_at IS NULL",
+            secrets::token_hash(token),
         )
-        .bind(secrets::token_hash(token))
         .fetch_optional(&self.pool)
         .await?
         .ok_or(BankError::Unauthenticated)?;
-        let role: String = row.try_get(1)?;
         Ok(StaffPrincipal {
-            staff_id: StaffId::from_uuid(row.try_get(0)?),
-            role: role.parse()?,
+            staff_id: StaffId::from_uuid(row.id),
+            role: row.role.parse()?,
         })
     }
 }

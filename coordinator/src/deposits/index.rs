@@ -53,7 +53,7 @@ impl ScriptIndex for AddressBookIndex {
         .await?;
         let mut wallet_of: HashMap<Uuid, Uuid> = HashMap::new();
         for r in rows {
-            wallet_of.insert(r.try_get(0)?, r.try_get(1)?);
+            wallet_of.insert(r.try_get("id")?, r.try_get("default_wallet_id")?);
         }
         Ok(records
             .into_iter()

@@ -364,12 +364,12 @@ pub(super) async fn append_changeset(
 ) -> Result<(), WalletError> {
     let json = serde_json::to_value(changeset)
         .map_err(|e| WalletError::Corrupt(format!("changeset does not serialise: {e}")))?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO onchain_wallet_changesets (wallet_id, seq, changeset) VALUES ($1, $2, $3)",
+        wallet.as_uuid(),
+        seq,
+        json
     )
-    .bind(wallet.as_uuid())
-    .bind(seq)
-    .bind(json)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -380,11 +380,12 @@ pub(super) async fn last_seq(
     conn: &mut PgConnection,
     wallet: OnchainWalletId,
 ) -> Result<i64, WalletError> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT max(seq) FROM onchain_wallet_changesets WHERE wallet_id = $1")
-            .bind(wallet.as_uuid())
-            .fetch_one(&mut *conn)
-            .await?;
+    let seq: Option<i64> = sqlx::query_scalar!(
+        "SELECT max(seq) FROM onchain_wallet_changesets WHERE wallet_id = $1",
+        wallet.as_uuid()
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(seq.unwrap_or(0))
 }
 

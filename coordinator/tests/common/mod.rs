@@ -7,9 +7,9 @@ use coordinator::bank::{
     Bank, BankConfig, Identity, NewPassword, OutboxNotifier, PasswordCost, Principal, Secret,
     StaffPrincipal, StaffRole,
 };
-use coordinator::db::ScratchDatabase;
 use coordinator::ledger::{NewAccount, system};
 use coordinator::{AccountId, Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
+use test_support::ScratchDatabase;
 
 pub struct TestLedger {
     pub ledger: Ledger,
@@ -22,7 +22,7 @@ pub async fn ledger() -> TestLedger {
 }
 
 pub async fn ledger_with(config: LedgerConfig) -> TestLedger {
-    let (db, pool) = ScratchDatabase::migrated("coordinator_test", 8)
+    let (db, pool) = ScratchDatabase::migrated("coordinator_test", 8, &coordinator::db::MIGRATOR)
         .await
         .expect("PostgreSQL must be reachable at DATABASE_URL (see scripts/pg-up.sh)");
     let ledger = Ledger::start(pool, config).await.expect("ledger starts");

@@ -7,10 +7,10 @@ use std::str::FromStr;
 use bdk_wallet::bitcoin::Network;
 use bdk_wallet::bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use coordinator::AccountId;
-use coordinator::db::ScratchDatabase;
 use coordinator::wallets::{WalletInfo, WalletRole, Wallets};
 use policies::{HsmKey, PolicyDocument, RecoveryKey, Template};
 use sqlx::PgPool;
+use test_support::ScratchDatabase;
 
 /// A test recovery key (BIP32 test vector 1's master tpub).
 pub const RECOVERY_TPUB: &str = "tpubD6NzVbkrYhZ4XgiXtGrdW5XDAPFCL9h7we1vwNCpn8tGbBcgfVYjXyhWo4E1xkh56hjod1RhGjxbaTLV3X4FyWuejifB9jusQ46QzG87VKp";
@@ -46,7 +46,7 @@ pub fn cold_policy() -> PolicyDocument {
 }
 
 pub async fn scratch() -> (ScratchDatabase, PgPool) {
-    ScratchDatabase::migrated("coordinator_wallets", 8)
+    ScratchDatabase::migrated("coordinator_wallets", 8, &coordinator::db::MIGRATOR)
         .await
         .expect("PostgreSQL must be reachable at DATABASE_URL (see scripts/pg-up.sh)")
 }

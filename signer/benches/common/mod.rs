@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::Router;
 use bitcoin::Amount;
 use chrono::Utc;
-use hsm_config::softhsm::TestToken;
 use policies::PolicyDocument;
 use policies::rules::{Quorum, QuorumTier};
 use secrecy::ExposeSecret as _;
@@ -20,6 +19,7 @@ use signer::service::{AppState, check_anchor, router};
 use signer::store::Store;
 use signer::store::policy_changes::{Governance, bootstrap_in_tx};
 use system_tests::custody::{cold_policy, hot_policy};
+use test_support::softhsm::TestToken;
 
 use crate::officers::{Key, approve_in_an_hour};
 use crate::support::{COLD, HOT, ScratchDb, call, settings};

@@ -22,7 +22,7 @@ use policies::PolicyDocument;
 use policies::analysis::{PsbtAnalysis, analyze};
 
 pub use super::fault::HsmFault;
-use super::fault::{classify, classify_hsm};
+use super::fault::classify_hsm;
 use super::{Hsm, HsmError, HsmKeyInfo, Pkcs11Hsm, SignRequest};
 use crate::audit::{Head, anchor};
 use crate::error::SignError;
@@ -160,10 +160,7 @@ impl HsmPool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn open_blocking(
-        settings: &HsmSettings,
-        reinitialise: bool,
-    ) -> Result<Open, hsm_config::Error> {
+    fn open_blocking(settings: &HsmSettings, reinitialise: bool) -> Result<Open, HsmError> {
         if reinitialise {
             // Every handle of ours was dropped with the fault; finalizing ends
             // the library's old state so that loading it again re-reads the tokens.
@@ -184,14 +181,7 @@ impl HsmPool {
             &settings.pin,
             &settings.key_labels,
             settings.sessions,
-        )
-        .map_err(|e| match e {
-            HsmError::Token(e) => e,
-            other => hsm_config::Error::SoftHsm {
-                context: other.to_string(),
-                source: std::io::Error::other("hsm open"),
-            },
-        })?;
+        )?;
         Ok(Open {
             hsm,
             control: Mutex::new(control),
@@ -222,8 +212,9 @@ impl HsmPool {
             .call(move || {
                 let result = HsmPool::open_blocking(&pool.settings, reinitialise);
                 result.map_err(|e| {
-                    let wrong_pin = matches!(e, hsm_config::Error::WrongPin { .. });
-                    (classify(&pool.settings, &e), wrong_pin)
+                    let wrong_pin =
+                        matches!(e, HsmError::Token(hsm_config::Error::WrongPin { .. }));
+                    (classify_hsm(&pool.settings, &e), wrong_pin)
                 })
             })
             .await;

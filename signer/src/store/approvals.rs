@@ -209,11 +209,11 @@ pub async fn store_approval_in_tx(
     if inserted {
         return Ok(Stored::New);
     }
-    let existing: Vec<u8> = sqlx::query_scalar(
+    let existing: Vec<u8> = sqlx::query_scalar!(
         "SELECT signature FROM signer_approvals WHERE request_id = $1 AND officer_id = $2",
+        request.0,
+        approval.message.officer.to_string()
     )
-    .bind(request.0)
-    .bind(approval.message.officer.to_string())
     .fetch_one(&mut **tx)
     .await?;
     Ok(if existing == signature {

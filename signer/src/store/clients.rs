@@ -3,7 +3,6 @@
 
 use bitcoin::hex::DisplayHex as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::{Store, StoreError, sha256};
@@ -65,8 +64,7 @@ impl Store {
         let mut tx = self.begin().await?;
         for policy in policies {
             let known: Option<String> =
-                sqlx::query_scalar("SELECT id FROM signer_policies WHERE id = $1")
-                    .bind(policy)
+                sqlx::query_scalar!("SELECT id FROM signer_policies WHERE id = $1", policy)
                     .fetch_optional(&mut *tx)
                     .await?;
             if known.is_none() {
@@ -79,14 +77,15 @@ impl Store {
         let secret: [u8; 32] = bitcoin::secp256k1::rand::random();
         let token = format!("{TOKEN_PREFIX}{}", secret.to_lower_hex_string());
         let id = ClientId(Uuid::now_v7());
-        let inserted = sqlx::query(
+        let hash = token_hash(&token);
+        let inserted = sqlx::query!(
             "INSERT INTO signer_clients (id, name, token_sha256, policies) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
+            id.0,
+            name,
+            hash.as_slice(),
+            policies
         )
-        .bind(id.0)
-        .bind(name)
-        .bind(token_hash(&token).as_slice())
-        .bind(policies)
         .execute(&mut *tx)
         .await
         .map_err(|e| match e {
@@ -121,17 +120,18 @@ impl Store {
         &self,
         token: &SecretString,
     ) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query(
+        let hash = token_hash(token.expose_secret());
+        let row = sqlx::query!(
             "SELECT id, name, policies FROM signer_clients
              WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            hash.as_slice(),
         )
-        .bind(token_hash(token.expose_secret()).as_slice())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|row| Client {
-            id: ClientId(row.get("id")),
-            name: row.get("name"),
-            policies: row.get("policies"),
+            id: ClientId(row.id),
+            name: row.name,
+            policies: row.policies,
         }))
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use policies::PolicyDocument;
-use sqlx::Row as _;
 
 use super::{Store, StoreError, Tx};
 
@@ -71,18 +70,18 @@ impl Store {
             what: "policy document",
             detail: e.to_string(),
         })?;
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO signer_policies (id, document, state) VALUES ($1, $2, 'active')
              ON CONFLICT (id) DO NOTHING",
+            document.id.to_string(),
+            json
         )
-        .bind(document.id.to_string())
-        .bind(json)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO signer_policy_state (policy_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            document.id.to_string()
         )
-        .bind(document.id.to_string())
         .execute(&mut **tx)
         .await?;
         Ok(inserted.rows_affected() == 1)
@@ -108,11 +107,13 @@ impl Store {
         policy_id: &str,
         state: PolicyState,
     ) -> Result<bool, StoreError> {
-        let updated = sqlx::query("UPDATE signer_policies SET state = $2 WHERE id = $1")
-            .bind(policy_id)
-            .bind(state.as_str())
-            .execute(&mut **tx)
-            .await?;
+        let updated = sqlx::query!(
+            "UPDATE signer_policies SET state = $2 WHERE id = $1",
+            policy_id,
+            state.as_str()
+        )
+        .execute(&mut **tx)
+        .await?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -121,14 +122,16 @@ impl Store {
     /// # Errors
     /// A database failure, or a stored document that no longer parses.
     pub async fn policy(&self, policy_id: &str) -> Result<Option<RegisteredPolicy>, StoreError> {
-        let row = sqlx::query("SELECT document, state FROM signer_policies WHERE id = $1")
-            .bind(policy_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query!(
+            "SELECT document, state FROM signer_policies WHERE id = $1",
+            policy_id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| {
             Ok(RegisteredPolicy {
-                document: Arc::new(parse_document(row.get("document"))?),
-                state: PolicyState::parse(row.get("state"))?,
+                document: Arc::new(parse_document(&row.document)?),
+                state: PolicyState::parse(&row.state)?,
             })
         })
         .transpose()
@@ -140,14 +143,14 @@ impl Store {
     /// A database failure, or a stored document that no longer parses.
     pub async fn policies(&self) -> Result<Vec<RegisteredPolicy>, StoreError> {
         let rows =
-            sqlx::query("SELECT document, state FROM signer_policies ORDER BY created_at, id")
+            sqlx::query!("SELECT document, state FROM signer_policies ORDER BY created_at, id")
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter()
             .map(|row| {
                 Ok(RegisteredPolicy {
-                    document: Arc::new(parse_document(row.get("document"))?),
-                    state: PolicyState::parse(row.get("state"))?,
+                    document: Arc::new(parse_document(&row.document)?),
+                    state: PolicyState::parse(&row.state)?,
                 })
             })
             .collect()

@@ -12,7 +12,6 @@ use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, SecretKey};
 use bitcoin::{Amount, Psbt};
 use chrono::Utc;
-use hsm_config::softhsm::TestToken;
 use policies::PolicyDocument;
 use policies::rules::{Quorum, QuorumTier};
 use secrecy::ExposeSecret as _;
@@ -26,6 +25,7 @@ use signer::service::{AppState, check_anchor, router};
 use signer::store::Store;
 use signer::store::policy_changes::{Governance, bootstrap_in_tx};
 use system_tests::custody::cold_policy;
+use test_support::softhsm::TestToken;
 
 pub const INSTANCE: &str = "signer-test";
 pub const CLIENT: &str = "custodian";

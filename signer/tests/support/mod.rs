@@ -2,7 +2,6 @@
 //! a private SoftHSM token, and HTTP calls through the router.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,98 +9,46 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bitcoin::{Amount, Psbt};
-use hsm_config::softhsm::TestToken;
 use policies::PolicyDocument;
 use secrecy::ExposeSecret as _;
 use signer::hsm::pool::{HsmPool, HsmSettings};
 use signer::service::{AppState, NoQuorum, router};
 use signer::store::Store;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, Executor, PgConnection};
 use system_tests::custody::{cold_policy, external_destination, hot_policy};
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
+use test_support::softhsm::TestToken;
 use tower::ServiceExt as _;
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const COLD: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
 pub const HOT: &str = "hot-a";
 
 /// A database made for one test, dropped with it.
 #[derive(Debug)]
-pub struct ScratchDb {
-    admin: PgConnectOptions,
-    pub name: String,
-}
+pub struct ScratchDb(ScratchDatabase);
 
 impl ScratchDb {
     pub async fn create(prefix: &str) -> ScratchDb {
-        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        let admin = PgConnectOptions::from_str(&url).unwrap();
-        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
-        ScratchDb::create_named(admin, name, None).await
-    }
-
-    async fn create_named(admin: PgConnectOptions, name: String, template: Option<&str>) -> Self {
-        let mut conn = PgConnection::connect_with(&admin).await.unwrap();
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
-            None => format!("CREATE DATABASE \"{name}\""),
-        };
-        conn.execute(sql.as_str()).await.unwrap();
-        conn.close().await.unwrap();
-        ScratchDb { admin, name }
-    }
-
-    /// A copy of this database as it is now (a backup), made with `CREATE
-    /// DATABASE … TEMPLATE`; every connection to this one must be closed first.
-    pub async fn copy(&self) -> ScratchDb {
-        let mut conn = PgConnection::connect_with(&self.admin).await.unwrap();
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        ScratchDb(
+            ScratchDatabase::create(&database_url_from_env(), prefix)
+                .await
+                .unwrap(),
         )
-        .bind(&self.name)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        conn.close().await.unwrap();
-        let name = format!("{}_copy", self.name);
-        ScratchDb::create_named(self.admin.clone(), name, Some(&self.name)).await
+    }
+
+    /// A copy of this database as it is now (a backup); every connection to this one is
+    /// ended first.
+    pub async fn copy(&self) -> ScratchDb {
+        ScratchDb(self.0.copy().await.unwrap())
     }
 
     pub fn url(&self) -> String {
-        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        match url.rfind('/') {
-            Some(i) => format!("{}/{}", &url[..i], self.name),
-            None => url,
-        }
+        self.0.url()
     }
 
     pub async fn store(&self, connections: u32) -> Store {
         Store::connect(&self.url(), connections).await.unwrap()
-    }
-}
-
-impl Drop for ScratchDb {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = std::mem::take(&mut self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
-                    let _ = conn
-                        .execute(
-                            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use bitcoin::Amount;
 use hsm_config::pin::{SoPin, UserPin};
-use hsm_config::softhsm::module_path;
 use hsm_config::token::Module;
 use secrecy::SecretString;
 use signer::psbt_io::{self, Encoding};
@@ -22,6 +21,7 @@ use signer::{Pkcs11Hsm, sign_psbt};
 use system_tests::custody::{cold_policy, external_destination, recovery_key};
 use system_tests::process::with_private_softhsm;
 use system_tests::wallet::{PolicyWallet, SpendPath};
+use test_support::softhsm::module_path;
 
 const TOKEN: &str = "custody-demo";
 const KEYS: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
@@ -29,7 +29,7 @@ const KEYS: [&str; 3] = ["cold-a", "cold-b", "cold-c"];
 fn main() -> ExitCode {
     let dir = work_dir();
     // The parent prepares the directory; the child (with SOFTHSM2_CONF set) runs the demo.
-    if hsm_config::softhsm::conf_from_env().is_none()
+    if test_support::softhsm::conf_from_env().is_none()
         && let Err(e) = fresh_dir(&dir)
     {
         eprintln!("error: preparing {}: {e}", dir.display());

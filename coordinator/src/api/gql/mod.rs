@@ -22,8 +22,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
-pub(crate) use public::{find_line, send_payment};
-pub(crate) use types::page_size;
 pub(crate) use ws::WsLimits;
 pub use ws::{CLOSE_CREDENTIAL_REVOKED, CLOSE_TOO_MANY_CONNECTIONS, WsConfig};
 

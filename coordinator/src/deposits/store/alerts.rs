@@ -15,8 +15,9 @@ pub(in crate::deposits) async fn alerts(
     id: Option<Uuid>,
 ) -> Result<Vec<DepositAlert>, DepositError> {
     let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS}, a.id, a.kind, a.block_height, a.created_at, a.resolution, \
-                a.resolved_by, a.resolution_reason, a.reversal_transaction_id \
+        "SELECT {DEPOSIT_COLUMNS}, a.id AS alert_id, a.kind, a.block_height AS alert_height, \
+                a.created_at AS alert_created_at, a.resolution, a.resolved_by, \
+                a.resolution_reason, a.reversal_transaction_id \
          FROM deposit_alerts a JOIN deposits d ON d.id = a.deposit_id \
          WHERE (NOT $1 OR a.resolution IS NULL) AND ($2::uuid IS NULL OR a.id = $2) \
          ORDER BY a.created_at, a.id LIMIT 1000"
@@ -27,23 +28,23 @@ pub(in crate::deposits) async fn alerts(
     .await?;
     rows.iter()
         .map(|r| {
-            let resolution: Option<String> = r.try_get(16)?;
-            let height: i32 = r.try_get(14)?;
-            let reversal: Option<Uuid> = r.try_get(19)?;
+            let resolution: Option<String> = r.try_get("resolution")?;
+            let height: i32 = r.try_get("alert_height")?;
+            let reversal: Option<Uuid> = r.try_get("reversal_transaction_id")?;
             Ok(DepositAlert {
                 deposit: deposit_from_row(r)?,
-                id: r.try_get(12)?,
-                kind: r.try_get(13)?,
+                id: r.try_get("alert_id")?,
+                kind: r.try_get("kind")?,
                 block_height: u32::try_from(height).map_err(corrupt)?,
-                created_at: r.try_get(15)?,
+                created_at: r.try_get("alert_created_at")?,
                 resolution: match resolution.as_deref() {
                     None => None,
                     Some("REVERSED") => Some(AlertResolution::Reversed),
                     Some("DISMISSED") => Some(AlertResolution::Dismissed),
                     Some(other) => return Err(corrupt(format!("alert resolution {other:?}"))),
                 },
-                resolved_by: r.try_get(17)?,
-                resolution_reason: r.try_get(18)?,
+                resolved_by: r.try_get("resolved_by")?,
+                resolution_reason: r.try_get("resolution_reason")?,
                 reversal_transaction_id: reversal.map(TransactionId::from_uuid),
             })
         })

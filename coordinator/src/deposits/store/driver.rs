@@ -73,7 +73,7 @@ pub(in crate::deposits) async fn fenced(
 pub(in crate::deposits) async fn checkpoint(
     pool: &PgPool,
 ) -> Result<(Vec<BlockId>, u32), DepositError> {
-    let top: Option<i32> = sqlx::query_scalar("SELECT max(height) FROM deposit_blocks")
+    let top: Option<i32> = sqlx::query_scalar!("SELECT max(height) FROM deposit_blocks")
         .fetch_one(pool)
         .await?;
     let mut heights: Vec<i32> = Vec::new();
@@ -88,25 +88,23 @@ pub(in crate::deposits) async fn checkpoint(
         }
         heights.push(0);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT height, hash FROM deposit_blocks WHERE height = ANY($1) ORDER BY height DESC",
+        &heights,
     )
-    .bind(&heights)
     .fetch_all(pool)
     .await?;
     let known = rows
         .iter()
         .map(|r| {
-            let height: i32 = r.try_get(0)?;
-            let hash: Vec<u8> = r.try_get(1)?;
-            let arr: [u8; 32] = hash.as_slice().try_into().map_err(corrupt)?;
+            let arr: [u8; 32] = r.hash.as_slice().try_into().map_err(corrupt)?;
             Ok(BlockId {
-                height: u32::try_from(height).map_err(corrupt)?,
+                height: u32::try_from(r.height).map_err(corrupt)?,
                 hash: BlockHash::from_byte_array(arr),
             })
         })
         .collect::<Result<Vec<_>, DepositError>>()?;
-    let start: i32 = sqlx::query_scalar("SELECT start_height FROM deposit_driver WHERE id = 1")
+    let start: i32 = sqlx::query_scalar!("SELECT start_height FROM deposit_driver WHERE id = 1")
         .fetch_one(pool)
         .await?;
     Ok((known, u32::try_from(start).map_err(corrupt)?))
@@ -118,10 +116,12 @@ pub(in crate::deposits) async fn checkpoint(
 /// # Errors
 /// [`DepositError::Database`].
 pub async fn set_start_height(pool: &PgPool, height: u32) -> Result<(), DepositError> {
-    sqlx::query("UPDATE deposit_driver SET start_height = $1 WHERE id = 1")
-        .bind(i32::try_from(height).map_err(corrupt)?)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE deposit_driver SET start_height = $1 WHERE id = 1",
+        i32::try_from(height).map_err(corrupt)?
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -150,10 +150,10 @@ pub(in crate::deposits) async fn disconnect_above(
     .await?;
     let mut out = Unwound::default();
     for r in &rows {
-        let id: Uuid = r.try_get(0)?;
-        let state: String = r.try_get(1)?;
-        let height: i32 = r.try_get(2)?;
-        let hash: Vec<u8> = r.try_get(3)?;
+        let id: Uuid = r.try_get("id")?;
+        let state: String = r.try_get("state")?;
+        let height: i32 = r.try_get("block_height")?;
+        let hash: Vec<u8> = r.try_get("block_hash")?;
         if matches!(
             DepositState::parse(&state)?,
             DepositState::Settled | DepositState::Reversed
@@ -187,8 +187,8 @@ pub(in crate::deposits) async fn disconnect_above(
     .bind(fork)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM deposit_blocks WHERE height > $1")
-        .bind(fork)
+    // `::int8`: the fork point is an i64 here, the column an INT.
+    sqlx::query!("DELETE FROM deposit_blocks WHERE height > $1::int8", fork)
         .execute(&mut *conn)
         .await?;
     Ok(out)
@@ -305,8 +305,8 @@ pub(in crate::deposits) async fn record_seen(
 pub(in crate::deposits) async fn unconfirmed_pending(
     pool: &PgPool,
 ) -> Result<Vec<Txid>, DepositError> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT DISTINCT txid FROM deposits WHERE state = 'PENDING' AND block_hash IS NULL",
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar!(
+        "SELECT DISTINCT txid FROM deposits WHERE state = 'PENDING' AND block_hash IS NULL"
     )
     .fetch_all(pool)
     .await?;
@@ -351,7 +351,7 @@ pub(in crate::deposits) async fn due(
     // Confirmed at height h has tip - h + 1 confirmations.
     let max_height = i64::from(tip) + 1 - i64::from(confirmations.max(1));
     let rows = sqlx::query(&format!(
-        "SELECT {DEPOSIT_COLUMNS}, a.status FROM deposits d \
+        "SELECT {DEPOSIT_COLUMNS}, a.status AS account_status FROM deposits d \
          JOIN accounts a ON a.id = d.account_id \
          WHERE d.state = 'PENDING' AND d.block_height IS NOT NULL AND d.block_height <= $1 \
          ORDER BY d.block_height, d.id LIMIT 1000"
@@ -363,7 +363,7 @@ pub(in crate::deposits) async fn due(
         .map(|r| {
             Ok(Due {
                 deposit: deposit_from_row(r)?,
-                account_status: r.try_get(12)?,
+                account_status: r.try_get("account_status")?,
             })
         })
         .collect()
@@ -385,14 +385,14 @@ pub(in crate::deposits) async fn finish(
          ), e AS ( \
              INSERT INTO deposit_events (deposit_id, wallet_id, kind) \
              SELECT id, wallet_id, 'SETTLED' FROM s WHERE state = 'SETTLED' \
-         ) SELECT count(*) FROM s",
+         ) SELECT count(*) AS changed FROM s",
     )
     .bind(deposit)
     .bind(state.as_str())
     .bind(transaction.map(|t| t.as_uuid()))
     .fetch_one(&mut *conn)
     .await?;
-    let n: i64 = rows.try_get(0)?;
+    let n: i64 = rows.try_get("changed")?;
     Ok(n == 1)
 }
 

@@ -35,28 +35,30 @@ pub(super) fn txid_from(bytes: &[u8]) -> Result<Txid, DepositError> {
     Ok(Txid::from_byte_array(arr))
 }
 
+/// A deposit from the columns of [`DEPOSIT_COLUMNS`], by name: a query that joins another
+/// table gives that table's columns other names.
 pub(super) fn deposit_from_row(r: &PgRow) -> Result<Deposit, DepositError> {
-    let txid: Vec<u8> = r.try_get(1)?;
-    let vout: i32 = r.try_get(2)?;
-    let amount: i64 = r.try_get(6)?;
-    let state: String = r.try_get(7)?;
-    let height: Option<i32> = r.try_get(8)?;
-    let ltx: Option<Uuid> = r.try_get(9)?;
+    let txid: Vec<u8> = r.try_get("txid")?;
+    let vout: i32 = r.try_get("vout")?;
+    let amount: i64 = r.try_get("amount_sat")?;
+    let state: String = r.try_get("state")?;
+    let height: Option<i32> = r.try_get("block_height")?;
+    let ltx: Option<Uuid> = r.try_get("ledger_transaction_id")?;
     Ok(Deposit {
-        id: r.try_get(0)?,
+        id: r.try_get("id")?,
         outpoint: OutPoint {
             txid: txid_from(&txid)?,
             vout: u32::try_from(vout).map_err(corrupt)?,
         },
-        wallet_id: WalletId::from_uuid(r.try_get(3)?),
-        account_id: AccountId::from_uuid(r.try_get(4)?),
-        address: r.try_get(5)?,
+        wallet_id: WalletId::from_uuid(r.try_get("wallet_id")?),
+        account_id: AccountId::from_uuid(r.try_get("account_id")?),
+        address: r.try_get("address")?,
         amount: Sats::new(u64::try_from(amount).map_err(corrupt)?).map_err(corrupt)?,
         state: DepositState::parse(&state)?,
         block_height: height.map(u32::try_from).transpose().map_err(corrupt)?,
         ledger_transaction_id: ltx.map(TransactionId::from_uuid),
-        seen_at: r.try_get(10)?,
-        settled_at: r.try_get(11)?,
+        seen_at: r.try_get("seen_at")?,
+        settled_at: r.try_get("settled_at")?,
     })
 }
 
@@ -171,8 +173,9 @@ pub(super) async fn deposits_in_states(
 }
 
 pub(super) async fn settled_total(pool: &PgPool) -> Result<Sats, DepositError> {
-    let total: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(amount_sat), 0)::int8 FROM deposits WHERE state = 'SETTLED'",
+    let total: i64 = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(amount_sat), 0)::int8 AS "total!" FROM deposits
+           WHERE state = 'SETTLED'"#
     )
     .fetch_one(pool)
     .await?;

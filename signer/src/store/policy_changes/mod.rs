@@ -302,11 +302,11 @@ pub async fn store_change_approval_in_tx(
     if inserted {
         return Ok(Stored::New);
     }
-    let existing: Vec<u8> = sqlx::query_scalar(
+    let existing: Vec<u8> = sqlx::query_scalar!(
         "SELECT signature FROM signer_change_approvals WHERE change_id = $1 AND officer_id = $2",
+        id,
+        &officer
     )
-    .bind(id)
-    .bind(&officer)
     .fetch_one(&mut **tx)
     .await?;
     Ok(if existing == signature {

@@ -19,7 +19,6 @@ use crate::bank::{Principal, Scope};
 
 pub use accounts::Email;
 pub(crate) use onchain::{wallet_by_address, wallet_pending};
-pub(crate) use payments::{find_line, send_payment};
 pub use updates::Subscription;
 
 fn meta<'a>(ctx: &Context<'a>) -> &'a RequestMeta {

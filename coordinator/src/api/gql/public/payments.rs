@@ -5,14 +5,11 @@ use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
 use super::accounts::parse_wallet_id;
 use super::{ErrorInterface, meta, payload_error, payload_error_at, principal};
 use crate::Sats;
-use crate::api::AppState;
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{MemoScalar, SatAmount, WalletIdScalar};
 use crate::api::gql::types::{Transaction, app};
-use crate::bank::{
-    BankError, PaymentStatus, Principal, Recipient, Scope, SendRequest, WalletTransaction,
-};
-use crate::ids::{TransactionId, WalletId};
+use crate::api::payments::send_payment;
+use crate::bank::{BankError, PaymentStatus, Recipient, Scope, SendRequest};
 
 /// Outcome of a payment.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,43 +61,6 @@ pub struct IntraLedgerPaymentSendInput {
     /// returns `ALREADY_PAID` and moves nothing. The HTTP `Idempotency-Key` header does
     /// the same for clients that cannot add fields; if both are given they must agree.
     pub idempotency_key: Option<String>,
-}
-
-/// Sends an internal transfer and builds the payload; shared by GraphQL and REST.
-pub(crate) async fn send_payment(
-    app: &AppState,
-    p: &Principal,
-    request: SendRequest,
-    want_line: bool,
-) -> Result<
-    (
-        PaymentStatus,
-        Option<TransactionId>,
-        Option<WalletTransaction>,
-    ),
-    BankError,
-> {
-    // `myUpdates` learns of the transfer from the ledger outbox, on every instance.
-    let result = app.bank.send_internal(p, &request).await?;
-    let line = match result.transaction_id {
-        Some(tx) if want_line && p.require(Scope::Read).is_ok() => {
-            find_line(app, p, request.wallet_id, tx).await?
-        }
-        _ => None,
-    };
-    Ok((result.status, result.transaction_id, line))
-}
-
-/// The line of `tx` in a recent page of `wallet`'s history.
-pub(crate) async fn find_line(
-    app: &AppState,
-    p: &Principal,
-    wallet: WalletId,
-    tx: TransactionId,
-) -> Result<Option<WalletTransaction>, BankError> {
-    // Ownership and the read scope first; then the one line, without a page scan.
-    app.bank.wallet(p, wallet).await?;
-    app.bank.sender_transaction(wallet, tx).await
 }
 
 /// Payment mutations.

@@ -5,12 +5,12 @@ use async_graphql::futures_util::stream;
 use async_graphql::{Context, Enum, Result, SimpleObject, Subscription, Union};
 
 use super::accounts::User;
-use super::payments::find_line;
 use super::{ErrorInterface, payload_error, principal};
 use crate::api::deposit_updates::{DepositEvent, DepositEventKind};
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{OnChainTxHashScalar, PaymentHashScalar, SatAmount, WalletIdScalar};
 use crate::api::gql::types::{Transaction, app, gql};
+use crate::api::payments::find_line;
 use crate::api::{AppState, PaymentEvent};
 use crate::bank::{BankError, Principal, Scope};
 use crate::ids::WalletId;

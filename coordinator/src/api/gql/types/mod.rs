@@ -18,10 +18,8 @@ use crate::api::AppState;
 use crate::api::errors::ApiError;
 use crate::bank::{BankError, Principal, Scope, StaffAction, StaffPrincipal};
 
-/// Largest page of transactions a client may ask for.
-pub const MAX_PAGE: i32 = 100;
-/// Page size when the client gives none.
-pub const DEFAULT_PAGE: i32 = 20;
+pub(crate) use crate::api::paging::page_size;
+pub use crate::api::paging::{DEFAULT_PAGE, MAX_PAGE};
 
 /// The application state shared by every resolver.
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a AppState {

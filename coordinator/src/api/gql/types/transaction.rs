@@ -10,8 +10,7 @@ use super::super::scalars::{
     WalletIdScalar, sats_as_btc_string,
 };
 use super::wallet::WalletCurrency;
-use super::{DEFAULT_PAGE, MAX_PAGE, app, gql};
-use crate::api::errors::ApiError;
+use super::{app, gql};
 use crate::bank::{TransactionPage, TxDirection as DomainDirection, WalletTransaction};
 use crate::deposits::Deposit;
 use crate::ids::TransactionId;
@@ -387,22 +386,4 @@ impl TransactionConnection {
             },
         }
     }
-}
-
-/// Checks relay arguments: forward pagination only, 1 to 100 items.
-pub(crate) fn page_size(
-    first: Option<i32>,
-    last: Option<i32>,
-    before: Option<&String>,
-) -> Result<u32, ApiError> {
-    if last.is_some() || before.is_some() {
-        return Err(ApiError::invalid(
-            "backward pagination (last, before) is not supported; use first and after",
-        ));
-    }
-    let first = first.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&first) {
-        return Err(ApiError::invalid(format!("first must be 1 to {MAX_PAGE}")));
-    }
-    u32::try_from(first).map_err(|_| ApiError::invalid("first must be positive"))
 }

@@ -5,7 +5,7 @@ use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
 
 use super::super::scalars::{OnChainAddressScalar, SatAmount, Seconds, SignedAmount};
 use super::transaction::*;
-use super::{Viewer, app, gql};
+use super::{Viewer, app, gql, page_size};
 use crate::api::AppState;
 use crate::api::errors::ApiError;
 use crate::bank::{BankError, LimitView, Limits, StaffAction, TransactionPage, WalletView};

@@ -2,7 +2,7 @@
 //!
 //! SoftHSM2 reads `SOFTHSM2_CONF` **once per process, in `C_Initialize`**. A process can
 //! therefore see only one token directory, and the variable must be in its environment
-//! before [`Module::load`](crate::token::Module::load). Since edition 2024 makes
+//! before [`Module::load`](hsm_config::Module::load). Since edition 2024 makes
 //! `std::env::set_var` unsafe (and this workspace forbids unsafe code), nothing here sets
 //! environment variables in-process. Instead:
 //!
@@ -20,7 +20,7 @@
 //! calls `C_Initialize`). It needs the standard libtest harness (`--exact` filtering).
 //!
 //! ```no_run
-//! use hsm_config::softhsm::TestToken;
+//! use test_support::softhsm::TestToken;
 //!
 //! #[test]
 //! fn signs_with_a_real_token() -> anyhow::Result<()> {
@@ -42,19 +42,18 @@ use std::process::Command;
 
 use secrecy::SecretString;
 
+use hsm_config::{KeyInfo, Module, Profile, SoPin, TokenSession, UserPin};
+
 use crate::error::{Error, Result};
-use crate::pin::{SoPin, UserPin};
-use crate::profile::Profile;
-use crate::token::{KeyInfo, Module, TokenSession};
 
 /// The variable SoftHSM2 reads its configuration path from.
 pub const CONF_ENV: &str = "SOFTHSM2_CONF";
 /// Overrides where [`module_path()`] looks for the SoftHSM2 module.
 pub const MODULE_ENV: &str = "SOFTHSM2_MODULE";
 /// Set in the child process by [`isolate`]: the name of the test it runs.
-pub const ISOLATED_TEST_ENV: &str = "HSM_CONFIG_ISOLATED_TEST";
+pub const ISOLATED_TEST_ENV: &str = "TEST_SUPPORT_ISOLATED_TEST";
 /// Set in the child process by [`isolate`]: a file the child creates to prove it ran.
-pub const ISOLATED_MARKER_ENV: &str = "HSM_CONFIG_ISOLATED_MARKER";
+pub const ISOLATED_MARKER_ENV: &str = "TEST_SUPPORT_ISOLATED_MARKER";
 
 /// Where Debian/Ubuntu install the module.
 pub const MODULE_CANDIDATES: [&str; 2] = [
@@ -341,7 +340,7 @@ impl TestToken {
         let keys = key_labels
             .iter()
             .map(|label| session.generate_key(label))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<hsm_config::Result<Vec<_>>>()?;
         Ok(TestToken {
             module,
             token: TEST_TOKEN_LABEL.to_owned(),
@@ -385,7 +384,7 @@ impl TestToken {
     /// # Errors
     ///
     /// As [`Module::open_session`].
-    pub fn open_session(&self) -> Result<TokenSession> {
+    pub fn open_session(&self) -> hsm_config::Result<TokenSession> {
         self.module.open_session(&self.token, &Self::user_pin())
     }
 
