@@ -136,6 +136,11 @@ pub fn sign_analyzed(
     }
 
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    // Inputs of one policy differ only in their derivation index, which moves
+    // the recovery key and never the HSM keys: how many held keys an input
+    // needs is found once per spending paths (named by label) and nSequence.
+    let mut needed: std::collections::HashMap<(Vec<&str>, bitcoin::Sequence), usize> =
+        std::collections::HashMap::new();
     let mut sighashes = Vec::with_capacity(psbt.inputs.len());
     let mut requests = Vec::new();
     // (input index, public key) for each request, in request order.
@@ -165,8 +170,18 @@ pub fn sign_analyzed(
         if eligible.is_empty() {
             return Err(SignError::NothingToSign { input: i });
         }
-        let signers = fewest_that_satisfy(psbt, i, report, &eligible);
-        for (label, index, public_key) in signers {
+        let shape = (
+            report
+                .spending_paths
+                .iter()
+                .map(|p| p.description.as_str())
+                .collect(),
+            psbt.unsigned_tx.input[i].sequence,
+        );
+        let n = *needed
+            .entry(shape)
+            .or_insert_with(|| fewest_that_satisfy(psbt, i, report, &eligible));
+        for (label, index, public_key) in eligible.iter().take(n) {
             requests.push(SignRequest {
                 key: *index,
                 digest: sighash.to_byte_array(),
@@ -219,21 +234,22 @@ pub fn sign_analyzed(
     })
 }
 
-/// The shortest prefix of `eligible` (held keys of input `i`, in policy order)
-/// whose signatures satisfy the input's descriptor under its timelocks, or all
-/// of `eligible` when none does (the held keys cannot spend it alone).
+/// The length of the shortest prefix of `eligible` (held keys of input `i`, in
+/// policy order) whose signatures satisfy the input's descriptor under its
+/// timelocks, or of all of `eligible` when none does (the held keys cannot
+/// spend it alone).
 ///
 /// Checked with stand-in signatures before any HSM call: a signature the
 /// policy does not need is `C_Sign` time spent and a key used for nothing (the
 /// finalizer drops it).
-fn fewest_that_satisfy<'k, 'l>(
+fn fewest_that_satisfy(
     psbt: &Psbt,
     i: usize,
     report: &policies::analysis::InputAnalysis,
-    eligible: &[&'k (&'l str, usize, secp256k1::PublicKey)],
-) -> Vec<&'k (&'l str, usize, secp256k1::PublicKey)> {
+    eligible: &[&(&str, usize, secp256k1::PublicKey)],
+) -> usize {
     let Some(descriptor) = &report.descriptor else {
-        return eligible.to_vec();
+        return eligible.len();
     };
     for n in 1..eligible.len() {
         let chosen = StandIn {
@@ -241,10 +257,10 @@ fn fewest_that_satisfy<'k, 'l>(
             timelocks: PsbtInputSatisfier::new(psbt, i),
         };
         if descriptor.get_satisfaction(&chosen).is_ok() {
-            return eligible[..n].to_vec();
+            return n;
         }
     }
-    eligible.to_vec()
+    eligible.len()
 }
 
 /// A satisfier with a stand-in signature for each of `keys` and none other,

@@ -74,16 +74,17 @@ impl Analysed {
     }
 }
 
-/// The entries, oldest first out.
+/// The entries, and their ids oldest first (the first evicted).
+type Entries = (HashMap<RequestId, Arc<Analysed>>, VecDeque<RequestId>);
+
+/// The kept analyses of pending requests.
 #[derive(Debug, Default)]
 pub struct AnalysisCache {
-    inner: Mutex<(HashMap<RequestId, Arc<Analysed>>, VecDeque<RequestId>)>,
+    inner: Mutex<Entries>,
 }
 
 impl AnalysisCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (HashMap<RequestId, Arc<Analysed>>, VecDeque<RequestId>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 

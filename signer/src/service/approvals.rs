@@ -387,12 +387,12 @@ async fn approvals_view_in_tx(
     } else {
         (0, None)
     };
-    approvals_view(tx, record, instance, counted, required).await
+    approvals_view(&mut **tx, record, instance, counted, required).await
 }
 
 /// The view of `record`'s approvals with the quorum as counted.
-async fn approvals_view(
-    tx: &mut Tx,
+async fn approvals_view<'c>(
+    db: impl sqlx::PgExecutor<'c>,
     record: &SigningRequestRecord,
     instance: String,
     counted: usize,
@@ -402,7 +402,7 @@ async fn approvals_view(
         "SELECT approval FROM signer_approvals WHERE request_id = $1 ORDER BY created_at, officer_id",
     )
     .bind(record.id.0)
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await
     .map_err(StoreError::from)?;
     Ok(ApprovalsView {
@@ -561,12 +561,11 @@ pub(crate) async fn post_approval(
     // the approval, its audit record, the decision and the signature commit together.
     let completed = signing::try_complete_locked(&state, tx, record, audit).await?;
     let record = completed.record;
-    let mut tx = state.store().begin().await?;
     // The quorum as the decision counted it: no second analysis for the view.
     let approvals = match completed.quorum {
         Some(quorum) => {
             approvals_view(
-                &mut tx,
+                state.store().pool(),
                 &record,
                 binding.instance.clone(),
                 quorum.approvers.len(),
@@ -574,9 +573,11 @@ pub(crate) async fn post_approval(
             )
             .await?
         }
-        None => approvals_view_in_tx(&state, &mut tx, &record).await?,
+        None => {
+            let mut tx = state.store().begin().await?;
+            approvals_view_in_tx(&state, &mut tx, &record).await?
+        }
     };
-    drop(tx);
     let status = if new {
         StatusCode::CREATED
     } else {
