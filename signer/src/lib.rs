@@ -11,4 +11,4 @@ pub mod store;
 
 pub use error::SignError;
 pub use hsm::{Hsm, HsmError, HsmKeyInfo, Pkcs11Hsm, SignRequest};
-pub use sign::{Signed, finalize_and_extract, sign_psbt};
+pub use sign::{MadeSignature, Signed, finalize_and_extract, sign_psbt};

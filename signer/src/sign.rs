@@ -7,7 +7,8 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::secp256k1::{self, Secp256k1};
 use bitcoin::sighash::{EcdsaSighashType, SighashCache};
 use bitcoin::{Psbt, Transaction};
-use miniscript::psbt::PsbtExt;
+use miniscript::Satisfier;
+use miniscript::psbt::{PsbtExt, PsbtInputSatisfier};
 use policies::PolicyDocument;
 use policies::analysis::{PsbtAnalysis, analyze};
 use serde::Serialize;
@@ -24,10 +25,23 @@ pub struct Signed {
     pub analysis: PsbtAnalysis,
     /// How many signatures the HSM added.
     pub signatures: usize,
+    /// Each signature the HSM added, in the order they were made.
+    pub made: Vec<MadeSignature>,
     /// Whether every input is now finalized (the transaction can be extracted).
     pub finalized: bool,
     /// Why finalization did not happen, when it did not (usually: more approvals needed).
     pub not_finalized_because: Vec<String>,
+}
+
+/// One signature the HSM made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeSignature {
+    /// The input signed.
+    pub input: usize,
+    /// The key's label.
+    pub key_label: String,
+    /// The BIP143 sighash signed (SIGHASH_ALL).
+    pub sighash: [u8; 32],
 }
 
 /// A short, serialisable summary of a signing, for logs and the CLI.
@@ -55,9 +69,12 @@ impl Signed {
     }
 }
 
-/// Verifies `psbt` against `policy` and signs every input with every HSM key of
-/// the policy that `hsm` holds, then finalizes with miniscript when enough
-/// signatures are present.
+/// Verifies `psbt` against `policy` and signs every input with as many of the
+/// policy's HSM keys that `hsm` holds as the input's descriptor needs (the
+/// fewest held keys, in policy order, that satisfy it: two for a 2-of-3 when
+/// all three are held; every held key when they cannot satisfy it alone, so
+/// that another signer can add the rest), then finalizes with miniscript when
+/// enough signatures are present.
 ///
 /// Refuses unless every input belongs to the policy and is proven (the full
 /// previous transaction matches the outpoint; the witness script is the
@@ -119,6 +136,11 @@ pub fn sign_analyzed(
     }
 
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    // Inputs of one policy differ only in their derivation index, which moves
+    // the recovery key and never the HSM keys: how many held keys an input
+    // needs is found once per spending paths (named by label) and nSequence.
+    let mut needed: std::collections::HashMap<(Vec<&str>, bitcoin::Sequence), usize> =
+        std::collections::HashMap::new();
     let mut sighashes = Vec::with_capacity(psbt.inputs.len());
     let mut requests = Vec::new();
     // (input index, public key) for each request, in request order.
@@ -141,25 +163,45 @@ pub fn sign_analyzed(
                 reason: e.to_string(),
             })?;
         sighashes.push(secp256k1::Message::from_digest(sighash.to_byte_array()));
-        let before = requests.len();
-        for (label, index, public_key) in &held {
-            if report.hsm_keys.iter().any(|k| k == label) {
-                requests.push(SignRequest {
-                    key: *index,
-                    digest: sighash.to_byte_array(),
-                });
-                targets.push((i, *public_key));
-            }
-        }
-        if requests.len() == before {
+        let eligible: Vec<&(&str, usize, secp256k1::PublicKey)> = held
+            .iter()
+            .filter(|(label, _, _)| report.hsm_keys.iter().any(|k| k == label))
+            .collect();
+        if eligible.is_empty() {
             return Err(SignError::NothingToSign { input: i });
+        }
+        let shape = (
+            report
+                .spending_paths
+                .iter()
+                .map(|p| p.description.as_str())
+                .collect(),
+            psbt.unsigned_tx.input[i].sequence,
+        );
+        let n = *needed
+            .entry(shape)
+            .or_insert_with(|| fewest_that_satisfy(psbt, i, report, &eligible));
+        for (label, index, public_key) in eligible.iter().take(n) {
+            requests.push(SignRequest {
+                key: *index,
+                digest: sighash.to_byte_array(),
+            });
+            targets.push((i, *public_key, *label));
         }
     }
 
     let signatures = hsm.sign_digests(&requests)?;
 
     let mut signed = psbt.clone();
-    for ((input, public_key), signature) in targets.into_iter().zip(&signatures) {
+    let mut made = Vec::with_capacity(targets.len());
+    for (((input, public_key, label), request), signature) in
+        targets.into_iter().zip(&requests).zip(&signatures)
+    {
+        made.push(MadeSignature {
+            input,
+            key_label: label.to_owned(),
+            sighash: request.digest,
+        });
         signed.inputs[input].partial_sigs.insert(
             bitcoin::PublicKey::new(public_key),
             bitcoin::ecdsa::Signature {
@@ -186,9 +228,67 @@ pub fn sign_analyzed(
         psbt,
         analysis,
         signatures: signatures.len(),
+        made,
         finalized,
         not_finalized_because,
     })
+}
+
+/// The length of the shortest prefix of `eligible` (held keys of input `i`, in
+/// policy order) whose signatures satisfy the input's descriptor under its
+/// timelocks, or of all of `eligible` when none does (the held keys cannot
+/// spend it alone).
+///
+/// Checked with stand-in signatures before any HSM call: a signature the
+/// policy does not need is `C_Sign` time spent and a key used for nothing (the
+/// finalizer drops it).
+fn fewest_that_satisfy(
+    psbt: &Psbt,
+    i: usize,
+    report: &policies::analysis::InputAnalysis,
+    eligible: &[&(&str, usize, secp256k1::PublicKey)],
+) -> usize {
+    let Some(descriptor) = &report.descriptor else {
+        return eligible.len();
+    };
+    for n in 1..eligible.len() {
+        let chosen = StandIn {
+            keys: eligible[..n].iter().map(|(_, _, k)| *k).collect(),
+            timelocks: PsbtInputSatisfier::new(psbt, i),
+        };
+        if descriptor.get_satisfaction(&chosen).is_ok() {
+            return n;
+        }
+    }
+    eligible.len()
+}
+
+/// A satisfier with a stand-in signature for each of `keys` and none other,
+/// and the input's own timelocks: whether these keys alone can spend it.
+struct StandIn<'a> {
+    keys: Vec<secp256k1::PublicKey>,
+    timelocks: PsbtInputSatisfier<'a>,
+}
+
+impl Satisfier<bitcoin::PublicKey> for StandIn<'_> {
+    fn lookup_ecdsa_sig(&self, key: &bitcoin::PublicKey) -> Option<bitcoin::ecdsa::Signature> {
+        // Any well-formed signature: only its presence and size matter here.
+        let stand_in = secp256k1::ecdsa::Signature::from_compact(&[1; 64]).ok()?;
+        self.keys
+            .contains(&key.inner)
+            .then_some(bitcoin::ecdsa::Signature {
+                signature: stand_in,
+                sighash_type: EcdsaSighashType::All,
+            })
+    }
+
+    fn check_older(&self, n: bitcoin::relative::LockTime) -> bool {
+        <PsbtInputSatisfier<'_> as Satisfier<bitcoin::PublicKey>>::check_older(&self.timelocks, n)
+    }
+
+    fn check_after(&self, n: bitcoin::absolute::LockTime) -> bool {
+        <PsbtInputSatisfier<'_> as Satisfier<bitcoin::PublicKey>>::check_after(&self.timelocks, n)
+    }
 }
 
 /// Finalizes every input by satisfying the policy's own descriptor at the

@@ -145,6 +145,13 @@ impl HsmPool {
         self.hang.arm()
     }
 
+    /// Test hook: the next signing call waits until the guard is dropped,
+    /// then signs (see [`super::hang`]).
+    #[cfg(feature = "test-hooks")]
+    pub fn hold_next_sign(&self) -> super::hang::HangGuard {
+        self.hang.arm_hold()
+    }
+
     /// Digests handed to the token for signing since the pool was made.
     pub fn sign_calls(&self) -> u64 {
         self.sign_calls.load(Ordering::Relaxed)

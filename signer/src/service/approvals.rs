@@ -19,7 +19,7 @@ use bitcoin::Txid;
 use bitcoin::hashes::{Hash as _, sha256};
 use chrono::Utc;
 use policies::PolicyDocument;
-use policies::analysis::{PsbtAnalysis, analyze};
+use policies::analysis::PsbtAnalysis;
 use policies::rules::{CompiledRules, Context, Quorum, evaluate};
 use serde::Serialize;
 use serde_json::json;
@@ -28,12 +28,13 @@ use uuid::Uuid;
 
 use super::signing;
 use super::views::SigningRequestView;
-use super::{ApiError, ApiJson, AppState, AuthClient, ErrorBody, QuorumCheck, QuorumFuture};
+use super::{
+    ApiError, ApiJson, AppState, AuthClient, ErrorBody, QuorumCheck, QuorumFuture, QuorumStatus,
+};
 use crate::approvals::{
     Approval, ApprovalError, Officer, OfficerId, RequestBinding, verify_approval,
 };
-use crate::audit::{self, Kind};
-use crate::psbt_io;
+use crate::audit::Kind;
 use crate::store::approvals::{
     Stored, counting_approvals_in_tx, officers_in_tx, store_approval_in_tx,
 };
@@ -305,6 +306,7 @@ async fn policy_in_tx(tx: &mut Tx, policy_id: &str) -> Result<PolicyDocument, Ap
 
 /// Approvals the policy's quorum needs for `record` (`None`: no quorum can allow it).
 async fn required_in_tx(
+    state: &AppState,
     tx: &mut Tx,
     record: &SigningRequestRecord,
     now: u64,
@@ -314,11 +316,10 @@ async fn required_in_tx(
         // Without a quorum a hot policy signs on its own; the others never sign.
         return Ok((policy.template == "hot").then_some(0));
     };
-    let psbt = psbt_io::decode(record.psbt_in.as_bytes())
-        .map(|(p, _)| p)
-        .map_err(|e| ApiError::Internal(format!("stored psbt does not decode: {e}")))?;
-    let analysis = analyze(&policy, &psbt);
-    required_for(&policy, quorum, &analysis, now)
+    // The analysis made at submission when it is still kept (see `analysed`).
+    let analysed = state.analyses().get(record, &policy)?;
+    let rules = state.compiled_rules(&policy)?;
+    required_for(&policy, quorum, &analysed.analysis, &rules, now)
 }
 
 /// Approvals `quorum` needs for what `analysis` shows leaving `policy`.
@@ -326,11 +327,11 @@ fn required_for(
     policy: &PolicyDocument,
     quorum: &Quorum,
     analysis: &PsbtAnalysis,
+    rules: &CompiledRules,
     now: u64,
 ) -> Result<Option<u32>, ApiError> {
-    let rules = CompiledRules::new(policy).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Only the value leaving the policy is taken from the evaluation here.
-    let evaluation = evaluate(&rules, analysis, &Context::new(policy.network, now, 0))
+    let evaluation = evaluate(rules, analysis, &Context::new(policy.network, now, 0))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(evaluation
         .leaving
@@ -343,30 +344,34 @@ fn required_for(
 pub struct OfficerQuorum;
 
 impl QuorumCheck for OfficerQuorum {
-    fn quorum_met<'a>(
+    fn quorum<'a>(
         &'a self,
         tx: &'a mut Tx,
         request: &'a SigningRequestRecord,
         policy: &'a PolicyDocument,
         analysis: &'a PsbtAnalysis,
+        rules: &'a CompiledRules,
     ) -> QuorumFuture<'a> {
         Box::pin(async move {
             let now = now_secs();
             let required = match &policy.rules.approvals {
-                Some(quorum) => required_for(policy, quorum, analysis, now)?,
+                Some(quorum) => required_for(policy, quorum, analysis, rules, now)?,
                 // Without a quorum a hot policy signs on its own; the others never sign.
                 None => (policy.template == "hot").then_some(0),
             };
-            let Some(required) = required else {
-                return Ok(false);
-            };
-            let approvers = verified_approvers_in_tx(tx, request, now).await?;
-            Ok(approvers.len() >= required as usize)
+            if required.is_none() {
+                return Ok(QuorumStatus::default());
+            }
+            Ok(QuorumStatus {
+                required,
+                approvers: verified_approvers_in_tx(tx, request, now).await?,
+            })
         })
     }
 }
 
 async fn approvals_view_in_tx(
+    state: &AppState,
     tx: &mut Tx,
     record: &SigningRequestRecord,
 ) -> Result<ApprovalsView, ApiError> {
@@ -377,16 +382,27 @@ async fn approvals_view_in_tx(
     {
         (
             verified_approvers_in_tx(tx, record, now).await?.len(),
-            required_in_tx(tx, record, now).await?,
+            required_in_tx(state, tx, record, now).await?,
         )
     } else {
         (0, None)
     };
+    approvals_view(&mut **tx, record, instance, counted, required).await
+}
+
+/// The view of `record`'s approvals with the quorum as counted.
+async fn approvals_view<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    record: &SigningRequestRecord,
+    instance: String,
+    counted: usize,
+    required: Option<u32>,
+) -> Result<ApprovalsView, ApiError> {
     let approvals: Vec<serde_json::Value> = sqlx::query_scalar(
         "SELECT approval FROM signer_approvals WHERE request_id = $1 ORDER BY created_at, officer_id",
     )
     .bind(record.id.0)
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await
     .map_err(StoreError::from)?;
     Ok(ApprovalsView {
@@ -437,7 +453,7 @@ pub(crate) async fn get_approvals(
         .filter(|r| client.may_use(&r.policy_id))
         .ok_or_else(|| ApiError::UnknownRequest(id.clone()))?;
     let mut tx = state.store().begin().await?;
-    let view = approvals_view_in_tx(&mut tx, &record).await?;
+    let view = approvals_view_in_tx(&state, &mut tx, &record).await?;
     drop(tx);
     Ok(Json(view))
 }
@@ -490,7 +506,7 @@ pub(crate) async fn post_approval(
         .await
         .map_err(StoreError::from)?;
         if stored.as_deref() == Some(&approval.signature.0.serialize_compact()[..]) {
-            let approvals = approvals_view_in_tx(&mut tx, &record).await?;
+            let approvals = approvals_view_in_tx(&state, &mut tx, &record).await?;
             drop(tx);
             if record.status == RequestStatus::Signed {
                 state.anchor_current_head().await?;
@@ -514,12 +530,14 @@ pub(crate) async fn post_approval(
     let binding = binding_in_tx(&mut tx, &record).await?;
     let officers = officers_in_tx(&mut tx).await?;
     verify_approval(&approval, &binding, lookup(&officers), now)?;
+    // The approval's audit record is appended with the decision's, at the
+    // commit: the audit head's lock is then never held across an HSM call.
+    let mut audit = Vec::new();
     let new = match store_approval_in_tx(&mut tx, record.id, &approval).await? {
         Stored::New => {
-            audit::append_in_tx(
-                &mut tx,
+            audit.push((
                 Kind::Approval,
-                &json!({
+                json!({
                     "request_id": record.id.to_string(),
                     "officer": officer.to_string(),
                     "unsigned_txid": binding.txid.to_string(),
@@ -527,8 +545,7 @@ pub(crate) async fn post_approval(
                     "expires_at": approval.message.expires_at,
                     "signature": serde_json::to_value(approval.signature).map_err(|e| ApiError::Internal(e.to_string()))?,
                 }),
-            )
-            .await?;
+            ));
             true
         }
         Stored::Replay => false,
@@ -542,10 +559,25 @@ pub(crate) async fn post_approval(
     tracing::info!(request = %record.id, officer = %officer, new, "approval verified");
     // Re-evaluates and signs when the quorum is met, with the request still locked;
     // the approval, its audit record, the decision and the signature commit together.
-    let record = signing::try_complete_in_tx(&state, tx, record.id).await?;
-    let mut tx = state.store().begin().await?;
-    let approvals = approvals_view_in_tx(&mut tx, &record).await?;
-    drop(tx);
+    let completed = signing::try_complete_locked(&state, tx, record, audit).await?;
+    let record = completed.record;
+    // The quorum as the decision counted it: no second analysis for the view.
+    let approvals = match completed.quorum {
+        Some(quorum) => {
+            approvals_view(
+                state.store().pool(),
+                &record,
+                binding.instance.clone(),
+                quorum.approvers.len(),
+                quorum.required,
+            )
+            .await?
+        }
+        None => {
+            let mut tx = state.store().begin().await?;
+            approvals_view_in_tx(&state, &mut tx, &record).await?
+        }
+    };
     let status = if new {
         StatusCode::CREATED
     } else {

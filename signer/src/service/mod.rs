@@ -9,8 +9,10 @@
 //! write their rows in a [`crate::store::Tx`], and complete a request with
 //! [`signing::try_complete`].
 
+pub mod analysed;
 pub mod approvals;
 mod auth;
+mod commit;
 pub mod decide;
 mod error;
 mod health;
@@ -20,7 +22,7 @@ mod requests;
 pub mod signing;
 pub mod views;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,24 +42,44 @@ use crate::hsm::pool::{HsmFault, HsmPool};
 use crate::store::policies::PolicyState;
 use crate::store::{SigningRequestRecord, Store, Tx};
 
-/// The boxed future of [`QuorumCheck::quorum_met`].
-pub type QuorumFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ApiError>> + Send + 'a>>;
+/// The boxed future of [`QuorumCheck::quorum`].
+pub type QuorumFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<QuorumStatus, ApiError>> + Send + 'a>>;
 
-/// Whether the officers' quorum has approved a request.
+/// Where a request's quorum stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// Approvals the quorum needs (`None`: no quorum can allow the request).
+    pub required: Option<u32>,
+    /// Officers whose stored approvals of the request verify now.
+    pub approvers: BTreeSet<crate::approvals::OfficerId>,
+}
+
+impl QuorumStatus {
+    /// Whether enough approvals verify.
+    pub fn met(&self) -> bool {
+        self.required
+            .is_some_and(|required| self.approvers.len() >= required as usize)
+    }
+}
+
+/// Where the officers' quorum stands on a request.
 ///
 /// Called by [`signing::try_complete`] with the request row locked in `tx`,
-/// the request's active policy and the analysis of its PSBT under it (made
-/// once by the caller: a 50-input analysis costs milliseconds); an
-/// implementation reads its approvals through `tx` and must check that each
-/// one binds the request id, the unsigned txid and the analysis hash.
+/// the request's active policy, its compiled rules and the analysis of its
+/// PSBT under it (made once per request: a 50-input analysis costs
+/// milliseconds); an implementation reads its approvals through `tx` and must
+/// check that each one binds the request id, the unsigned txid and the
+/// analysis hash. The approvers it answers are the ones the decision counts.
 pub trait QuorumCheck: Send + Sync + 'static {
-    /// True when enough valid approvals exist.
-    fn quorum_met<'a>(
+    /// The approvals needed and the officers whose approvals verify.
+    fn quorum<'a>(
         &'a self,
         tx: &'a mut Tx,
         request: &'a SigningRequestRecord,
         policy: &'a PolicyDocument,
         analysis: &'a PsbtAnalysis,
+        rules: &'a CompiledRules,
     ) -> QuorumFuture<'a>;
 }
 
@@ -67,14 +89,15 @@ pub trait QuorumCheck: Send + Sync + 'static {
 pub struct NoQuorum;
 
 impl QuorumCheck for NoQuorum {
-    fn quorum_met<'a>(
+    fn quorum<'a>(
         &'a self,
         _tx: &'a mut Tx,
         _request: &'a SigningRequestRecord,
         _policy: &'a PolicyDocument,
         _analysis: &'a PsbtAnalysis,
+        _rules: &'a CompiledRules,
     ) -> QuorumFuture<'a> {
-        Box::pin(async { Ok(false) })
+        Box::pin(async { Ok(QuorumStatus::default()) })
     }
 }
 
@@ -85,6 +108,7 @@ struct Inner {
     // Parsed documents by id (content-addressed, so never stale; the state is read fresh).
     documents: Mutex<HashMap<String, Arc<PolicyDocument>>>,
     rules: Mutex<HashMap<String, Arc<CompiledRules>>>,
+    analyses: analysed::AnalysisCache,
     // The chain tip the locktime rule compares with (the signer has no chain
     // source of its own; `serve --tip-height` and `set_tip_height` set it).
     tip_height: AtomicU32,
@@ -118,6 +142,7 @@ impl AppState {
                 quorum,
                 documents: Mutex::new(HashMap::new()),
                 rules: Mutex::new(HashMap::new()),
+                analyses: analysed::AnalysisCache::default(),
                 tip_height: AtomicU32::new(0),
                 anchored: tokio::sync::Mutex::new(anchored),
             }),
@@ -137,6 +162,11 @@ impl AppState {
     /// The officers' quorum check.
     pub fn quorum(&self) -> &dyn QuorumCheck {
         self.inner.quorum.as_ref()
+    }
+
+    /// Pending requests' PSBTs, decoded and analysed at submission.
+    pub fn analyses(&self) -> &analysed::AnalysisCache {
+        &self.inner.analyses
     }
 
     /// The registered, active policy `policy_id`.

@@ -212,20 +212,24 @@ impl Store {
         Ok(inserted.map(RequestId))
     }
 
-    /// Writes the decision on a request, in `tx`.
+    /// Writes the decision on a request, in `tx`; returns its `created_at`
+    /// and `updated_at`. An absent txid, analysis or analysis hash keeps the
+    /// stored one (a 50-input analysis is sent once, at submission).
     ///
     /// # Errors
-    /// A database failure, or a decision the table's checks refuse.
+    /// A database failure, an unknown request, or a decision the table's checks refuse.
     pub async fn complete_request_in_tx(
         tx: &mut Tx,
         id: RequestId,
         decision: &Decision,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE signer_requests SET unsigned_txid = $2, analysis = $3, analysis_sha256 = $4,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE signer_requests SET unsigned_txid = COALESCE($2, unsigned_txid),
+               analysis = COALESCE($3, analysis), analysis_sha256 = COALESCE($4, analysis_sha256),
                status = $5, refusal_code = $6, refusal_message = $7, rule_outcomes = $8,
                signed_psbt = $9, updated_at = now()
-             WHERE id = $1",
+             WHERE id = $1
+             RETURNING created_at, updated_at",
         )
         .bind(id.0)
         .bind(&decision.unsigned_txid)
@@ -236,9 +240,8 @@ impl Store {
         .bind(&decision.refusal_message)
         .bind(&decision.rule_outcomes)
         .bind(&decision.signed_psbt)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .fetch_one(&mut **tx)
+        .await?)
     }
 
     /// The request with this id, locked for update in `tx`.

@@ -1,5 +1,6 @@
-//! The velocity ledger: value leaving each policy, read and written under the
-//! policy's row lock in the transaction that records the signature.
+//! The velocity ledger: value leaving each policy, read again and written
+//! under the policy's row lock in the transaction that records the signature
+//! (a lock-free read before the HSM call is only a pre-check).
 
 use bitcoin::Amount;
 use chrono::{DateTime, Utc};
@@ -44,7 +45,8 @@ fn sat(amount: Amount) -> Result<i64, StoreError> {
 impl Store {
     /// Locks the policy's state row for the rest of `tx` and returns the highest
     /// receive and change indexes used so far. Every signing of the policy takes
-    /// this lock first, so velocity reads and writes never race.
+    /// this lock before it re-reads the velocity facts and records its payment,
+    /// so those reads and writes never race.
     ///
     /// # Errors
     /// A database failure, or an unregistered policy.
@@ -52,13 +54,32 @@ impl Store {
         tx: &mut Tx,
         policy_id: &str,
     ) -> Result<(Option<u32>, Option<u32>), StoreError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
+        Store::policy_indexes_in_tx(tx, policy_id, true).await
+    }
+
+    /// The highest receive and change indexes used so far; with `lock`, the
+    /// policy's state row stays locked for the rest of `tx` (see
+    /// [`Store::lock_policy_in_tx`]), without it this is a plain read (a
+    /// pre-check whose answer may be stale by the time it is used).
+    ///
+    /// # Errors
+    /// A database failure, or an unregistered policy.
+    pub async fn policy_indexes_in_tx(
+        tx: &mut Tx,
+        policy_id: &str,
+        lock: bool,
+    ) -> Result<(Option<u32>, Option<u32>), StoreError> {
+        let sql = if lock {
             "SELECT highest_receive_index, highest_change_index FROM signer_policy_state
-             WHERE policy_id = $1 FOR UPDATE",
-        )
-        .bind(policy_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+             WHERE policy_id = $1 FOR UPDATE"
+        } else {
+            "SELECT highest_receive_index, highest_change_index FROM signer_policy_state
+             WHERE policy_id = $1"
+        };
+        let row: Option<(i64, i64)> = sqlx::query_as(sql)
+            .bind(policy_id)
+            .fetch_optional(&mut **tx)
+            .await?;
         let (receive, change) = row.ok_or(StoreError::Invalid {
             what: "policy",
             detail: format!("policy {policy_id} is not registered"),
@@ -90,7 +111,8 @@ impl Store {
         Ok(())
     }
 
-    /// Value that left the policy at or after `since` (call under the policy lock).
+    /// Value that left the policy at or after `since` (exact under the policy lock,
+    /// a pre-check without it).
     ///
     /// # Errors
     /// A database failure, or a sum past 21 million BTC (a corrupt ledger).
