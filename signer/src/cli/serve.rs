@@ -122,12 +122,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, "signer serving /v1");
     eprintln!("signer: serving on http://{}/v1", listener.local_addr()?);
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_signal())
         .await
         .context("serving")?;
     Ok(())
+}
+
+/// SIGINT or SIGTERM (what container runtimes send to stop a process): in-flight
+/// requests finish, each with its decision committed, before the service stops.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
 }
 
 async fn bootstrap_policies(store: &Store, files: &[PathBuf]) -> anyhow::Result<()> {
