@@ -13,6 +13,7 @@ mod passwords;
 mod payments;
 mod secrets;
 mod staff;
+pub mod staff_admin;
 mod types;
 
 use std::sync::Arc;

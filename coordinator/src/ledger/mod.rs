@@ -245,6 +245,12 @@ impl Ledger {
         Ok(Ledger { pool, tx, stats })
     }
 
+    /// Whether the writer task still takes postings (false once it has stopped, for
+    /// example after losing its database connection for good): a readiness check.
+    pub fn writer_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// The writer's counters.
     pub fn stats(&self) -> &LedgerStats {
         &self.stats
