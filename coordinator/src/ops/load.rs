@@ -88,7 +88,11 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
 /// One problem, with the key in dotted form (without figment's profile) and its source.
 fn describe(e: &figment::Error) -> String {
     let path: Vec<&String> = e.path.iter().skip_while(|p| *p == "default").collect();
-    let key = path.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(".");
+    let key = path
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(".");
     let from = match e.metadata.as_ref() {
         Some(m) => match &m.source {
             Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
