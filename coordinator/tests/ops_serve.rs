@@ -155,7 +155,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn failing<'a>(report: &'a Value) -> Vec<&'a str> {
+fn failing(report: &Value) -> Vec<&str> {
     report["checks"]
         .as_array()
         .unwrap()
