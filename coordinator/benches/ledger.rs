@@ -82,6 +82,8 @@ type Pick =
 struct Run {
     per_second: f64,
     mean_batch: f64,
+    /// Batches rolled back because another writer had moved one of their balances.
+    conflicts: u64,
     p50_ms: f64,
     p99_ms: f64,
     refused: usize,
@@ -98,7 +100,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// `workers` tasks post transfers for the warm-up and then `seconds`; `pick` chooses the
 /// payer and the payee of each transfer.
 async fn transfers(
-    ledger: &Ledger,
+    ledgers: &[Ledger],
     workers: usize,
     seconds: u64,
     tag: &str,
@@ -108,7 +110,8 @@ async fn transfers(
     let measuring = Arc::new(AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
     for w in 0..workers {
-        let ledger = ledger.clone();
+        // Worker w posts through writer w mod n, as clients spread over instances would.
+        let ledger = ledgers[w % ledgers.len()].clone();
         let stop = stop.clone();
         let measuring = measuring.clone();
         let pick = pick.clone();
@@ -149,11 +152,17 @@ async fn transfers(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
-    let (b0, p0) = (ledger.stats().batches(), ledger.stats().postings());
+    let counts = || {
+        ledgers.iter().fold((0, 0, 0), |(b, p, c), l| {
+            let s = l.stats();
+            (b + s.batches(), p + s.postings(), c + s.conflicts())
+        })
+    };
+    let (b0, p0, c0) = counts();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
-    let (b1, p1) = (ledger.stats().batches(), ledger.stats().postings());
+    let (b1, p1, c1) = counts();
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
@@ -167,6 +176,7 @@ async fn transfers(
     Ok(Run {
         per_second: all.len() as f64 / elapsed,
         mean_batch: (p1 - p0) as f64 / (b1 - b0).max(1) as f64,
+        conflicts: c1 - c0,
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
         refused,
@@ -552,7 +562,7 @@ async fn main() -> anyhow::Result<()> {
             None => None,
         };
         let run = transfers(
-            &ledger,
+            std::slice::from_ref(&ledger),
             c,
             args.seconds,
             &format!("x{c}"),
@@ -581,7 +591,7 @@ async fn main() -> anyhow::Result<()> {
         args.hot_payers
     );
     let uncontended = transfers(
-        &ledger,
+        std::slice::from_ref(&ledger),
         args.hot_payers,
         args.seconds,
         "u",
@@ -598,7 +608,14 @@ async fn main() -> anyhow::Result<()> {
             (accounts[w % accounts.len()], merchant)
         })
     };
-    let hot_run = transfers(&ledger, args.hot_payers, args.seconds, "h", hot).await?;
+    let hot_run = transfers(
+        std::slice::from_ref(&ledger),
+        args.hot_payers,
+        args.seconds,
+        "h",
+        hot.clone(),
+    )
+    .await?;
     println!(
         "uncontended {:.0}/s (p99 {:.2} ms), hot {:.0}/s (p99 {:.2} ms): ratio {:.2}",
         uncontended.per_second,
@@ -607,6 +624,43 @@ async fn main() -> anyhow::Result<()> {
         hot_run.p99_ms,
         hot_run.per_second / uncontended.per_second
     );
+
+    // A second coordinator instance: its own writer on the same database (ADR 0013).
+    let second = Ledger::start(ledger.pool().clone(), LedgerConfig::default()).await?;
+    let both = [ledger.clone(), second];
+    println!();
+    println!("## one writer against two (two coordinator instances on one database)");
+    println!(
+        "{:>18} {:>14} {:>14} {:>7} {:>10} {:>10}",
+        "load", "one xfers/s", "two xfers/s", "ratio", "two p99 ms", "conflicts"
+    );
+    let mut cases: Vec<(String, usize, Pick)> = args
+        .clients
+        .iter()
+        .filter(|&&c| c > 1)
+        .map(|&c| (format!("{c} clients"), c, random_pair.clone() as Pick))
+        .collect();
+    cases.push((format!("hot, {} payers", args.hot_payers), args.hot_payers, hot));
+    for (i, (label, workers, pick)) in cases.into_iter().enumerate() {
+        let one = transfers(
+            std::slice::from_ref(&ledger),
+            workers,
+            args.seconds,
+            &format!("one{i}"),
+            pick.clone(),
+        )
+        .await?;
+        let two = transfers(&both, workers, args.seconds, &format!("two{i}"), pick).await?;
+        println!(
+            "{:>18} {:>14.0} {:>14.0} {:>7.2} {:>10.2} {:>10}",
+            label,
+            one.per_second,
+            two.per_second,
+            two.per_second / one.per_second,
+            two.p99_ms,
+            two.conflicts
+        );
+    }
 
     if args.payment_workers > 0 {
         let (rate, p99) = payments(&ledger, &args).await?;

@@ -4,6 +4,7 @@ pub mod amount;
 pub mod api;
 pub mod bank;
 pub mod chain;
+pub mod commit_order;
 pub mod db;
 pub mod deposits;
 pub mod ids;

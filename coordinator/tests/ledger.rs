@@ -444,12 +444,12 @@ async fn the_writer_survives_a_killed_connection() {
     let bob = user(l, "bob").await;
     fund(l, alice, 10_000).await;
     l.post(transfer("before", alice, bob, 1_000)).await.unwrap();
-    // Kill the writer's connection: the session holding the lease.
+    // Kill the writer's connection.
     let killed: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
-         WHERE l.locktype = 'advisory' AND l.database = \
-           (SELECT oid FROM pg_database WHERE datname = current_database())",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = current_database()",
     )
+    .bind(coordinator::ledger::WRITER_APPLICATION_NAME)
     .fetch_one(l.pool())
     .await
     .unwrap();
@@ -463,11 +463,7 @@ async fn the_writer_survives_a_killed_connection() {
 
 #[tokio::test]
 async fn postings_fail_fast_while_the_database_is_unreachable_and_resume_after() {
-    let config = LedgerConfig {
-        lease_timeout: Duration::from_millis(200),
-        ..LedgerConfig::default()
-    };
-    let t = ledger_with(config).await;
+    let t = ledger_with(LedgerConfig::default()).await;
     let l = &t.ledger;
     let alice = user(l, "alice").await;
     let bob = user(l, "bob").await;
@@ -484,9 +480,10 @@ async fn postings_fail_fast_while_the_database_is_unreachable_and_resume_after()
     .await
     .unwrap();
     sqlx::query(
-        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d \
-         ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = $1",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = $2",
     )
+    .bind(coordinator::ledger::WRITER_APPLICATION_NAME)
     .bind(&name)
     .execute(&admin)
     .await
@@ -522,17 +519,107 @@ async fn postings_fail_fast_while_the_database_is_unreachable_and_resume_after()
 }
 
 #[tokio::test]
-async fn only_one_writer_holds_the_lease() {
+async fn a_writer_whose_cache_another_instance_made_stale_posts_correctly() {
     let t = ledger().await;
-    let config = LedgerConfig {
-        lease_timeout: Duration::from_millis(200),
-        ..LedgerConfig::default()
-    };
-    let second = Ledger::start(t.ledger.pool().clone(), config).await;
+    let a = &t.ledger;
+    // A second instance's writer on the same database.
+    let b = Ledger::start(a.pool().clone(), LedgerConfig::default())
+        .await
+        .unwrap();
+    let alice = user(a, "alice").await;
+    let bob = user(a, "bob").await;
+    fund(a, alice, 1_000).await;
+    // `a` caches alice at 0 after this.
+    a.post(transfer("a-1", alice, bob, 1_000)).await.unwrap();
+    // `b` moves alice behind `a`'s back.
+    fund(&b, alice, 500).await;
+    // On its cache `a` would refuse this; the stored balance allows it.
+    let p = a.post(transfer("a-2", alice, bob, 300)).await.unwrap();
+    assert!(!p.replayed);
+    assert_eq!(a.balance(alice).await.unwrap().settled, 200);
+    // `a`'s cache now says 200 but `b` moves alice again: `a`'s batch meets a newer
+    // version, is rolled back and planned again on the stored balance.
+    b.post(transfer("b-1", bob, alice, 100)).await.unwrap();
+    let conflicts = a.stats().conflicts();
+    a.post(transfer("a-3", alice, bob, 150)).await.unwrap();
+    assert_eq!(a.stats().conflicts(), conflicts + 1);
+    assert_eq!(a.balance(alice).await.unwrap().settled, 150);
+    // A refusal on the stored balance is still a refusal, from either instance.
+    let refused = b.post(transfer("b-2", alice, bob, 151)).await.unwrap_err();
     assert!(
-        matches!(second, Err(LedgerError::LeaseUnavailable)),
-        "{second:?}"
+        matches!(refused, LedgerError::InsufficientBalance { .. }),
+        "{refused:?}"
     );
+    let refused = a.post(transfer("a-4", alice, bob, 151)).await.unwrap_err();
+    assert!(
+        matches!(refused, LedgerError::InsufficientBalance { .. }),
+        "{refused:?}"
+    );
+    assert!(a.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn two_writers_under_concurrent_load_keep_the_books_exact() {
+    let t = ledger().await;
+    let writers = [
+        t.ledger.clone(),
+        Ledger::start(t.ledger.pool().clone(), LedgerConfig::default())
+            .await
+            .unwrap(),
+    ];
+    let l = &t.ledger;
+    // A hot merchant every payer pays, and payers that also pay each other.
+    let merchant = user(l, "merchant").await;
+    let mut payers = Vec::new();
+    for i in 0..8 {
+        let p = user(l, &format!("payer-{i}")).await;
+        fund(l, p, 10_000).await;
+        payers.push(p);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, payer) in payers.iter().copied().enumerate() {
+        for (w, writer) in writers.iter().enumerate() {
+            let writer = writer.clone();
+            let next = payers[(i + 1) % payers.len()];
+            set.spawn(async move {
+                let mut posted = 0u64;
+                for k in 0..40 {
+                    // Every payer sends 40 x 100 from each instance: 8,000 of 10,000 in
+                    // all, plus transfers around the ring that cancel out.
+                    let (to, amount) = if k % 4 == 3 {
+                        (next, 50)
+                    } else {
+                        (merchant, 100)
+                    };
+                    let id = format!("w{w}-p{i}-{k}");
+                    writer.post(transfer(&id, payer, to, amount)).await.unwrap();
+                    // The same external id through the other instance is a replay.
+                    posted += u64::from(to == merchant) * amount;
+                }
+                posted
+            });
+        }
+    }
+    let mut to_merchant = 0u64;
+    while let Some(r) = set.join_next().await {
+        to_merchant += r.unwrap();
+    }
+    // Replays across instances answer the original.
+    let again = writers[1]
+        .post(transfer("w0-p0-0", payers[0], merchant, 100))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    let merchant_balance = l.balance(merchant).await.unwrap().settled;
+    assert_eq!(u64::try_from(merchant_balance).unwrap(), to_merchant);
+    let mut payers_total = 0i64;
+    for p in &payers {
+        payers_total += l.balance(*p).await.unwrap().settled;
+    }
+    assert_eq!(payers_total + merchant_balance, 8 * 10_000);
+    let report = l.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!(report.transactions, 8 + 8 * 2 * 40);
 }
 
 #[tokio::test]

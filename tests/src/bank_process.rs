@@ -160,21 +160,32 @@ impl Coordinator {
         onchain: &Path,
         log: &Path,
     ) -> anyhow::Result<Coordinator> {
+        let onchain = [std::ffi::OsStr::new("--onchain"), onchain.as_os_str()];
+        Coordinator::serve_with(binary, db_url, &onchain, log).await
+    }
+
+    /// Starts `binary serve <args>` on `db_url`, its log (info, appended) in `log`, and
+    /// waits until `/healthz` answers.
+    ///
+    /// # Errors
+    /// If it cannot be started, or does not answer within the wait.
+    pub async fn serve_with(
+        binary: &Path,
+        db_url: &str,
+        args: &[&std::ffi::OsStr],
+        log: &Path,
+    ) -> anyhow::Result<Coordinator> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let bind = format!("127.0.0.1:{port}");
-        let log =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let process = Killed(
             Command::new(binary)
-                .args([
-                    "--database-url",
-                    db_url,
-                    "serve",
-                    "--bind",
-                    &bind,
-                    "--onchain",
-                ])
-                .arg(onchain)
+                .args(["--database-url", db_url, "serve", "--bind", &bind])
+                .args(args)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -276,6 +287,11 @@ impl Api {
             bail!("GraphQL errors: {errors}");
         }
         Ok(body["data"].clone())
+    }
+
+    /// The bearer token, once logged in.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The same client against another server (another coordinator instance), keeping the

@@ -9,4 +9,5 @@ pub mod chain;
 pub mod custody;
 pub mod process;
 pub mod recovery;
+pub mod transfer_load;
 pub mod wallet;

@@ -2,15 +2,14 @@
 //! `deposit_events` (migration 0013), so a subscriber on any instance sees deposits the
 //! driver of any instance recorded.
 //!
-//! A [`super::seq_feed`] source. Reading "after the last `seq`" is complete because only
-//! the deposit driver holding the lease writes events, one transaction after another under
-//! the lease row's lock.
+//! A [`super::seq_feed`] source, read through the deposits domain's
+//! [`read_deposit_events`].
 
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::seq_feed::{Decoded, Feed, Source};
+use super::seq_feed::{Feed, ReadError, Source};
+use crate::commit_order::CommitCursor;
+use crate::deposits::{DepositEventRecord, read_deposit_events};
 use crate::ids::WalletId;
 
 /// The NOTIFY channel of the deposit events trigger.
@@ -46,25 +45,24 @@ pub(crate) static SOURCE: Source<DepositEvent> = Source {
     what: "deposit events",
     channel: CHANNEL,
     application_name: "bastion-deposit-listener",
-    high_water: "SELECT coalesce(max(seq), 0) FROM deposit_events",
-    read_batch: "SELECT seq, deposit_id, wallet_id, kind FROM deposit_events \
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-    decode,
+    read: |pool, cursor: &CommitCursor, limit| {
+        Box::pin(async move {
+            let records = read_deposit_events(pool, cursor, limit).await?;
+            Ok::<_, ReadError>(records.iter().map(|r| (r.position, event(r))).collect())
+        })
+    },
 };
 
-fn decode(r: &PgRow) -> Decoded<DepositEvent> {
-    let seq: i64 = r.try_get(0)?;
-    let kind: String = r.try_get(3)?;
-    let kind = match kind.as_str() {
+fn event(r: &DepositEventRecord) -> Option<DepositEvent> {
+    let kind = match r.kind.as_str() {
         "PENDING" => DepositEventKind::Pending,
         "SETTLED" => DepositEventKind::Settled,
         "REMOVED" => DepositEventKind::Removed,
-        _ => return Ok((seq, None)),
+        _ => return None,
     };
-    let event = DepositEvent {
-        deposit_id: r.try_get(1)?,
-        wallet_id: WalletId::from_uuid(r.try_get(2)?),
+    Some(DepositEvent {
+        deposit_id: r.deposit_id,
+        wallet_id: r.wallet_id,
         kind,
-    };
-    Ok((seq, Some(event)))
+    })
 }

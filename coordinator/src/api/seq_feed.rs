@@ -1,23 +1,24 @@
-//! A table read in `seq` order and broadcast to this instance's subscribers: the machinery
-//! shared by the sources of `myUpdates` (the ledger outbox, deposit events).
+//! A table read in commit order and broadcast to this instance's subscribers: the
+//! machinery shared by the sources of `myUpdates` (the ledger outbox, deposit events).
 //!
 //! Each feed starts on its first subscription. It LISTENs on its table's NOTIFY channel
-//! (a statement-level trigger NOTIFYs at commit) and, when woken, reads the rows after the
-//! last `seq` it has seen and broadcasts them. Notifications only wake it; the table is
-//! the record. A lost listener connection is re-established by sqlx (listening again) and
-//! the feed then reads from its last `seq`, so nothing committed meanwhile is lost and
-//! nothing is broadcast twice. It also reads every [`POLL_INTERVAL`], in case a
-//! connection died silently.
-//!
-//! Reading "after the last `seq`" is complete only for a table that one writer at a time
-//! fills, one transaction after another, so rows become visible in `seq` order; each
-//! source says why that holds for it.
+//! (a statement-level trigger NOTIFYs at commit) and, when woken, reads the rows after its
+//! [`CommitCursor`] and broadcasts them. Notifications only wake it; the table is the
+//! record. A lost listener connection is re-established by sqlx (listening again) and the
+//! feed then reads from its cursor, so nothing committed meanwhile is lost and nothing is
+//! broadcast twice. It also reads every [`POLL_INTERVAL`], in case a connection died
+//! silently. Commit order (crate::commit_order) keeps this exact with any number of
+//! instances writing the table.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, OnceCell, broadcast, watch};
+
+use crate::commit_order::{CommitCursor, CommitPosition};
 
 /// A fallback read when no notification arrived.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,8 +29,18 @@ const BATCH: i64 = 500;
 /// Subscribers more than this many events behind skip ahead (and log it).
 const CAPACITY: usize = 1024;
 
-/// A row's `seq` and the event it makes, if any.
-pub(crate) type Decoded<E> = Result<(i64, Option<E>), sqlx::Error>;
+/// Why a read failed (logged, then retried).
+pub(crate) type ReadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The rows after a cursor, at most a limit, in commit order: each row's position and the
+/// event it makes, if any.
+pub(crate) type Read<E> = for<'a> fn(
+    &'a PgPool,
+    &'a CommitCursor,
+    i64,
+) -> Pin<
+    Box<dyn Future<Output = Result<Vec<(CommitPosition, Option<E>)>, ReadError>> + Send + 'a>,
+>;
 
 /// What a feed reads.
 #[derive(Debug)]
@@ -40,12 +51,8 @@ pub(crate) struct Source<E> {
     pub channel: &'static str,
     /// The `application_name` of the listener's connection, for operators (and tests).
     pub application_name: &'static str,
-    /// The highest `seq` committed (one row, one `bigint`).
-    pub high_water: &'static str,
-    /// The rows after `$1`, at most `$2` of them, in `seq` order.
-    pub read_batch: &'static str,
-    /// Decodes a row.
-    pub decode: fn(&PgRow) -> Decoded<E>,
+    /// Reads the rows after a cursor through the table's owner.
+    pub read: Read<E>,
 }
 
 /// The feed of one source in one API instance, started on first use.
@@ -92,16 +99,14 @@ async fn start<E: Clone + Send + 'static>(
     let listen_pool = crate::db::listener_pool(&pool, source.application_name);
     let mut listener = PgListener::connect_with(&listen_pool).await?;
     listener.listen(source.channel).await?;
-    // Listening before taking the high-water mark: a row committed in between is read by
-    // the first pass rather than missed.
-    let last: i64 = sqlx::query_scalar(source.high_water)
-        .fetch_one(&pool)
-        .await?;
+    // Listening before taking the cursor: a row committed in between is read by the first
+    // pass rather than missed.
+    let cursor = CommitCursor::now(&pool).await?;
     let (events, _) = broadcast::channel(CAPACITY);
     let (stop, stopped) = watch::channel(());
     let wake = Arc::new(Notify::new());
     tokio::spawn(listen(source.what, listener, wake.clone(), stopped.clone()));
-    tokio::spawn(read(pool, source, last, events.clone(), wake, stopped));
+    tokio::spawn(read(pool, source, cursor, events.clone(), wake, stopped));
     Ok(Running {
         events,
         _stop: stop,
@@ -144,16 +149,19 @@ async fn listen(
 async fn read<E: Clone>(
     pool: PgPool,
     source: &'static Source<E>,
-    mut last: i64,
+    mut cursor: CommitCursor,
     events: broadcast::Sender<E>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<()>,
 ) {
     loop {
-        let wait = match read_new(&pool, source, &mut last, &events).await {
+        let wait = match read_new(&pool, source, &mut cursor, &events).await {
             Ok(()) => POLL_INTERVAL,
             Err(e) => {
-                tracing::warn!(feed = source.what, error = %e, last, "reading failed; retrying");
+                tracing::warn!(
+                    feed = source.what, error = %e, after = ?cursor.after,
+                    "reading failed; retrying"
+                );
                 Duration::from_secs(1)
             }
         };
@@ -168,23 +176,18 @@ async fn read<E: Clone>(
 async fn read_new<E: Clone>(
     pool: &PgPool,
     source: &Source<E>,
-    last: &mut i64,
+    cursor: &mut CommitCursor,
     events: &broadcast::Sender<E>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ReadError> {
     loop {
-        let rows = sqlx::query(source.read_batch)
-            .bind(*last)
-            .bind(BATCH)
-            .fetch_all(pool)
-            .await?;
+        let rows = (source.read)(pool, cursor, BATCH).await?;
         let full = rows.len() as i64 == BATCH;
-        for r in &rows {
-            let (seq, event) = (source.decode)(r)?;
+        for (position, event) in rows {
             if let Some(event) = event {
                 // Nobody subscribed is fine.
                 let _ = events.send(event);
             }
-            *last = seq;
+            cursor.advance(position);
         }
         if !full {
             return Ok(());

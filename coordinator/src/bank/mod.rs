@@ -11,6 +11,7 @@ mod keys;
 mod notifier;
 mod passwords;
 mod payments;
+mod resume;
 mod secrets;
 mod staff;
 pub mod staff_admin;
@@ -32,6 +33,7 @@ pub use payments::{
     MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest, TransactionPage,
     TxDirection, WalletTransaction,
 };
+pub use resume::{ResumeConfig, ResumeReport, ResumerHandle};
 pub use secrets::{PasswordCost, Secret};
 pub use types::{
     AccountStatus, Email, Identity, Level, NewPassword, ParseError, Phone, Scope, StaffAction,

@@ -3,8 +3,8 @@
 //! A payment is a small state machine: a PENDING row is written (with the account row
 //! locked, so the rolling limit cannot be raced) and committed; the ledger posting follows
 //! with the external id `intraledger:<payment id>`; the row then becomes SUCCESS or
-//! FAILURE. A crash between the steps leaves a PENDING row that
-//! [`Bank::resume_pending_payments`] finishes: the ledger posting is idempotent.
+//! FAILURE. A crash between the steps leaves a PENDING row that any instance's resumer
+//! (`resume.rs`) claims and finishes: the ledger posting is idempotent.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -141,7 +141,7 @@ const EXTERNAL_ID_PREFIX: &str = "intraledger:";
 
 /// When a payment's success is written to its row.
 #[derive(Clone, Copy, Debug)]
-enum Settle {
+pub(super) enum Settle {
     /// By the settler, after the caller has its answer.
     Deferred,
     /// Before the caller gets its answer.
@@ -219,12 +219,12 @@ async fn run_settler(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(PaymentId, T
     }
 }
 
-struct Pending {
-    id: PaymentId,
-    sender: WalletId,
-    recipient: WalletId,
-    amount: Sats,
-    memo: String,
+pub(super) struct Pending {
+    pub(super) id: PaymentId,
+    pub(super) sender: WalletId,
+    pub(super) recipient: WalletId,
+    pub(super) amount: Sats,
+    pub(super) memo: String,
 }
 
 impl Bank {
@@ -365,7 +365,11 @@ impl Bank {
     /// recorded by the settler (`Settle::Deferred`, off the caller's path) or before
     /// returning (`Settle::Now`); until then the row stays PENDING, which every reader
     /// treats as "post it again" (idempotent) rather than as unpaid.
-    async fn finish(&self, p: Pending, settle: Settle) -> Result<PaymentResult, BankError> {
+    pub(super) async fn finish(
+        &self,
+        p: Pending,
+        settle: Settle,
+    ) -> Result<PaymentResult, BankError> {
         let posting = Posting::builder(system::MAIN_JOURNAL, external_id(p.id))
             .description(p.memo.clone())
             .metadata(serde_json::json!({ "type": "intraledger", "payment_id": p.id }))

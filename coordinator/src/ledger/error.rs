@@ -66,9 +66,6 @@ pub enum LedgerError {
         /// The transaction that holds it.
         existing: TransactionId,
     },
-    /// Another process holds the ledger writer lease.
-    #[error("ledger: another writer holds the ledger lease")]
-    LeaseUnavailable,
     /// The writer task stopped.
     #[error("ledger: the writer is not running")]
     WriterStopped,

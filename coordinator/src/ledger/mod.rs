@@ -6,12 +6,11 @@
 //! only committed data. [`verify`] checks the invariants over the whole store.
 
 mod error;
+mod outbox;
 mod posting;
 mod types;
 mod verify;
 mod writer;
-
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub use error::LedgerError;
+pub use outbox::{OutboxEvent, TRANSACTION_POSTED, read_outbox};
 pub use posting::{
     EntryInput, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_EXTERNAL_ID_LEN, Posting, PostingBuilder,
     PostingError,
@@ -29,6 +29,7 @@ pub use types::{
     AccountKind, Balance, Currency, Direction, Layer, LedgerAccount, UnknownVariant, system,
 };
 pub use verify::{VerifyReport, Violation, verify};
+pub use writer::WRITER_APPLICATION_NAME;
 
 use crate::amount::Msats;
 use crate::ids::{JournalId, LedgerAccountId, TransactionId};
@@ -40,8 +41,6 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// Most account balances kept in the writer's memory.
     pub cache_capacity: usize,
-    /// How long to wait for the writer lease held by another process.
-    pub lease_timeout: Duration,
     /// Postings that may wait for the writer before callers are slowed down.
     pub queue_depth: usize,
     /// Under concurrency, how many times the writer yields to let answered callers post
@@ -54,7 +53,6 @@ impl Default for LedgerConfig {
         LedgerConfig {
             max_batch: 512,
             cache_capacity: 1_000_000,
-            lease_timeout: Duration::from_secs(5),
             queue_depth: 16_384,
             gather_yields: 2,
         }
@@ -189,6 +187,7 @@ impl HistoryLine {
 pub struct LedgerStats {
     batches: std::sync::atomic::AtomicU64,
     postings: std::sync::atomic::AtomicU64,
+    conflicts: std::sync::atomic::AtomicU64,
 }
 
 impl LedgerStats {
@@ -200,6 +199,16 @@ impl LedgerStats {
     /// New postings committed (replays not counted).
     pub fn postings(&self) -> u64 {
         self.postings.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Batches rolled back because another instance had moved one of their balances.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn conflicted(&self) {
+        self.conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn committed(&self, postings: usize) {
@@ -229,15 +238,14 @@ fn parse_msats(v: i64) -> Result<Msats, LedgerError> {
 }
 
 impl Ledger {
-    /// Takes the writer lease on a dedicated connection and starts the writer task.
-    /// Migrations must have run.
+    /// Opens this instance's writer connection and starts the writer task. Any number of
+    /// instances may run one each on the same database. Migrations must have run.
     ///
     /// # Errors
-    /// [`LedgerError::LeaseUnavailable`] if another process holds the lease for longer
-    /// than `config.lease_timeout`; [`LedgerError::Database`] if PostgreSQL fails.
+    /// [`LedgerError::Database`] if PostgreSQL fails.
     pub async fn start(pool: PgPool, config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let options = (*pool.connect_options()).clone();
-        let conn = writer::connect_with_lease(&options, config.lease_timeout).await?;
+        let conn = writer::connect(&options).await?;
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let stats = std::sync::Arc::new(LedgerStats::default());
         let w = writer::Writer::new(options, conn, config, rx, stats.clone()).await?;
@@ -245,15 +253,15 @@ impl Ledger {
         Ok(Ledger { pool, tx, stats })
     }
 
-    /// Whether the writer task still takes postings (false once it has stopped, for
-    /// example after losing its database connection for good): a readiness check.
-    pub fn writer_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
     /// The writer's counters.
     pub fn stats(&self) -> &LedgerStats {
         &self.stats
+    }
+
+    /// False once the writer task has stopped (postings then fail with
+    /// [`LedgerError::WriterStopped`]); for readiness.
+    pub fn writer_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// The connection pool used for reads.
@@ -422,19 +430,7 @@ impl Ledger {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            let direction: String = r.try_get(2)?;
-            let layer: String = r.try_get(3)?;
-            let currency: String = r.try_get(4)?;
-            Ok(StoredEntry {
-                seq: r.try_get(0)?,
-                account_id: LedgerAccountId::from_uuid(r.try_get(1)?),
-                direction: direction.parse().map_err(corrupt)?,
-                layer: layer.parse().map_err(corrupt)?,
-                currency: currency.parse().map_err(corrupt)?,
-                amount: parse_msats(r.try_get(5)?)?,
-            })
-        })
+        .map(outbox::entry_from_row)
         .collect::<Result<Vec<_>, LedgerError>>()?;
         Ok(Some(StoredTransaction {
             id: TransactionId::from_uuid(id),

@@ -1,13 +1,18 @@
-//! The single ledger writer: group commit of concurrent postings.
+//! The ledger writer of one coordinator instance: group commit of concurrent postings.
 //!
-//! One task owns one PostgreSQL connection that holds the ledger lease (a session advisory
-//! lock), so it is the only writer of balances in the whole cluster. It keeps the balances
-//! of the accounts it has seen in memory, takes every posting queued at the moment, applies
-//! them one after another in memory (rejecting those that break a rule), and writes the
-//! accepted ones with one SQL statement: transactions, entries, new balances and outbox
-//! events. The statement runs in autocommit, so it is one round trip and one commit for the
-//! whole batch, and it aborts itself if any balance row was not at the version the cache
+//! One task owns one PostgreSQL connection. It keeps the balances of the accounts it has
+//! seen in memory, takes every posting queued at the moment, applies them one after
+//! another in memory (rejecting those that break a rule), and writes the accepted ones
+//! with one SQL statement: transactions, entries, new balances and outbox events. The
+//! statement runs in autocommit, so it is one round trip and one commit for the whole
+//! batch, and it aborts itself if any balance row was not at the version the cache
 //! expected. Each caller is answered only after the commit.
+//!
+//! Every instance runs one writer (docs/adr/0013-ledger-writer-per-instance.md): the
+//! version check makes the database the arbiter. A batch that meets a balance another
+//! instance moved is rolled back whole, its accounts are read again and it is planned
+//! again; a refusal that depends on a balance is confirmed against the stored balance
+//! before it is answered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,8 +30,10 @@ use super::types::{Currency, Direction, Layer};
 use super::{LedgerConfig, LedgerStats, PostedTransaction};
 use crate::ids::{JournalId, LedgerAccountId, TransactionId};
 
-/// Key of the session advisory lock that makes one process the ledger writer.
-pub(crate) const LEASE_KEY: i64 = 0x6c65_6467_6572; // "ledger"
+/// Rounds of one batch (conflicts, replays, stale refusals) before its postings are
+/// retried one by one. Each conflict means another instance committed, so the cluster
+/// makes progress; the bound keeps one unlucky batch from spinning.
+const MAX_ROUNDS: usize = 24;
 
 pub(crate) struct Request {
     pub(crate) posting: Posting,
@@ -76,7 +83,6 @@ struct Failure {
     reason: String,
     /// The connection may be gone and the outcome of the last statement is unknown.
     connection_lost: bool,
-    lease: bool,
 }
 
 impl Failure {
@@ -90,14 +96,11 @@ impl Failure {
         Failure {
             reason: e.to_string(),
             connection_lost,
-            lease: false,
         }
     }
 
     fn to_error(&self) -> LedgerError {
-        if self.lease {
-            LedgerError::LeaseUnavailable
-        } else if self.connection_lost {
+        if self.connection_lost {
             LedgerError::OutcomeUnknown {
                 reason: self.reason.clone(),
             }
@@ -109,12 +112,13 @@ impl Failure {
     }
 }
 
-/// Opens a connection and takes the ledger lease, waiting up to `timeout` for it.
-pub(crate) async fn connect_with_lease(
-    options: &PgConnectOptions,
-    timeout: Duration,
-) -> Result<PgConnection, LedgerError> {
-    let mut conn = PgConnection::connect_with(options).await?;
+/// The `application_name` of every writer's connection, for operators (and tests).
+pub const WRITER_APPLICATION_NAME: &str = "bastion-ledger-writer";
+
+/// Opens the writer's connection.
+pub(crate) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, LedgerError> {
+    let options = options.clone().application_name(WRITER_APPLICATION_NAME);
+    let mut conn = PgConnection::connect_with(&options).await?;
     // The batch statement has array parameters: one generic plan avoids re-planning it.
     // A statement that hangs (a stuck disk, a lock held by hand) fails after 30 s instead of
     // stopping every posting for ever.
@@ -124,20 +128,7 @@ pub(crate) async fn connect_with_lease(
     sqlx::query("SET statement_timeout = '30s'")
         .execute(&mut conn)
         .await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEASE_KEY)
-            .fetch_one(&mut conn)
-            .await?;
-        if got {
-            return Ok(conn);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(LedgerError::LeaseUnavailable);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Ok(conn)
 }
 
 pub(crate) struct Writer {
@@ -150,8 +141,16 @@ pub(crate) struct Writer {
     stats: Arc<LedgerStats>,
 }
 
+// `locked` takes the balance rows in account order before anything is written, so two
+// instances whose batches share accounts wait for each other instead of deadlocking; the
+// update's `count` sub-select makes it run first.
 const WRITE_BATCH: &str = r#"
-WITH tx AS (
+WITH locked AS (
+    SELECT account_id FROM ledger_balances
+    WHERE account_id = ANY($15::uuid[])
+    ORDER BY account_id
+    FOR UPDATE
+), tx AS (
     INSERT INTO ledger_transactions
         (id, journal_id, external_id, fingerprint, description, metadata, created_at)
     SELECT t.id, t.journal_id, t.external_id, t.fingerprint, t.description, t.metadata, $7
@@ -171,6 +170,7 @@ WITH tx AS (
     FROM unnest($15::uuid[], $16::int8[], $17::int8[], $18::int8[], $19::uuid[])
         AS u(account_id, settled, pending, version, last_tx)
     WHERE b.account_id = u.account_id AND b.version = u.version
+      AND (SELECT count(*) FROM locked) >= 0
     RETURNING 1
 ), ob AS (
     INSERT INTO ledger_outbox (event_type, transaction_id, payload, created_at)
@@ -296,7 +296,7 @@ impl Writer {
 
     fn reset(&mut self, failure: &Failure) {
         self.accounts.clear();
-        if failure.connection_lost || failure.lease {
+        if failure.connection_lost {
             self.conn = None;
         }
     }
@@ -305,21 +305,15 @@ impl Writer {
         if self.conn.is_some() {
             return Ok(());
         }
-        match connect_with_lease(&self.options, self.config.lease_timeout).await {
+        match connect(&self.options).await {
             Ok(c) => {
                 self.conn = Some(c);
                 self.accounts.clear();
                 self.reload_journals().await
             }
-            Err(LedgerError::LeaseUnavailable) => Err(Failure {
-                reason: "lease unavailable".into(),
-                connection_lost: true,
-                lease: true,
-            }),
             Err(e) => Err(Failure {
                 reason: e.to_string(),
                 connection_lost: true,
-                lease: false,
             }),
         }
     }
@@ -328,7 +322,6 @@ impl Writer {
         self.conn.as_mut().ok_or_else(|| Failure {
             reason: "no connection".into(),
             connection_lost: true,
-            lease: false,
         })
     }
 
@@ -350,11 +343,11 @@ impl Writer {
         {
             self.reload_journals().await?;
         }
-        let mut missing: HashSet<Uuid> = HashSet::new();
+        let mut missing: HashSet<LedgerAccountId> = HashSet::new();
         for r in batch {
             for e in r.posting.entries() {
                 if !self.accounts.contains_key(&e.account_id) {
-                    missing.insert(e.account_id.as_uuid());
+                    missing.insert(e.account_id);
                 }
             }
         }
@@ -366,11 +359,19 @@ impl Writer {
             self.accounts.clear();
             for r in batch {
                 for e in r.posting.entries() {
-                    missing.insert(e.account_id.as_uuid());
+                    missing.insert(e.account_id);
                 }
             }
         }
-        let ids: Vec<Uuid> = missing.into_iter().collect();
+        self.load(missing.into_iter()).await
+    }
+
+    /// Reads the given accounts' balances into the cache, replacing what it held.
+    async fn load(&mut self, ids: impl Iterator<Item = LedgerAccountId>) -> Result<(), Failure> {
+        let ids: Vec<Uuid> = ids.map(|id| id.as_uuid()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         let conn = self.conn()?;
         let rows = sqlx::query(
             "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, b.settled, b.pending, \
@@ -383,18 +384,18 @@ impl Writer {
         .map_err(|e| Failure::from_sqlx(&e))?;
         for row in rows {
             let parsed = (|| -> Result<(LedgerAccountId, CachedAccount), String> {
-                let id: Uuid = row.try_get(0).map_err(|e| e.to_string())?;
-                let normal: String = row.try_get(1).map_err(|e| e.to_string())?;
-                let currency: String = row.try_get(2).map_err(|e| e.to_string())?;
+                let id: Uuid = row.try_get("id").map_err(|e| e.to_string())?;
+                let normal: String = row.try_get("normal_balance").map_err(|e| e.to_string())?;
+                let currency: String = row.try_get("currency").map_err(|e| e.to_string())?;
                 Ok((
                     LedgerAccountId::from_uuid(id),
                     CachedAccount {
                         normal: normal.parse().map_err(|e| format!("{e}"))?,
                         currency: currency.parse().map_err(|e| format!("{e}"))?,
-                        allow_negative: row.try_get(3).map_err(|e| e.to_string())?,
-                        settled: row.try_get(4).map_err(|e| e.to_string())?,
-                        pending: row.try_get(5).map_err(|e| e.to_string())?,
-                        version: row.try_get(6).map_err(|e| e.to_string())?,
+                        allow_negative: row.try_get("allow_negative").map_err(|e| e.to_string())?,
+                        settled: row.try_get("settled").map_err(|e| e.to_string())?,
+                        pending: row.try_get("pending").map_err(|e| e.to_string())?,
+                        version: row.try_get("version").map_err(|e| e.to_string())?,
                     },
                 ))
             })();
@@ -406,12 +407,36 @@ impl Writer {
                     return Err(Failure {
                         reason,
                         connection_lost: false,
-                        lease: false,
                     });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Reads again the accounts of refusals that depend on a balance; true if any of them
+    /// changed since it was cached (another instance posted to it), so the refusals must be
+    /// planned again rather than answered.
+    async fn refusals_stale(
+        &mut self,
+        rejected: &[(usize, Request, LedgerError)],
+    ) -> Result<bool, Failure> {
+        let accounts: HashSet<LedgerAccountId> = rejected
+            .iter()
+            .filter(|(_, _, e)| matches!(e, LedgerError::InsufficientBalance { .. }))
+            .flat_map(|(_, r, _)| r.posting.entries().iter().map(|e| e.account_id))
+            .collect();
+        if accounts.is_empty() {
+            return Ok(false);
+        }
+        let before: Vec<(LedgerAccountId, Option<i64>)> = accounts
+            .iter()
+            .map(|id| (*id, self.accounts.get(id).map(|a| a.version)))
+            .collect();
+        self.load(accounts.into_iter()).await?;
+        Ok(before
+            .iter()
+            .any(|(id, v)| self.accounts.get(id).map(|a| a.version) != *v))
     }
 
     /// Applies one posting on top of the cache and the batch so far.
@@ -660,14 +685,19 @@ impl Writer {
             return Err((batch, f));
         }
         let mut todo: Vec<(usize, Request)> = batch.into_iter().enumerate().collect();
-        // Each round either finishes or answers at least one replay, so this terminates;
-        // the bound is a guard.
-        for _round in 0..8 {
+        let mut conflicts = 0u32;
+        for _round in 0..MAX_ROUNDS {
             let plan = self.plan(std::mem::take(&mut todo), deferred);
             if !plan.accepted.is_empty() {
                 let now = Utc::now();
-                match self.write(&plan, now).await {
+                let started = std::time::Instant::now();
+                let written = self.write(&plan, now).await;
+                metrics::histogram!("bastion_ledger_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                match written {
                     Ok(()) => {
+                        metrics::histogram!("bastion_ledger_batch_postings")
+                            .record(plan.accepted.len() as f64);
                         self.stats.committed(plan.accepted.len());
                         for (id, t) in &plan.overlay {
                             self.accounts.insert(
@@ -716,12 +746,47 @@ impl Writer {
                         todo.sort_by_key(|(o, _)| *o);
                         continue;
                     }
+                    Err(e) if is_version_conflict(&e) => {
+                        // Another instance moved a balance this batch touches: nothing was
+                        // written. Read the batch's accounts again and plan it again.
+                        metrics::counter!("bastion_ledger_conflicts_total").increment(1);
+                        self.stats.conflicted();
+                        conflicts += 1;
+                        let accounts: HashSet<LedgerAccountId> =
+                            plan.overlay.keys().copied().collect();
+                        todo = all_requests_ordered(plan);
+                        if let Err(f) = self.load(accounts.into_iter()).await {
+                            return Err((todo.into_iter().map(|(_, r)| r).collect(), f));
+                        }
+                        if conflicts > 2 {
+                            // Two instances on one hot account: step aside for a moment so
+                            // that the other's batch commits rather than both retrying.
+                            tokio::time::sleep(Duration::from_micros(
+                                200 * u64::from(conflicts.min(10)),
+                            ))
+                            .await;
+                        }
+                        continue;
+                    }
                     Err(e) => return Err((all_requests(plan), Failure::from_sqlx(&e))),
                 }
             }
             // The accepted postings are committed (or there were none): answer rejections,
             // unless the rejected posting is a replay of an earlier one.
             if !plan.rejected.is_empty() {
+                // A refusal planned on a balance another instance has since moved may be
+                // wrong: plan it again on the stored balance.
+                match self.refusals_stale(&plan.rejected).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        todo = plan.rejected.into_iter().map(|(o, r, _)| (o, r)).collect();
+                        continue;
+                    }
+                    Err(f) => {
+                        let reqs = plan.rejected.into_iter().map(|(_, r, _)| r).collect();
+                        return Err((reqs, f));
+                    }
+                }
                 let ids = plan
                     .rejected
                     .iter()
@@ -749,15 +814,22 @@ impl Writer {
         Err((
             reqs,
             Failure {
-                reason: "too many replay rounds".into(),
+                reason: "too many rounds (replays or conflicts with other instances)".into(),
                 connection_lost: false,
-                lease: false,
             },
         ))
     }
 }
 
 fn all_requests(plan: Plan) -> Vec<Request> {
+    all_requests_ordered(plan)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Every request of a plan with its place in the batch, in batch order.
+fn all_requests_ordered(plan: Plan) -> Vec<(usize, Request)> {
     let mut all: Vec<(usize, Request)> = plan
         .accepted
         .into_iter()
@@ -765,7 +837,7 @@ fn all_requests(plan: Plan) -> Vec<Request> {
         .chain(plan.rejected.into_iter().map(|(o, r, _)| (o, r)))
         .collect();
     all.sort_by_key(|(o, _)| *o);
-    all.into_iter().map(|(_, r)| r).collect()
+    all
 }
 
 fn answer_existing(request: Request, orig: &Existing) {
@@ -784,6 +856,19 @@ fn answer_existing(request: Request, orig: &Existing) {
         })
     };
     let _ = request.reply.send(result);
+}
+
+/// The batch statement's own abort when a balance row was not at the cached version.
+fn is_version_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("P0001")
+                && db
+                    .message()
+                    .contains("a balance was not at the expected version")
+        }
+        _ => false,
+    }
 }
 
 fn is_external_id_violation(e: &sqlx::Error) -> bool {

@@ -142,11 +142,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let notifier_impl = notifier.build(&pool);
     tracing::info!(email = ?config.notifier.email, sms = ?config.notifier.sms, "notifier");
     let bank = Bank::new(ledger.clone(), notifier_impl, config.bank_config());
-    // Payments interrupted by a crash are finished before new ones come in.
-    let resumed = bank
-        .resume_pending_payments()
-        .await
-        .context("resuming pending payments")?;
+    // Payments left PENDING by any instance (a crash, a ledger outage) are claimed and
+    // finished by a live one, now and continuously.
+    let _resumer = bank.spawn_payment_resumer(coordinator::bank::ResumeConfig::default());
     let mut state = coordinator::api::AppState::new(bank, api);
     // Deposits: the driver runs in every instance; one at a time holds its lease.
     let driver = match &config.onchain {
@@ -174,7 +172,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let app = coordinator::api::router_with_state(state);
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    tracing::info!(%bind, dev = config.api.dev, resumed, "serving the API");
+    tracing::info!(%bind, dev = config.api.dev, "serving the API");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod driver;
+mod events;
 
 pub(super) use alerts::{alerts, dismiss, reverse};
 pub use driver::set_start_height;
@@ -10,6 +11,7 @@ pub(super) use driver::{
     Seen, add_block, checkpoint, claim_lease, disconnect_above, due, fenced, finish,
     finish_settled, mark_removed, record_seen, release_lease, unconfirmed_pending,
 };
+pub use events::{DepositEventRecord, read_deposit_events};
 
 use bdk_wallet::bitcoin::hashes::Hash;
 use bdk_wallet::bitcoin::{OutPoint, Txid};
