@@ -640,7 +640,11 @@ async fn main() -> anyhow::Result<()> {
         .filter(|&&c| c > 1)
         .map(|&c| (format!("{c} clients"), c, random_pair.clone() as Pick))
         .collect();
-    cases.push((format!("hot, {} payers", args.hot_payers), args.hot_payers, hot));
+    cases.push((
+        format!("hot, {} payers", args.hot_payers),
+        args.hot_payers,
+        hot,
+    ));
     for (i, (label, workers, pick)) in cases.into_iter().enumerate() {
         let one = transfers(
             std::slice::from_ref(&ledger),

@@ -447,14 +447,13 @@ impl Config {
         }
     }
 
-    /// The ledger writer's configuration (what is not configurable keeps its default).
+    /// The ledger writer's configuration.
     pub fn ledger_config(&self) -> LedgerConfig {
         LedgerConfig {
             max_batch: self.ledger.max_batch,
             cache_capacity: self.ledger.cache_capacity,
             queue_depth: self.ledger.queue_depth,
             gather_yields: self.ledger.gather_yields,
-            ..LedgerConfig::default()
         }
     }
 }
