@@ -10,6 +10,7 @@ pub mod deposits;
 pub mod ids;
 pub mod ledger;
 pub mod notify;
+pub mod ops;
 pub mod wallets;
 
 pub use amount::{AmountError, Msats, Sats};

@@ -168,6 +168,9 @@ const GRAPHQL: &[Row] = &[
 /// REST, by OpenAPI method and path. Same columns.
 #[rustfmt::skip]
 const REST: &[Row] = &[
+    // The probes: anyone (load balancers and orchestrators hold no credential).
+    ("GET /healthz", |_| Call::Get("/healthz".into()), [OK, OK, OK, OK, OK], [OK, OK, OK, OK]),
+    ("GET /readyz", |_| Call::Get("/readyz".into()), [OK, OK, OK, OK, OK], [OK, OK, OK, OK]),
     ("GET /v1/api-keys", |_| Call::Get("/v1/api-keys".into()), [NA, OK, OK, NZ, NZ], STAFF_NA),
     ("POST /v1/api-keys", |_| Call::Post("/v1/api-keys".into(), json!({"name": "m", "scopes": ["read"]})), [NA, OK, NZ, NZ, NZ], STAFF_NA),
     ("POST /v1/api-keys/{key_id}/revoke", |f| Call::Post(format!("/v1/api-keys/{}/revoke", spare(f)), json!({})), [NA, OK, NZ, NZ, NZ], STAFF_NA),

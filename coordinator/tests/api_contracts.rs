@@ -65,6 +65,8 @@ fn openapi_is_valid_json_and_lists_every_route() {
         ("/v1/auth/password/change", "post"),
         ("/v1/auth/password/reset/request", "post"),
         ("/v1/auth/password/reset", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
     ];
     for (path, method) in expected {
         let op = &paths[path][method];

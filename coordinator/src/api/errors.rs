@@ -159,6 +159,15 @@ impl ApiError {
 
 impl From<&BankError> for ApiError {
     fn from(err: &BankError) -> ApiError {
+        let auth_failure = match err {
+            BankError::InvalidCredentials => Some("invalid_credentials"),
+            BankError::InvalidCode => Some("invalid_code"),
+            BankError::Unauthenticated => Some("unauthenticated"),
+            _ => None,
+        };
+        if let Some(kind) = auth_failure {
+            metrics::counter!("bastion_auth_failures_total", "kind" => kind).increment(1);
+        }
         match err {
             BankError::Invalid(p) => e("INVALID_INPUT", p.to_string(), 400),
             BankError::IdentityTaken => e("IDENTITY_TAKEN", "already registered", 409),

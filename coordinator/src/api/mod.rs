@@ -12,12 +12,14 @@ mod errors;
 mod gql;
 mod http;
 mod idempotency;
+mod observe;
 pub(crate) mod onchain;
 mod paging;
 mod payments;
 mod ratelimit;
 mod rest;
 mod rest_auth;
+mod rest_health;
 mod rest_onchain;
 mod seq_feed;
 mod updates;
@@ -29,7 +31,6 @@ use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::routing::get;
 
 pub use client_ip::ForwardedHeader;
 pub use errors::ApiError;
@@ -39,6 +40,7 @@ pub use gql::{
 pub use onchain::OnchainConfig;
 pub use ratelimit::{LimitedOp, RateLimitConfig, RateLimiter};
 pub use rest::openapi_json;
+pub use rest_health::health_routes;
 pub use updates::{CHANNEL as OUTBOX_CHANNEL, LISTENER_APPLICATION_NAME};
 
 use crate::Sats;
@@ -125,6 +127,8 @@ pub struct AppState {
     /// Open WebSocket connections, for their limits.
     pub(crate) ws: Arc<gql::WsLimits>,
     pub(crate) config: Arc<ApiConfig>,
+    /// The checks of `/readyz`.
+    pub(crate) readiness: Arc<crate::ops::Readiness>,
 }
 
 impl AppState {
@@ -145,6 +149,7 @@ impl AppState {
             )),
             deposits: crate::deposits::Deposits::new(bank.ledger().clone()),
             onchain: None,
+            readiness: Arc::new(crate::ops::Readiness::standard(bank.ledger())),
             bank,
             ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
@@ -155,6 +160,12 @@ impl AppState {
     /// without it those operations answer `ONCHAIN_UNAVAILABLE`.
     pub fn with_onchain(mut self, onchain: OnchainConfig) -> AppState {
         self.onchain = Some(Arc::new(onchain));
+        self
+    }
+
+    /// Adds a check to `/readyz` (the chain source, for example).
+    pub fn with_readiness_check(mut self, check: Arc<dyn crate::ops::ReadinessCheck>) -> AppState {
+        self.readiness = Arc::new((*self.readiness).clone().with(check));
         self
     }
 }
@@ -323,10 +334,6 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     Ok(Some(s.to_owned()))
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
 /// Any path no route matches, `/graphql/` with its trailing slash included: a 404 with
 /// a code, never an error of some other route's middleware.
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
@@ -360,10 +367,10 @@ pub fn router_with_state(state: AppState) -> Router {
     // Layers run outside-in: tracing, CORS (so that error answers carry its headers
     // too), the body bound, then the time limit around the handlers.
     let app = Router::new()
-        .route("/healthz", get(healthz))
         .merge(gql::routes(state.clone()))
         .merge(rest_auth::routes(state.clone()))
         .merge(rest::routes(state))
+        .route_layer(axum::middleware::from_fn(observe::label_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -383,7 +390,7 @@ pub fn router_with_state(state: AppState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(tower_http::trace::TraceLayer::new_for_http())
+    app.layer(axum::middleware::from_fn(observe::observe))
 }
 
 #[cfg(test)]

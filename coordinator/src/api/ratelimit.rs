@@ -209,12 +209,16 @@ impl RateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune().await;
         }
-        let over = rows.iter().any(|row| {
+        let over = rows.iter().find(|row| {
             keys.iter()
                 .find(|k| k.0 == row.key)
                 .is_some_and(|k| i64::from(row.hits) > i64::from(k.1))
         });
-        if over {
+        if let Some(row) = over {
+            // The key's operation and kind (`login:net`, `sms:cc`...), never the client or
+            // the identity: a bounded label set.
+            let limit: String = row.key.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+            metrics::counter!("bastion_rate_limited_total", "limit" => limit).increment(1);
             return Err(ApiError::rate_limited());
         }
         Ok(())

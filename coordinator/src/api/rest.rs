@@ -587,6 +587,7 @@ pub fn openapi_json() -> String {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::rest_auth::AuthDoc::openapi());
     doc.merge(super::rest_onchain::OnchainDoc::openapi());
+    doc.merge(super::rest_health::HealthDoc::openapi());
     doc.to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -632,8 +633,10 @@ pub(crate) fn routes(app: AppState) -> Router {
             idempotency::middleware,
         ))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth));
+    let health = super::rest_health::health_routes(app.readiness.clone());
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .merge(authed)
         .with_state(app)
+        .merge(health)
 }

@@ -8,6 +8,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::UsernameTaken`], [`BankError::UsernameAlreadySet`],
     /// [`BankError::Forbidden`] without the write scope.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id))]
     pub async fn set_username(
         &self,
         principal: &Principal,
@@ -35,6 +36,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(account = %id))]
     pub async fn account(&self, id: AccountId) -> Result<AccountView, BankError> {
         let row = sqlx::query(
             "SELECT id, user_id, username, level, status, default_wallet_id, created_at \
@@ -51,6 +53,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(staff = %staff.staff_id))]
     pub async fn find_account(
         &self,
         staff: &StaffPrincipal,
@@ -98,6 +101,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user = %id))]
     pub async fn user(&self, id: UserId) -> Result<UserView, BankError> {
         // `!`: an IS NOT NULL test is never null (the macro cannot know).
         let row = sqlx::query!(
@@ -121,6 +125,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Database`].
+    #[tracing::instrument(skip_all)]
     pub async fn username_available(&self, username: &Username) -> Result<bool, BankError> {
         let taken: bool = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM accounts WHERE username = $1) AS "taken!""#,
@@ -135,6 +140,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Forbidden`] without the read scope.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id))]
     pub async fn me(&self, principal: &Principal) -> Result<AccountView, BankError> {
         principal.require(Scope::Read)?;
         self.account(principal.account_id).await
@@ -144,6 +150,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Database`].
+    #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn wallets_of(&self, account: AccountId) -> Result<Vec<WalletView>, BankError> {
         // Pending incoming: the ledger's pending layer plus on-chain deposits not yet
         // credited (in msat, as the ledger; migration 0013).
@@ -177,6 +184,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`], [`BankError::Forbidden`] without the read scope.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id, wallet = %id))]
     pub async fn wallet(
         &self,
         principal: &Principal,
@@ -193,6 +201,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::Forbidden`] without the receive scope; [`BankError::NotFound`] for a
     /// wallet of another account.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id, wallet = %id))]
     pub async fn receiving_wallet(
         &self,
         principal: &Principal,
@@ -220,6 +229,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all)]
     pub async fn wallet_of_username(&self, username: &Username) -> Result<WalletId, BankError> {
         let id: Option<Uuid> = sqlx::query_scalar!(
             "SELECT default_wallet_id FROM accounts WHERE username = $1 AND status <> 'CLOSED'",
@@ -241,6 +251,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::InvalidTransition`], [`BankError::NotFound`], [`BankError::Forbidden`],
     /// [`BankError::LockHeld`].
+    #[tracing::instrument(skip_all, fields(account = %account, status = ?status))]
     pub async fn set_status(
         &self,
         actor: Actor,
@@ -317,6 +328,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn lock_holder(&self, account: AccountId) -> Result<Option<String>, BankError> {
         sqlx::query_scalar!(
             "SELECT locked_by FROM accounts WHERE id = $1",
@@ -331,6 +343,7 @@ impl Bank {
     ///
     /// # Errors
     /// As [`Bank::set_status`], and [`BankError::Forbidden`] for a role that may not.
+    #[tracing::instrument(skip_all, fields(staff = %staff.staff_id, account = %account, status = ?status))]
     pub async fn staff_set_status(
         &self,
         staff: &StaffPrincipal,
@@ -351,6 +364,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Forbidden`], [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(staff = %staff.staff_id, account = %account))]
     pub async fn set_level(
         &self,
         staff: &StaffPrincipal,
@@ -397,6 +411,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Database`].
+    #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn account_events(&self, account: AccountId) -> Result<Vec<AccountEvent>, BankError> {
         Ok(sqlx::query_as!(
             AccountEvent,
@@ -412,6 +427,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::NotFound`].
+    #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn limits(&self, account: AccountId) -> Result<Limits, BankError> {
         let view = self.account(account).await?;
         let mut conn = self.pool.acquire().await?;

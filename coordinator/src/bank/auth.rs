@@ -16,6 +16,7 @@ impl Bank {
     /// [`BankError::IdentityTaken`] if the e-mail or phone is verified already;
     /// [`BankError::Notify`] if the code cannot be sent (a new registration is then not
     /// kept, so it can be tried again).
+    #[tracing::instrument(skip_all)]
     pub async fn register(&self, identity: &Identity) -> Result<UserId, BankError> {
         self.notifier.check_channel(identity)?;
         self.forget_expired_registrations(identity).await?;
@@ -196,6 +197,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::Notify`] if the message cannot be sent (a code sent earlier stays
     /// valid).
+    #[tracing::instrument(skip_all)]
     pub async fn request_code(&self, identity: &Identity) -> Result<(), BankError> {
         self.notifier.check_channel(identity)?;
         if let Some((user, _, verified)) = self.user_by_identity(identity).await? {
@@ -215,6 +217,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::InvalidCode`] for an unknown identity, a wrong, used or expired code,
     /// or too many attempts.
+    #[tracing::instrument(skip_all)]
     pub async fn confirm_code(
         &self,
         identity: &Identity,
@@ -230,6 +233,7 @@ impl Bank {
     /// # Errors
     /// As [`Bank::confirm_code`]; [`BankError::Invalid`] for a password given after the
     /// first confirmation (change it with [`Bank::change_password`] or reset it).
+    #[tracing::instrument(skip_all)]
     pub async fn confirm_code_with_password(
         &self,
         identity: &Identity,
@@ -382,6 +386,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::InvalidCredentials`] for an unknown or unverified identity, one without
     /// a password, or a wrong password.
+    #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         identity: &Identity,
@@ -410,6 +415,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, token: &str) -> Result<Principal, BankError> {
         self.authenticate_with_expiry(token).await.map(|(p, _)| p)
     }
@@ -420,6 +426,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Unauthenticated`] for an unknown, expired or revoked credential.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate_with_expiry(
         &self,
         token: &str,
@@ -559,6 +566,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Database`].
+    #[tracing::instrument(skip_all)]
     pub async fn logout(&self, token: &str) -> Result<(), BankError> {
         let hash = secrets::token_hash(token);
         sqlx::query!(

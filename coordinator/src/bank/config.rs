@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::secrets::PasswordCost;
 use super::types::Level;
 use crate::amount::Sats;
 
 /// Limits of one KYC level over a rolling 24 hours, in satoshis.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LevelLimits {
     /// Internal sends (to other wallets of this bank).
@@ -19,7 +19,7 @@ pub struct LevelLimits {
 }
 
 /// Limits for levels 0 to 3.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Level 0: no identity checked.

@@ -8,6 +8,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::Forbidden`] unless logged in with a session (an API key cannot make
     /// keys); [`BankError::Invalid`] for an empty name or no scopes.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id))]
     pub async fn create_api_key(
         &self,
         principal: &Principal,
@@ -73,6 +74,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Forbidden`] without the read scope.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id))]
     pub async fn api_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyInfo>, BankError> {
         principal.require(Scope::Read)?;
         let rows = sqlx::query!(
@@ -106,6 +108,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::Forbidden`] without a session; [`BankError::NotFound`] for a key of
     /// another account or an unknown one.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id, key = %id))]
     pub async fn revoke_api_key(
         &self,
         principal: &Principal,

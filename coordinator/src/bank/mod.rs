@@ -14,6 +14,7 @@ mod payments;
 mod resume;
 mod secrets;
 mod staff;
+pub mod staff_admin;
 mod types;
 
 use std::sync::Arc;

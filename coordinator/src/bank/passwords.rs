@@ -20,6 +20,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Notify`] if the message cannot be sent.
+    #[tracing::instrument(skip_all)]
     pub async fn request_password_reset(&self, identity: &Identity) -> Result<(), BankError> {
         self.notifier.check_channel(identity)?;
         if let Some((user, _, true)) = self.user_by_identity(identity).await? {
@@ -34,6 +35,7 @@ impl Bank {
     /// # Errors
     /// [`BankError::InvalidCode`] for an unknown identity or a wrong, used, expired or
     /// exhausted code.
+    #[tracing::instrument(skip_all)]
     pub async fn reset_password(
         &self,
         identity: &Identity,
@@ -79,6 +81,7 @@ impl Bank {
     /// [`BankError::Forbidden`] unless logged in with a session (an API key cannot change
     /// the password); [`BankError::InvalidCredentials`] for a wrong current password (or
     /// none set); [`BankError::InvalidCode`] for a wrong code.
+    #[tracing::instrument(skip_all, fields(account = %principal.account_id))]
     pub async fn change_password(
         &self,
         principal: &Principal,

@@ -41,7 +41,7 @@ impl From<String> for Secret {
 }
 
 /// Argon2id cost. The defaults are OWASP's recommendation (19 MiB, 2 passes).
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordCost {
     /// Memory in KiB.

@@ -7,6 +7,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::IdentityTaken`] if the e-mail is taken.
+    #[tracing::instrument(skip_all, fields(role = role.as_str()))]
     pub async fn create_staff(
         &self,
         email: &Email,
@@ -36,6 +37,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::InvalidCredentials`].
+    #[tracing::instrument(skip_all)]
     pub async fn staff_login(
         &self,
         email: &Email,
@@ -64,6 +66,7 @@ impl Bank {
     ///
     /// # Errors
     /// [`BankError::Unauthenticated`].
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffPrincipal, BankError> {
         let row = sqlx::query!(
             "SELECT st.id, st.role FROM sessions s JOIN staff st ON st.id = s.staff_id \

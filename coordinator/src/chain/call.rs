@@ -11,7 +11,7 @@ use super::error::ChainError;
 use super::health::HealthTracker;
 
 /// Timeouts and retries of every call to a chain source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallPolicy {
     /// Time allowed for one attempt (connect, request and answer), in milliseconds.

@@ -27,7 +27,7 @@ use super::{CallPolicy, ChainError, ChainSource};
 /// ```
 ///
 /// Secrets are never in this file: only the path of the file that holds them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ChainSourceConfig {
     /// An Esplora HTTP server.
@@ -51,7 +51,7 @@ pub enum ChainSourceConfig {
 }
 
 /// Where Bitcoin Core's RPC credentials are read from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum BitcoindAuth {
     /// The node's `.cookie` file (`__cookie__:<password>`), read again when the node

@@ -16,13 +16,14 @@
 //! minimum_sat = 546            # below: recorded, never credited
 //! poll_interval_ms = 200
 //! start_height = 0             # first block scanned on a fresh database
+//! lease_ttl_ms = 10000         # how soon another instance takes the driver over
 //! ```
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AddressBookIndex, DepositConfig, DepositDriver, DriverHandle};
 use crate::amount::Sats;
@@ -31,7 +32,7 @@ use crate::ledger::Ledger;
 use crate::wallets::{OnchainWalletId, WalletConfig, WalletRole, Wallets};
 
 /// The `--onchain` file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnchainFile {
     /// Where the chain is read.
@@ -44,7 +45,7 @@ pub struct OnchainFile {
 }
 
 /// `[deposits]` of the `--onchain` file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DepositsSection {
     /// Confirmations before crediting (default 3).
@@ -55,6 +56,9 @@ pub struct DepositsSection {
     pub poll_interval_ms: Option<u64>,
     /// First block scanned on a fresh database (default 0).
     pub start_height: Option<u32>,
+    /// Milliseconds the driver's lease lasts without renewal: how soon another instance
+    /// takes over from one that died (default 10,000).
+    pub lease_ttl_ms: Option<u64>,
 }
 
 /// What `serve` runs for deposits.
@@ -66,6 +70,8 @@ pub struct OnchainRuntime {
     pub hot_wallet: OnchainWalletId,
     /// The driver task (stop it on shutdown).
     pub driver: DriverHandle,
+    /// The chain source the driver reads (its health is a readiness check).
+    pub chain: Arc<dyn crate::chain::ChainSource>,
 }
 
 impl OnchainFile {
@@ -75,25 +81,33 @@ impl OnchainFile {
     /// Unreadable file, unknown fields, no hot wallet, confirmations of 0.
     pub fn load(path: &Path) -> Result<OnchainFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut file: OnchainFile =
+        let file: OnchainFile =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !file.wallets.iter().any(|w| w.role == WalletRole::Hot) {
-            return Err(format!("{}: no hot wallet in [[wallets]]", path.display()));
-        }
-        if file.deposits.confirmations == Some(0) {
-            return Err(format!(
-                "{}: confirmations must be at least 1",
-                path.display()
-            ));
-        }
         // Policy paths are relative to the file.
-        let base = path.parent().unwrap_or(Path::new("."));
-        for w in &mut file.wallets {
+        file.checked(path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Checks the settings and makes relative policy paths relative to `base`.
+    ///
+    /// # Errors
+    /// No hot wallet, confirmations or a lease of 0.
+    pub fn checked(mut self, base: &Path) -> Result<OnchainFile, String> {
+        if !self.wallets.iter().any(|w| w.role == WalletRole::Hot) {
+            return Err("no hot wallet in [[wallets]]".to_owned());
+        }
+        if self.deposits.confirmations == Some(0) {
+            return Err("confirmations must be at least 1".to_owned());
+        }
+        if self.deposits.lease_ttl_ms == Some(0) {
+            return Err("lease_ttl_ms must be at least 1".to_owned());
+        }
+        for w in &mut self.wallets {
             if w.policy_file.is_relative() {
                 w.policy_file = base.join(&w.policy_file);
             }
         }
-        Ok(file)
+        Ok(self)
     }
 
     /// The deposit configuration it gives.
@@ -110,6 +124,9 @@ impl OnchainFile {
         }
         if let Some(ms) = self.deposits.poll_interval_ms {
             c.poll_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = self.deposits.lease_ttl_ms {
+            c.lease_ttl = Duration::from_millis(ms);
         }
         Ok(c)
     }
@@ -138,7 +155,7 @@ impl OnchainFile {
         }
         let driver = DepositDriver::new(
             ledger,
-            chain,
+            chain.clone(),
             Arc::new(AddressBookIndex::new(wallets.clone())),
             self.deposit_config()?,
         )
@@ -147,6 +164,7 @@ impl OnchainFile {
             wallets,
             hot_wallet: hot,
             driver,
+            chain,
         })
     }
 }

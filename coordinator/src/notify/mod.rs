@@ -13,7 +13,7 @@ mod twilio;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use zeroize::Zeroizing;
 
@@ -50,7 +50,7 @@ pub enum NotifierConfigError {
 }
 
 /// Where e-mail goes.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EmailChannel {
     /// The `notification_outbox` table.
@@ -60,7 +60,7 @@ pub enum EmailChannel {
 }
 
 /// Where SMS goes.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SmsChannel {
     /// The `notification_outbox` table.
@@ -73,7 +73,7 @@ pub enum SmsChannel {
 
 /// The notifier configuration file. Both channels are named explicitly, so that a
 /// production file cannot fall back to the outbox by omission.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierConfig {
     /// Where e-mail goes.
@@ -118,6 +118,16 @@ impl NotifierConfig {
     /// [`NotifierConfigError`] if the text does not parse or is inconsistent.
     pub fn parse(text: &str) -> Result<NotifierConfig, NotifierConfigError> {
         let config: NotifierConfig = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks that the channels and their tables agree, without reading any secret.
+    ///
+    /// # Errors
+    /// [`NotifierConfigError::Invalid`] naming the field.
+    pub fn check(&self) -> Result<(), NotifierConfigError> {
+        let config = self;
         match (&config.email, &config.smtp) {
             (EmailChannel::Smtp, None) => {
                 return Err(NotifierConfigError::Invalid {
@@ -150,7 +160,7 @@ impl NotifierConfig {
             (SmsChannel::Twilio, Some(twilio)) => twilio.check()?,
             (SmsChannel::Outbox | SmsChannel::None, None) => {}
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Reads the secrets and builds the SMTP and Twilio clients: everything but the

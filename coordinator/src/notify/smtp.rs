@@ -20,7 +20,7 @@ use crate::bank::{Identity, Notification, Notifier, NotifyError, Secret, SendFut
 const CHANNEL: &str = "smtp";
 
 /// How the connection to the SMTP server is protected.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// No TLS: only for a relay on the same host or a trusted network (port 25).
@@ -38,7 +38,7 @@ fn default_timeout_secs() -> u64 {
 
 /// The `[smtp]` table of the notifier configuration. The password is not here: the file
 /// names where it is (`password_env` or `password_file`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Server host name (checked against its certificate with TLS).

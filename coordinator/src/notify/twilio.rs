@@ -25,7 +25,7 @@ fn default_timeout_secs() -> u64 {
 
 /// The `[twilio]` table of the notifier configuration. The auth token is not here: the
 /// file names where it is (`auth_token_env` or `auth_token_file`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioConfig {
     /// The account SID (`AC...`): in the URL and the basic-auth user.

@@ -137,7 +137,7 @@ pub struct AddressRecord {
 
 /// A wallet registered from configuration: `[[wallets]]` in the coordinator's TOML, the
 /// policy document in its own JSON file (as `policies` writes it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletConfig {
     /// Unique name.

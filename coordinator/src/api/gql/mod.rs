@@ -5,6 +5,7 @@
 mod admin;
 mod admin_onchain;
 mod guard;
+mod label;
 mod public;
 mod scalars;
 mod types;
@@ -66,6 +67,8 @@ struct GraphqlState {
     app: AppState,
     public: PublicSchema,
     admin: AdminSchema,
+    public_fields: label::RootFields,
+    admin_fields: label::RootFields,
 }
 
 pub(crate) fn routes(app: AppState) -> Router {
@@ -105,7 +108,13 @@ pub(crate) fn routes(app: AppState) -> Router {
             max_cost,
         })
         .finish();
-    let state = GraphqlState { app, public, admin };
+    let state = GraphqlState {
+        public_fields: label::RootFields::from_sdl("graphql", &public_sdl()),
+        admin_fields: label::RootFields::from_sdl("admin", &admin_sdl()),
+        app,
+        public,
+        admin,
+    };
     let mut r = Router::new()
         .route("/graphql", post(public_handler))
         .route("/graphql/ws", get(ws_handler))
@@ -162,6 +171,14 @@ pub(crate) fn error_response(e: &super::ApiError) -> Response {
     (e.status(), GraphQLResponse::from(body)).into_response()
 }
 
+/// `response` labelled with its operation, for the request metrics.
+fn labelled(mut response: Response, operation: String) -> Response {
+    response
+        .extensions_mut()
+        .insert(super::observe::Operation(operation));
+    response
+}
+
 async fn public_handler(
     State(s): State<GraphqlState>,
     ClientAddr(client): ClientAddr,
@@ -172,6 +189,16 @@ async fn public_handler(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    let operation = s.public_fields.label(&req);
+    labelled(public_execute(s, client, headers, req).await, operation)
+}
+
+async fn public_execute(
+    s: GraphqlState,
+    client: String,
+    headers: HeaderMap,
+    req: async_graphql::Request,
+) -> Response {
     let (principal, bearer) = match authenticate(&s.app.bank, &headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -204,6 +231,16 @@ async fn admin_handler(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    let operation = s.admin_fields.label(&req);
+    labelled(admin_execute(s, client, headers, req).await, operation)
+}
+
+async fn admin_execute(
+    s: GraphqlState,
+    client: String,
+    headers: HeaderMap,
+    req: async_graphql::Request,
+) -> Response {
     let staff = match authenticate_staff(&s.app.bank, &headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e),

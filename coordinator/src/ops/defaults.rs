@@ -1,0 +1,317 @@
+//! `coordinator config defaults`: the full default configuration as commented TOML. The
+//! values come from [`Config::default`] (the one place defaults live); this file only adds
+//! what each key means. A test fails when a key has no comment, and another when
+//! docs/configuration.md no longer holds this output.
+
+use super::config::Config;
+
+/// What each key means, by dotted key (a table's own comment under its name).
+const DOCS: &[(&str, &str)] = &[
+    (
+        "database",
+        "PostgreSQL. DATABASE_URL (or --database-url) overrides `url`.",
+    ),
+    (
+        "database.url",
+        "The PostgreSQL URL; its password is redacted by `config check`.",
+    ),
+    (
+        "database.connections",
+        "Most connections in this instance's pool (--connections).",
+    ),
+    (
+        "database.migrate",
+        "Run the migrations at start (--no-migrate turns it off). Off, the instance is not\n\
+         ready until `coordinator migrate` or another instance has brought the schema up to\n\
+         this binary's.",
+    ),
+    (
+        "api",
+        "The HTTP API listener: GraphQL, REST, /healthz and /readyz.",
+    ),
+    ("api.bind", "Address to listen on (--bind)."),
+    (
+        "api.dev",
+        "Development mode: GraphiQL pages and introspection (--dev).",
+    ),
+    (
+        "api.request_timeout_seconds",
+        "Seconds a request may run before it is abandoned with 503 REQUEST_TIMEOUT.",
+    ),
+    (
+        "api.max_body_bytes",
+        "Largest request body (413 PAYLOAD_TOO_LARGE above).",
+    ),
+    (
+        "api.cors_origins",
+        "Origins allowed to call from a browser (CORS), e.g. [\"https://wallet.example\"].",
+    ),
+    (
+        "api.auth_cache_seconds",
+        "Seconds an authentication may be answered from memory; revocations still reach\n\
+         every instance at once. 0 reads the database for every request.",
+    ),
+    (
+        "api.trusted_proxies",
+        "Reverse proxies (CIDRs) whose forwarding header names the client, for rate limits;\n\
+         none: the TCP peer is the client.",
+    ),
+    (
+        "api.forwarded_header",
+        "The header those proxies write: \"x-forwarded-for\" or \"forwarded\" (RFC 7239).",
+    ),
+    ("api.query", "GraphQL query limits."),
+    ("api.query.max_depth", "Deepest selection accepted."),
+    (
+        "api.query.max_complexity",
+        "Most fields in one document, each counted once.",
+    ),
+    (
+        "api.query.max_cost",
+        "Most fields counted once per item of the lists around them.",
+    ),
+    ("api.websocket", "GraphQL WebSocket (subscriptions) limits."),
+    (
+        "api.websocket.max_connections",
+        "Open connections in total.",
+    ),
+    (
+        "api.websocket.max_connections_per_credential",
+        "Open connections per API key or session.",
+    ),
+    (
+        "api.websocket.max_operations_per_connection",
+        "Operations running at once on one connection.",
+    ),
+    (
+        "api.websocket.recheck_seconds",
+        "Seconds between two checks of a connection's credential without an announced\n\
+         revocation (a safety net).",
+    ),
+    (
+        "rate_limit",
+        "Attempts at registration, code requests, logins and staff logins, shared by every\n\
+         instance through PostgreSQL.",
+    ),
+    (
+        "rate_limit.max_attempts",
+        "Attempts per client network and per identity, per window.",
+    ),
+    ("rate_limit.window_seconds", "The window, seconds."),
+    (
+        "rate_limit.max_attempts_per_day",
+        "Attempts per identity per 24 hours.",
+    ),
+    (
+        "rate_limit.max_sms_per_country",
+        "Codes sent by SMS per country calling code, per sms_country_window_seconds.",
+    ),
+    (
+        "rate_limit.sms_country_window_seconds",
+        "That window, seconds.",
+    ),
+    ("ledger", "The ledger writer."),
+    (
+        "ledger.max_batch",
+        "Most postings written by one statement.",
+    ),
+    (
+        "ledger.cache_capacity",
+        "Most account balances kept in the writer's memory.",
+    ),
+    (
+        "ledger.queue_depth",
+        "Postings that may wait for the writer before callers are slowed down.",
+    ),
+    (
+        "ledger.gather_yields",
+        "Times the writer yields to gather more postings before a batch (0: off).",
+    ),
+    ("bank", "Sessions, one-time codes, passwords."),
+    ("bank.session_ttl_seconds", "Seconds a login session lasts."),
+    ("bank.code_ttl_seconds", "Seconds a one-time code is valid."),
+    (
+        "bank.registration_ttl_seconds",
+        "Seconds a registration may stay unverified before it is deleted.",
+    ),
+    (
+        "bank.max_code_attempts",
+        "Wrong guesses allowed per one-time code.",
+    ),
+    (
+        "bank.password_cost",
+        "Argon2id cost of new password hashes (OWASP's recommendation).",
+    ),
+    ("bank.password_cost.memory_kib", "Memory, KiB."),
+    ("bank.password_cost.iterations", "Passes."),
+    ("bank.password_cost.parallelism", "Lanes."),
+    (
+        "bank.limits",
+        "Limits per KYC level over a rolling 24 hours, in satoshis (--limits FILE replaces\n\
+         the whole table with the file's level0..level3).",
+    ),
+    ("bank.limits.level0", "Level 0: no identity checked."),
+    ("bank.limits.level1", "Level 1."),
+    ("bank.limits.level2", "Level 2."),
+    ("bank.limits.level3", "Level 3."),
+    (
+        "internal_send",
+        "Internal sends (to other wallets of this bank).",
+    ),
+    ("withdrawal", "Withdrawals (on-chain and Lightning out)."),
+    (
+        "notifier",
+        "Where one-time codes go (--notifier FILE replaces this table with the file's).\n\
+         Secrets are never here: [notifier.smtp] and [notifier.twilio] name the environment\n\
+         variable or file that holds them.",
+    ),
+    (
+        "notifier.email",
+        "\"outbox\" (the notification_outbox table) or \"smtp\".",
+    ),
+    ("notifier.sms", "\"outbox\", \"none\" or \"twilio\"."),
+    ("log", "Logs, on standard error."),
+    (
+        "log.format",
+        "\"text\" or \"json\" (one object per line, with the request id of its request).",
+    ),
+    (
+        "log.filter",
+        "Which events are written, as RUST_LOG (which overrides it).",
+    ),
+    ("metrics", "Prometheus metrics."),
+    (
+        "metrics.sample_seconds",
+        "Seconds between two samples of payment states and the connection pool.",
+    ),
+];
+
+/// Keys without a default, shown commented out under their table: (table, line).
+const UNSET: &[(&str, &str)] = &[(
+    "metrics",
+    "# The listener of GET /metrics; no listener when unset.\n# bind = \"0.0.0.0:9464\"",
+)];
+
+/// Tables without a default, shown commented out at the end.
+const UNSET_TABLES: &str = r#"
+# Where SMTP sends e-mail (with notifier.email = "smtp").
+# [notifier.smtp]
+# host = "smtp.example"
+# tls = "starttls"               # "none", "starttls" or "implicit"
+# port = 587                     # by tls when absent
+# from = "Bank <codes@bank.example>"
+# timeout_secs = 30
+# username = "codes"
+# password_env = "SMTP_PASSWORD" # or password_file = "/run/secrets/smtp"
+
+# Twilio's Messages API (with notifier.sms = "twilio").
+# [notifier.twilio]
+# account_sid = "AC..."
+# from = "+15550000000"
+# auth_token_env = "TWILIO_TOKEN" # or auth_token_file = "/run/secrets/twilio"
+
+# On-chain: the chain source, the bank's wallets and deposits (--onchain FILE replaces
+# this table with the file's). Absent: on-chain operations answer ONCHAIN_UNAVAILABLE.
+# [onchain.chain]
+# kind = "esplora"               # or "bitcoind", with auth = { cookie_file = ".." }
+# url = "http://127.0.0.1:3002"
+# call = { timeout_ms = 5000, retries = 3 }
+#
+# [[onchain.wallets]]            # the first hot wallet hands out deposit addresses
+# name = "hot"
+# role = "hot"
+# policy_file = "hot-policy.json" # relative to the configuration file
+#
+# [onchain.deposits]             # all optional
+# confirmations = 3              # before the ledger is credited
+# minimum_sat = 546              # below: recorded, never credited
+# poll_interval_ms = 200
+# start_height = 0               # first block scanned on a fresh database
+# lease_ttl_ms = 10000           # how soon another instance takes the driver over
+"#;
+
+fn doc(key: &str) -> Option<&'static str> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    DOCS.iter()
+        .find(|(k, _)| *k == key)
+        .or_else(|| DOCS.iter().find(|(k, _)| *k == leaf))
+        .map(|(_, d)| *d)
+}
+
+fn comment(out: &mut String, text: &str) {
+    for line in text.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// The default configuration as commented TOML.
+///
+/// # Errors
+/// The keys that have no comment (a test keeps the list empty).
+pub fn render() -> Result<String, Vec<String>> {
+    let plain = toml::to_string_pretty(&Config::default()).map_err(|e| vec![e.to_string()])?;
+    let mut out = String::from(
+        "# The coordinator's configuration, with every default. Layers, each over the one\n\
+         # before: these defaults < the file of --config (or COORDINATOR_CONFIG) < variables\n\
+         # COORDINATOR_<SECTION>__<KEY> (e.g. COORDINATOR_API__BIND) < command-line flags.\n",
+    );
+    let mut missing = Vec::new();
+    let mut table = String::new();
+    for line in plain.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.to_owned();
+            out.push('\n');
+            match doc(&table) {
+                Some(d) => comment(&mut out, d),
+                None => missing.push(table.clone()),
+            }
+            out.push_str(line);
+            out.push('\n');
+            for (t, l) in UNSET {
+                if *t == table {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        } else if let Some((key, _)) = trimmed.split_once(" = ") {
+            let full = format!("{table}.{key}");
+            match doc(&full) {
+                Some(d) => comment(&mut out, d),
+                None => missing.push(full),
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(UNSET_TABLES);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_comment_and_the_output_is_the_defaults() {
+        let text = render().unwrap_or_else(|missing| panic!("keys without a comment: {missing:?}"));
+        let parsed: Config = toml::from_str(&text).unwrap();
+        let want = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(toml::to_string(&parsed).unwrap(), want);
+    }
+
+    #[test]
+    fn every_comment_names_a_key() {
+        let plain = toml::to_string_pretty(&Config::default()).unwrap();
+        for (key, _) in DOCS {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            assert!(plain.contains(leaf), "{key} is documented but not a key");
+        }
+    }
+}
