@@ -2,6 +2,8 @@
 //! but whose transaction commits later is still read, once, and nothing committed before
 //! a reader started is read again.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+
 mod common;
 
 use std::time::Duration;

@@ -7,9 +7,9 @@ mod ops_common;
 
 use std::time::Duration;
 
-use coordinator::db::database_url_from_env;
 use ops_common::{Served, coordinator, failing, sample, scratch};
 use serde_json::{Value, json};
+use test_support::db::database_url_from_env;
 
 #[tokio::test]
 async fn probes_request_ids_and_metrics() {

@@ -84,8 +84,10 @@ async fn second_instance(b: &Bank) -> Bank {
     let ledger = Ledger::start(pool.clone(), LedgerConfig::default())
         .await
         .unwrap();
-    let mut config = coordinator::bank::BankConfig::default();
-    config.password_cost = coordinator::bank::PasswordCost::insecure_for_tests();
+    let config = coordinator::bank::BankConfig {
+        password_cost: coordinator::bank::PasswordCost::insecure_for_tests(),
+        ..coordinator::bank::BankConfig::default()
+    };
     Bank::new(
         ledger,
         std::sync::Arc::new(OutboxNotifier::new(pool)),

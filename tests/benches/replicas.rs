@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use test_support::ScratchDatabase;
-use test_support::db::database_url_from_env;
 use system_tests::bank_process::{Coordinator, sibling_binary, with_database};
 use system_tests::transfer_load::{Answer, User, send_input, send_until_final, sign_up};
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 
 // Registrations per address are rate limited: eight fit in one window.
 const USERS: usize = 8;

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use bitcoin::secp256k1::rand::rngs::StdRng;
 use bitcoin::secp256k1::rand::{Rng, SeedableRng};
-use test_support::ScratchDatabase;
-use test_support::db::database_url_from_env;
 use sqlx::PgPool;
 use system_tests::bank_process::{Coordinator, ledger_verify, sibling_binary, with_database};
 use system_tests::transfer_load::{Answer, Retry, User, send_input, send_until_final, sign_up};
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 
 const USERS: usize = 8;
 const CLIENTS: usize = 8;
@@ -196,7 +196,7 @@ async fn client(
         n += 1;
         let input = send_input(&users[sender], &users[recipient], amount);
         let answer = send(&http, &cluster, c + n, &users[sender].token, &key, &input).await?;
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             // The same request again: the same answer, nothing moves again.
             let again = send(
                 &http,

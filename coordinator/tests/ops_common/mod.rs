@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::db::{ScratchDatabase, database_url_from_env};
 use serde_json::Value;
+use test_support::ScratchDatabase;
+use test_support::db::database_url_from_env;
 
 /// `url` with its database name replaced.
 pub fn with_database(url: &str, name: &str) -> String {
