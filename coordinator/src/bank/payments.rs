@@ -435,11 +435,11 @@ impl Bank {
         let mut finished = 0;
         for r in rows {
             let p = Pending {
-                id: PaymentId::from_uuid(r.try_get(0)?),
-                sender: WalletId::from_uuid(r.try_get(1)?),
-                recipient: WalletId::from_uuid(r.try_get(2)?),
-                amount: sats_from_db(r.try_get(3)?)?,
-                memo: r.try_get(4)?,
+                id: PaymentId::from_uuid(r.try_get("id")?),
+                sender: WalletId::from_uuid(r.try_get("sender_wallet_id")?),
+                recipient: WalletId::from_uuid(r.try_get("recipient_wallet_id")?),
+                amount: sats_from_db(r.try_get("amount_sats")?)?,
+                memo: r.try_get("memo")?,
             };
             match self.finish(p, Settle::Now).await {
                 Ok(_) | Err(BankError::InsufficientBalance) => finished += 1,
@@ -511,7 +511,7 @@ impl Bank {
             .collect();
         let parties = sqlx::query(
             "SELECT p.id, p.sender_wallet_id, p.recipient_wallet_id, \
-                    sa.username, ra.username \
+                    sa.username AS sender_username, ra.username AS recipient_username \
              FROM intraledger_payments p \
              JOIN accounts sa ON sa.id = p.sender_account_id \
              JOIN wallets rw ON rw.id = p.recipient_wallet_id \
@@ -523,11 +523,11 @@ impl Bank {
         .await?;
         let mut by_payment = std::collections::HashMap::new();
         for r in parties {
-            let payment: Uuid = r.try_get(0)?;
-            let sender: Uuid = r.try_get(1)?;
-            let recipient: Uuid = r.try_get(2)?;
-            let s_name: Option<String> = r.try_get(3)?;
-            let r_name: Option<String> = r.try_get(4)?;
+            let payment: Uuid = r.try_get("id")?;
+            let sender: Uuid = r.try_get("sender_wallet_id")?;
+            let recipient: Uuid = r.try_get("recipient_wallet_id")?;
+            let s_name: Option<String> = r.try_get("sender_username")?;
+            let r_name: Option<String> = r.try_get("recipient_username")?;
             by_payment.insert(payment, (sender, recipient, s_name, r_name));
         }
         let lines = lines

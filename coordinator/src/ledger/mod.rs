@@ -365,13 +365,13 @@ impl Ledger {
         .ok_or_else(|| LedgerError::NotFound {
             what: format!("balance of account {id}"),
         })?;
-        let currency: String = row.try_get(0)?;
+        let currency: String = row.try_get("currency")?;
         Ok(Balance {
             account_id: id,
             currency: currency.parse().map_err(corrupt)?,
-            settled: row.try_get(1)?,
-            pending: row.try_get(2)?,
-            version: row.try_get(3)?,
+            settled: row.try_get("settled")?,
+            pending: row.try_get("pending")?,
+            version: row.try_get("version")?,
         })
     }
 
@@ -421,7 +421,7 @@ impl Ledger {
         let Some(row) = row else {
             return Ok(None);
         };
-        let id: Uuid = row.try_get(0)?;
+        let id: Uuid = row.try_get("id")?;
         let entries = sqlx::query(
             "SELECT seq, account_id, direction, layer, currency, amount FROM ledger_entries \
              WHERE transaction_id = $1 ORDER BY seq",
@@ -434,11 +434,11 @@ impl Ledger {
         .collect::<Result<Vec<_>, LedgerError>>()?;
         Ok(Some(StoredTransaction {
             id: TransactionId::from_uuid(id),
-            journal_id: JournalId::from_uuid(row.try_get(1)?),
-            external_id: row.try_get(2)?,
-            description: row.try_get(3)?,
-            metadata: row.try_get(4)?,
-            created_at: row.try_get(5)?,
+            journal_id: JournalId::from_uuid(row.try_get("journal_id")?),
+            external_id: row.try_get("external_id")?,
+            description: row.try_get("description")?,
+            metadata: row.try_get("metadata")?,
+            created_at: row.try_get("created_at")?,
             entries,
         }))
     }
@@ -474,17 +474,17 @@ impl Ledger {
         .await?;
         rows.iter()
             .map(|r| {
-                let direction: String = r.try_get(4)?;
-                let layer: String = r.try_get(5)?;
+                let direction: String = r.try_get("direction")?;
+                let layer: String = r.try_get("layer")?;
                 Ok(HistoryLine {
-                    transaction_id: TransactionId::from_uuid(r.try_get(0)?),
-                    seq: r.try_get(1)?,
-                    external_id: r.try_get(2)?,
-                    description: r.try_get(3)?,
+                    transaction_id: TransactionId::from_uuid(r.try_get("transaction_id")?),
+                    seq: r.try_get("seq")?,
+                    external_id: r.try_get("external_id")?,
+                    description: r.try_get("description")?,
                     direction: direction.parse().map_err(corrupt)?,
                     layer: layer.parse().map_err(corrupt)?,
-                    amount: parse_msats(r.try_get(6)?)?,
-                    created_at: r.try_get(7)?,
+                    amount: parse_msats(r.try_get("amount")?)?,
+                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect()
@@ -544,13 +544,13 @@ enum TxKey<'a> {
 }
 
 fn account_from_row(row: &PgRow) -> Result<LedgerAccount, LedgerError> {
-    let kind: String = row.try_get(3)?;
-    let normal: String = row.try_get(4)?;
-    let currency: String = row.try_get(5)?;
+    let kind: String = row.try_get("kind")?;
+    let normal: String = row.try_get("normal_balance")?;
+    let currency: String = row.try_get("currency")?;
     Ok(LedgerAccount {
-        id: LedgerAccountId::from_uuid(row.try_get(0)?),
-        code: row.try_get(1)?,
-        name: row.try_get(2)?,
+        id: LedgerAccountId::from_uuid(row.try_get("id")?),
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
         kind: kind.parse().map_err(corrupt)?,
         normal_balance: normal.parse().map_err(corrupt)?,
         currency: currency.parse().map_err(corrupt)?,

@@ -189,19 +189,20 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
         .await?;
     let mut report = VerifyReport::default();
     let counts = sqlx::query(
-        "SELECT (SELECT count(*) FROM ledger_accounts), \
-                (SELECT count(*) FROM ledger_transactions), \
-                (SELECT count(*) FROM ledger_entries)",
+        "SELECT (SELECT count(*) FROM ledger_accounts) AS accounts, \
+                (SELECT count(*) FROM ledger_transactions) AS transactions, \
+                (SELECT count(*) FROM ledger_entries) AS entries",
     )
     .fetch_one(&mut *tx)
     .await?;
-    report.accounts = counts.try_get(0)?;
-    report.transactions = counts.try_get(1)?;
-    report.entries = counts.try_get(2)?;
+    report.accounts = counts.try_get("accounts")?;
+    report.transactions = counts.try_get("transactions")?;
+    report.entries = counts.try_get("entries")?;
 
     for r in sqlx::query(
         "SELECT transaction_id, currency, layer, \
                 sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END)::text \
+                  AS difference \
          FROM ledger_entries GROUP BY transaction_id, currency, layer \
          HAVING sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0 LIMIT $1",
     )
@@ -209,17 +210,17 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .fetch_all(&mut *tx)
     .await?
     {
-        let diff: String = r.try_get(3)?;
+        let diff: String = r.try_get("difference")?;
         report.violations.push(Violation::UnbalancedTransaction {
-            transaction_id: TransactionId::from_uuid(r.try_get(0)?),
-            currency: r.try_get(1)?,
-            layer: r.try_get(2)?,
+            transaction_id: TransactionId::from_uuid(r.try_get("transaction_id")?),
+            currency: r.try_get("currency")?,
+            layer: r.try_get("layer")?,
             difference: big(&diff)?,
         });
     }
 
     for r in sqlx::query(
-        "SELECT t.id, count(e.seq) FROM ledger_transactions t \
+        "SELECT t.id, count(e.seq) AS entries FROM ledger_transactions t \
          LEFT JOIN ledger_entries e ON e.transaction_id = t.id \
          GROUP BY t.id HAVING count(e.seq) < 2 LIMIT $1",
     )
@@ -228,24 +229,26 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .await?
     {
         report.violations.push(Violation::TooFewEntries {
-            transaction_id: TransactionId::from_uuid(r.try_get(0)?),
-            entries: r.try_get(1)?,
+            transaction_id: TransactionId::from_uuid(r.try_get("id")?),
+            entries: r.try_get("entries")?,
         });
     }
 
     for r in sqlx::query(
         "SELECT b.currency, \
-                sum(CASE a.normal_balance WHEN 'debit' THEN b.settled ELSE -b.settled END)::text, \
+                sum(CASE a.normal_balance WHEN 'debit' THEN b.settled ELSE -b.settled END)::text \
+                  AS settled, \
                 sum(CASE a.normal_balance WHEN 'debit' THEN b.pending ELSE -b.pending END)::text \
+                  AS pending \
          FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id \
          GROUP BY b.currency",
     )
     .fetch_all(&mut *tx)
     .await?
     {
-        let currency: String = r.try_get(0)?;
-        for (layer, idx) in [("settled", 1), ("pending", 2)] {
-            let total: String = r.try_get(idx)?;
+        let currency: String = r.try_get("currency")?;
+        for layer in ["settled", "pending"] {
+            let total: String = r.try_get(layer)?;
             let total = big(&total)?;
             if total != 0 {
                 report.violations.push(Violation::NonZeroTotal {
@@ -267,9 +270,9 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .await?
     {
         report.violations.push(Violation::NegativeBalance {
-            account_id: LedgerAccountId::from_uuid(r.try_get(0)?),
-            settled: r.try_get(1)?,
-            pending: r.try_get(2)?,
+            account_id: LedgerAccountId::from_uuid(r.try_get("account_id")?),
+            settled: r.try_get("settled")?,
+            pending: r.try_get("pending")?,
         });
     }
 
@@ -285,7 +288,8 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
             FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id \
             GROUP BY e.account_id) \
          SELECT b.account_id, b.settled, b.pending, \
-                coalesce(s.settled, 0)::text, coalesce(s.pending, 0)::text \
+                coalesce(s.settled, 0)::text AS entries_settled, \
+                coalesce(s.pending, 0)::text AS entries_pending \
          FROM ledger_balances b LEFT JOIN s ON s.account_id = b.account_id \
          WHERE b.settled <> coalesce(s.settled, 0) OR b.pending <> coalesce(s.pending, 0) \
          LIMIT $1",
@@ -294,12 +298,12 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .fetch_all(&mut *tx)
     .await?
     {
-        let es: String = r.try_get(3)?;
-        let ep: String = r.try_get(4)?;
+        let es: String = r.try_get("entries_settled")?;
+        let ep: String = r.try_get("entries_pending")?;
         report.violations.push(Violation::BalanceMismatch {
-            account_id: LedgerAccountId::from_uuid(r.try_get(0)?),
-            stored_settled: r.try_get(1)?,
-            stored_pending: r.try_get(2)?,
+            account_id: LedgerAccountId::from_uuid(r.try_get("account_id")?),
+            stored_settled: r.try_get("settled")?,
+            stored_pending: r.try_get("pending")?,
             entries_settled: big(&es)?,
             entries_pending: big(&ep)?,
         });
@@ -314,8 +318,8 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .await?
     {
         report.violations.push(Violation::CurrencyMismatch {
-            transaction_id: TransactionId::from_uuid(r.try_get(0)?),
-            account_id: LedgerAccountId::from_uuid(r.try_get(1)?),
+            transaction_id: TransactionId::from_uuid(r.try_get("transaction_id")?),
+            account_id: LedgerAccountId::from_uuid(r.try_get("account_id")?),
         });
     }
 
@@ -328,7 +332,7 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     .fetch_all(&mut *tx)
     .await?
     {
-        let id: Uuid = r.try_get(0)?;
+        let id: Uuid = r.try_get("id")?;
         report.violations.push(Violation::BalanceRowMismatch {
             account_id: LedgerAccountId::from_uuid(id),
         });
@@ -337,26 +341,26 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
         (
             "entry",
             "transaction",
-            "SELECT DISTINCT e.transaction_id FROM ledger_entries e \
+            "SELECT DISTINCT e.transaction_id AS id FROM ledger_entries e \
              LEFT JOIN ledger_transactions t ON t.id = e.transaction_id \
              WHERE t.id IS NULL LIMIT $1",
         ),
         (
             "entry",
             "account",
-            "SELECT DISTINCT e.account_id FROM ledger_entries e \
+            "SELECT DISTINCT e.account_id AS id FROM ledger_entries e \
              LEFT JOIN ledger_accounts a ON a.id = e.account_id WHERE a.id IS NULL LIMIT $1",
         ),
         (
             "transaction",
             "journal",
-            "SELECT DISTINCT t.journal_id FROM ledger_transactions t \
+            "SELECT DISTINCT t.journal_id AS id FROM ledger_transactions t \
              LEFT JOIN ledger_journals j ON j.id = t.journal_id WHERE j.id IS NULL LIMIT $1",
         ),
         (
             "outbox event",
             "transaction",
-            "SELECT DISTINCT o.transaction_id FROM ledger_outbox o \
+            "SELECT DISTINCT o.transaction_id AS id FROM ledger_outbox o \
              LEFT JOIN ledger_transactions t ON t.id = o.transaction_id \
              WHERE t.id IS NULL LIMIT $1",
         ),
@@ -366,7 +370,7 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
             report.violations.push(Violation::Orphan {
                 row: row.to_owned(),
                 missing: missing.to_owned(),
-                id: r.try_get(0)?,
+                id: r.try_get("id")?,
             });
         }
     }

@@ -642,12 +642,12 @@ impl Writer {
         for row in rows {
             let get = || -> Result<(String, Existing), sqlx::Error> {
                 Ok((
-                    row.try_get(0)?,
+                    row.try_get("external_id")?,
                     Existing {
-                        id: TransactionId::from_uuid(row.try_get(1)?),
-                        journal_id: JournalId::from_uuid(row.try_get(2)?),
-                        fingerprint: row.try_get(3)?,
-                        created_at: row.try_get(4)?,
+                        id: TransactionId::from_uuid(row.try_get("id")?),
+                        journal_id: JournalId::from_uuid(row.try_get("journal_id")?),
+                        fingerprint: row.try_get("fingerprint")?,
+                        created_at: row.try_get("created_at")?,
                     },
                 ))
             };

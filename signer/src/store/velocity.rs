@@ -4,6 +4,7 @@
 
 use bitcoin::Amount;
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::{RequestId, Store, StoreError, Tx};
@@ -76,14 +77,16 @@ impl Store {
             "SELECT highest_receive_index, highest_change_index FROM signer_policy_state
              WHERE policy_id = $1"
         };
-        let row: Option<(i64, i64)> = sqlx::query_as(sql)
+        let row = sqlx::query(sql)
             .bind(policy_id)
             .fetch_optional(&mut **tx)
             .await?;
-        let (receive, change) = row.ok_or(StoreError::Invalid {
+        let row = row.ok_or(StoreError::Invalid {
             what: "policy",
             detail: format!("policy {policy_id} is not registered"),
         })?;
+        let receive: i64 = row.try_get("highest_receive_index")?;
+        let change: i64 = row.try_get("highest_change_index")?;
         Ok((u32::try_from(receive).ok(), u32::try_from(change).ok()))
     }
 
