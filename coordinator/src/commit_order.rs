@@ -82,3 +82,41 @@ macro_rules! after_cursor {
     };
 }
 pub(crate) use after_cursor;
+
+/// The `WHERE` condition of rows after a cursor that have committed but wait behind an
+/// older transaction still running (the reader should look again shortly, not at its next
+/// notification); binds `$1`, `$2`, `$3` as [`after_cursor`].
+macro_rules! held_back {
+    ($alias:literal) => {
+        concat!(
+            "(",
+            $alias,
+            ".xid, ",
+            $alias,
+            ".seq) > ($1::text::xid8, $2) AND ",
+            $alias,
+            ".xid >= pg_snapshot_xmin(pg_current_snapshot()) AND NOT pg_visible_in_snapshot(",
+            $alias,
+            ".xid, $3::text::pg_snapshot)"
+        )
+    };
+}
+pub(crate) use held_back;
+
+/// Whether `sql` (an `EXISTS` over [`held_back`]) finds rows waiting behind an older
+/// transaction.
+///
+/// # Errors
+/// The database.
+pub(crate) async fn any_held_back(
+    pool: &PgPool,
+    sql: &'static str,
+    cursor: &CommitCursor,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(sql)
+        .bind(cursor.after.xid)
+        .bind(cursor.after.seq)
+        .bind(cursor.since())
+        .fetch_one(pool)
+        .await
+}

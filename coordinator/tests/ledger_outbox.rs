@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{fund, ledger, transfer, user};
 use coordinator::commit_order::CommitCursor;
-use coordinator::ledger::{OutboxEvent, read_outbox, system};
+use coordinator::ledger::{OutboxEvent, outbox_held_back, read_outbox, system};
 use sqlx::Connection;
 
 /// Reads everything the cursor may read now.
@@ -88,6 +88,8 @@ async fn an_event_that_commits_after_a_later_seq_is_still_read_once() {
     // Committed, but behind a transaction still open: not read yet (a reader keeping the
     // last `seq` would now step over the slow one for ever).
     assert!(drain(&pool, &mut cursor).await.is_empty());
+    // The reader is told to look again soon: a committed event waits.
+    assert!(outbox_held_back(&pool, &cursor).await.unwrap());
 
     tx.commit().await.unwrap();
     let events = read_n(&pool, &mut cursor, 2).await;

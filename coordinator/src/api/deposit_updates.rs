@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::seq_feed::{Feed, ReadError, Source};
 use crate::commit_order::CommitCursor;
-use crate::deposits::{DepositEventRecord, read_deposit_events};
+use crate::deposits::{DepositEventRecord, deposit_events_held_back, read_deposit_events};
 use crate::ids::WalletId;
 
 /// The NOTIFY channel of the deposit events trigger.
@@ -50,6 +50,9 @@ pub(crate) static SOURCE: Source<DepositEvent> = Source {
             let records = read_deposit_events(pool, cursor, limit).await?;
             Ok::<_, ReadError>(records.iter().map(|r| (r.position, event(r))).collect())
         })
+    },
+    held_back: |pool, cursor: &CommitCursor| {
+        Box::pin(async move { Ok::<_, ReadError>(deposit_events_held_back(pool, cursor).await?) })
     },
 };
 

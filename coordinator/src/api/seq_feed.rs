@@ -42,6 +42,13 @@ pub(crate) type Read<E> = for<'a> fn(
     Box<dyn Future<Output = Result<Vec<(CommitPosition, Option<E>)>, ReadError>> + Send + 'a>,
 >;
 
+/// Whether rows after a cursor have committed but wait behind an older transaction.
+pub(crate) type HeldBack =
+    for<'a> fn(
+        &'a PgPool,
+        &'a CommitCursor,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, ReadError>> + Send + 'a>>;
+
 /// What a feed reads.
 #[derive(Debug)]
 pub(crate) struct Source<E> {
@@ -53,7 +60,14 @@ pub(crate) struct Source<E> {
     pub application_name: &'static str,
     /// Reads the rows after a cursor through the table's owner.
     pub read: Read<E>,
+    /// Says whether committed rows wait behind an older transaction: their notification
+    /// has come and gone, so the feed looks again shortly instead of at the next one.
+    pub held_back: HeldBack,
 }
+
+/// The first and the longest pause before looking again at rows held back.
+const HELD_BACK_RETRY: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_millis(250));
 
 /// The feed of one source in one API instance, started on first use.
 #[derive(Debug)]
@@ -154,9 +168,22 @@ async fn read<E: Clone>(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<()>,
 ) {
+    let mut held_pause = HELD_BACK_RETRY.0;
     loop {
-        let wait = match read_new(&pool, source, &mut cursor, &events).await {
-            Ok(()) => POLL_INTERVAL,
+        let read = match read_new(&pool, source, &mut cursor, &events).await {
+            Ok(()) => (source.held_back)(&pool, &cursor).await,
+            Err(e) => Err(e),
+        };
+        let wait = match read {
+            Ok(true) => {
+                let pause = held_pause;
+                held_pause = (held_pause * 2).min(HELD_BACK_RETRY.1);
+                pause
+            }
+            Ok(false) => {
+                held_pause = HELD_BACK_RETRY.0;
+                POLL_INTERVAL
+            }
             Err(e) => {
                 tracing::warn!(
                     feed = source.what, error = %e, after = ?cursor.after,

@@ -10,7 +10,7 @@ use super::PaymentEvent;
 use super::seq_feed::{Feed, ReadError, Source};
 use crate::commit_order::CommitCursor;
 use crate::ids::WalletId;
-use crate::ledger::{Direction, OutboxEvent, TRANSACTION_POSTED, read_outbox};
+use crate::ledger::{Direction, OutboxEvent, TRANSACTION_POSTED, outbox_held_back, read_outbox};
 
 /// The NOTIFY channel of the outbox trigger (migration 0005).
 pub const CHANNEL: &str = "ledger_outbox";
@@ -31,6 +31,9 @@ pub(crate) static SOURCE: Source<PaymentEvent> = Source {
             let events = read_outbox(pool, cursor, limit).await?;
             Ok::<_, ReadError>(events.iter().map(|e| (e.position, payment(e))).collect())
         })
+    },
+    held_back: |pool, cursor: &CommitCursor| {
+        Box::pin(async move { Ok::<_, ReadError>(outbox_held_back(pool, cursor).await?) })
     },
 };
 

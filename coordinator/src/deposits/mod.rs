@@ -40,7 +40,7 @@ pub use error::DepositError;
 pub use index::AddressBookIndex;
 pub use setup::{DepositsSection, OnchainFile, OnchainRuntime};
 pub use store::set_start_height;
-pub use store::{DepositEventRecord, read_deposit_events};
+pub use store::{DepositEventRecord, deposit_events_held_back, read_deposit_events};
 
 use crate::amount::Sats;
 use crate::ids::{AccountId, TransactionId, WalletId};

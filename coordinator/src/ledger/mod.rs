@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub use error::LedgerError;
-pub use outbox::{OutboxEvent, TRANSACTION_POSTED, read_outbox};
+pub use outbox::{OutboxEvent, TRANSACTION_POSTED, outbox_held_back, read_outbox};
 pub use posting::{
     EntryInput, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_EXTERNAL_ID_LEN, Posting, PostingBuilder,
     PostingError,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::LedgerError;
 use super::{StoredEntry, corrupt, parse_msats};
-use crate::commit_order::{CommitCursor, CommitPosition, after_cursor};
+use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back, held_back};
 use crate::ids::{LedgerAccountId, TransactionId};
 
 /// The event type of a posted transaction.
@@ -87,6 +87,21 @@ pub async fn read_outbox(
             })
         })
         .collect()
+}
+
+const HELD_BACK: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM ledger_outbox o WHERE ",
+    held_back!("o"),
+    ")"
+);
+
+/// Whether events after `cursor` have committed but wait behind an older transaction
+/// still running: read again shortly.
+///
+/// # Errors
+/// [`LedgerError::Database`] if PostgreSQL fails.
+pub async fn outbox_held_back(pool: &PgPool, cursor: &CommitCursor) -> Result<bool, LedgerError> {
+    Ok(any_held_back(pool, HELD_BACK, cursor).await?)
 }
 
 /// An entry from a row with the columns of `ledger_entries`, by name.

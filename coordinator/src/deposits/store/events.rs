@@ -4,7 +4,7 @@
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::commit_order::{CommitCursor, CommitPosition, after_cursor};
+use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back, held_back};
 use crate::ids::WalletId;
 
 /// One recorded deposit event.
@@ -56,4 +56,22 @@ pub async fn read_deposit_events(
             })
         })
         .collect()
+}
+
+const HELD_BACK: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM deposit_events e WHERE ",
+    held_back!("e"),
+    ")"
+);
+
+/// Whether deposit events after `cursor` have committed but wait behind an older
+/// transaction still running: read again shortly.
+///
+/// # Errors
+/// The database.
+pub async fn deposit_events_held_back(
+    pool: &PgPool,
+    cursor: &CommitCursor,
+) -> Result<bool, sqlx::Error> {
+    any_held_back(pool, HELD_BACK, cursor).await
 }

@@ -11,7 +11,7 @@ pub(super) use driver::{
     Seen, add_block, checkpoint, claim_lease, disconnect_above, due, fenced, finish,
     finish_settled, mark_removed, record_seen, release_lease, unconfirmed_pending,
 };
-pub use events::{DepositEventRecord, read_deposit_events};
+pub use events::{DepositEventRecord, deposit_events_held_back, read_deposit_events};
 
 use bdk_wallet::bitcoin::hashes::Hash;
 use bdk_wallet::bitcoin::{OutPoint, Txid};
