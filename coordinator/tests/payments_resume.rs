@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bank, signed_up};
-use coordinator::bank::{Bank, OutboxNotifier, ResumeConfig};
+use common::{bank, second_instance, signed_up};
+use coordinator::bank::{Bank, ResumeConfig};
 use coordinator::ledger::system;
-use coordinator::{Ledger, LedgerConfig, Posting, Sats, WalletId};
+use coordinator::{Posting, Sats, WalletId};
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
@@ -76,23 +76,6 @@ async fn status(b: &Bank, id: uuid::Uuid) -> String {
         .fetch_one(b.ledger().pool())
         .await
         .unwrap()
-}
-
-/// A second coordinator instance on the same database: its own ledger writer and bank.
-async fn second_instance(b: &Bank) -> Bank {
-    let pool = b.ledger().pool().clone();
-    let ledger = Ledger::start(pool.clone(), LedgerConfig::default())
-        .await
-        .unwrap();
-    let config = coordinator::bank::BankConfig {
-        password_cost: coordinator::bank::PasswordCost::insecure_for_tests(),
-        ..coordinator::bank::BankConfig::default()
-    };
-    Bank::new(
-        ledger,
-        std::sync::Arc::new(OutboxNotifier::new(pool)),
-        config,
-    )
 }
 
 fn config(lease: Duration) -> ResumeConfig {

@@ -5,6 +5,12 @@
 //! with the external id `intraledger:<payment id>`; the row then becomes SUCCESS or
 //! FAILURE. A crash between the steps leaves a PENDING row that any instance's resumer
 //! (`resume.rs`) claims and finishes: the ledger posting is idempotent.
+//!
+//! Several finishers may work on one PENDING payment at once (a client's retry, another
+//! instance's resumer). A refusal for want of funds is made final in the ledger first: the
+//! payment's external id is voided, and only then is the row marked FAILURE, so a finisher
+//! that posts after a credit is refused too; one that posted before the void makes the
+//! payment a success.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,7 +22,7 @@ use super::types::{AccountStatus, Level, ParseError, Scope, Username};
 use super::{Bank, BankError, Principal, sats_from_db};
 use crate::amount::Sats;
 use crate::ids::{PaymentId, TransactionId, WalletId};
-use crate::ledger::{Direction, HistoryCursor, LedgerError, Posting, system};
+use crate::ledger::{Direction, HistoryCursor, LedgerError, Posting, VoidOutcome, system};
 
 /// Longest memo, in bytes.
 pub const MAX_MEMO_LEN: usize = 1_000;
@@ -148,12 +154,18 @@ pub(super) enum Settle {
     Now,
 }
 
+/// Counts payments this instance finished, by final state: a counter per replica, which
+/// Prometheus sums (a count over the whole table would scan it).
+fn count_finished(state: &'static str, n: u64) {
+    metrics::counter!("bastion_payments_finished_total", "state" => state).increment(n);
+}
+
 async fn record_success(
     pool: &PgPool,
     payments: &[Uuid],
     transactions: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE intraledger_payments p SET status = 'SUCCESS', transaction_id = u.tx \
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tx) \
          WHERE p.id = u.id AND p.status = 'PENDING'",
@@ -162,6 +174,7 @@ async fn record_success(
     .bind(transactions)
     .execute(pool)
     .await?;
+    count_finished("success", done.rows_affected());
     Ok(())
 }
 
@@ -396,28 +409,68 @@ impl Bank {
                     transaction_id: Some(posted.id),
                 })
             }
+            // Refused for want of funds: give up only once the ledger has voided the
+            // payment's external id, so that a retry or another instance's resumer cannot
+            // post it after a credit while the row says FAILURE. If one posted first, the
+            // payment is paid.
             Err(LedgerError::InsufficientBalance { .. }) => {
-                // The amount leaves the sender's running window (migration 0004) if it is
-                // still inside; the account row lock orders this against a reserve.
-                sqlx::query(
-                    "WITH failed AS ( \
-                        UPDATE intraledger_payments SET status = 'FAILURE', failure_reason = $2 \
-                        WHERE id = $1 AND status = 'PENDING' \
-                        RETURNING sender_account_id, amount_sats, created_at) \
-                     UPDATE accounts a \
-                     SET internal_sent_window = a.internal_sent_window - f.amount_sats \
-                     FROM failed f \
-                     WHERE a.id = f.sender_account_id AND f.created_at > a.internal_window_from",
-                )
-                .bind(p.id.as_uuid())
-                .bind(FAILURE_INSUFFICIENT)
-                .execute(&self.pool)
-                .await?;
+                let reason = "intraledger payment refused: insufficient balance";
+                match self
+                    .ledger
+                    .void(system::MAIN_JOURNAL, &external_id(p.id), reason)
+                    .await?
+                {
+                    VoidOutcome::Voided => {
+                        self.record_failure(p.id).await?;
+                        Err(BankError::InsufficientBalance)
+                    }
+                    VoidOutcome::Posted(tx) => {
+                        record_success(&self.pool, &[p.id.as_uuid()], &[tx.as_uuid()]).await?;
+                        Ok(PaymentResult {
+                            status: PaymentStatus::AlreadyPaid,
+                            payment_id: p.id,
+                            transaction_id: Some(tx),
+                        })
+                    }
+                }
+            }
+            // Another finisher gave up on it first.
+            Err(LedgerError::Voided { .. }) => {
+                self.record_failure(p.id).await?;
                 Err(BankError::InsufficientBalance)
             }
             // Anything else leaves the payment PENDING, to be finished later.
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Records a payment whose posting the ledger voided as FAILURE. Idempotent: the amount
+    /// leaves the sender's running window (migration 0004), if it is still inside, only
+    /// with the status change. The sender's account row is locked before the payment row,
+    /// in the reserve's order: the other order deadlocks with a retry's reserve, which
+    /// waits on the payment's unique key while holding the account.
+    async fn record_failure(&self, id: PaymentId) -> Result<(), BankError> {
+        let failed: i64 = sqlx::query_scalar(
+            "WITH failed AS ( \
+                UPDATE intraledger_payments SET status = 'FAILURE', failure_reason = $2 \
+                WHERE id = $1 AND status = 'PENDING' AND sender_account_id = ( \
+                    SELECT a.id FROM accounts a \
+                    JOIN intraledger_payments p ON p.sender_account_id = a.id \
+                    WHERE p.id = $1 FOR UPDATE OF a) \
+                RETURNING sender_account_id, amount_sats, created_at), \
+             freed AS ( \
+                UPDATE accounts a \
+                SET internal_sent_window = a.internal_sent_window - f.amount_sats \
+                FROM failed f \
+                WHERE a.id = f.sender_account_id AND f.created_at > a.internal_window_from) \
+             SELECT count(*) FROM failed",
+        )
+        .bind(id.as_uuid())
+        .bind(FAILURE_INSUFFICIENT)
+        .fetch_one(&self.pool)
+        .await?;
+        count_finished("failure", u64::try_from(failed).unwrap_or(0));
+        Ok(())
     }
 
     /// Finishes every PENDING payment (after a crash or a ledger outage). Safe to run at

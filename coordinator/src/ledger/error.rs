@@ -66,6 +66,12 @@ pub enum LedgerError {
         /// The transaction that holds it.
         existing: TransactionId,
     },
+    /// The external id was voided ([`super::Ledger::void`]): nothing may post it.
+    #[error("ledger: external id {external_id:?} is void")]
+    Voided {
+        /// The external id.
+        external_id: String,
+    },
     /// The writer task stopped.
     #[error("ledger: the writer is not running")]
     WriterStopped,

@@ -138,8 +138,19 @@ pub struct StoredTransaction {
     pub metadata: Option<serde_json::Value>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+    /// A void ([`Ledger::void`]): it holds the external id and has no entries.
+    pub voided: bool,
     /// Its entries in order.
     pub entries: Vec<StoredEntry>,
+}
+
+/// What [`Ledger::void`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoidOutcome {
+    /// The external id is void, now or from before: nothing will post it.
+    Voided,
+    /// A posting holds the external id, and it stands.
+    Posted(TransactionId),
 }
 
 /// One line of an account's history.
@@ -291,6 +302,52 @@ impl Ledger {
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
+    /// Voids an external id that no posting holds yet, so that none takes it later: for a
+    /// caller that gives up on a posting (a payment refused for want of funds) while a
+    /// retry or another instance may still send it. The external id's unique constraint
+    /// orders the void against any such posting, and the answer says which came first. A
+    /// posting of a void external id is answered [`LedgerError::Voided`].
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`] if PostgreSQL fails (the journal unknown, say).
+    pub async fn void(
+        &self,
+        journal: JournalId,
+        external_id: &str,
+        reason: &str,
+    ) -> Result<VoidOutcome, LedgerError> {
+        // A void is no posting's content, so its fingerprint is none's either: all zeros.
+        let inserted = sqlx::query_scalar!(
+            "INSERT INTO ledger_transactions \
+                 (id, journal_id, external_id, fingerprint, description, created_at, voided) \
+             VALUES ($1, $2, $3, $4, $5, now(), true) \
+             ON CONFLICT (external_id) DO NOTHING RETURNING id",
+            TransactionId::new().as_uuid(),
+            journal.as_uuid(),
+            external_id,
+            &[0u8; 32][..],
+            reason,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if inserted.is_some() {
+            return Ok(VoidOutcome::Voided);
+        }
+        // Taken: a new statement sees the row whose commit the insert waited for.
+        let held = sqlx::query!(
+            "SELECT id, voided FROM ledger_transactions WHERE external_id = $1",
+            external_id
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| corrupt(format!("external id {external_id} taken but not found")))?;
+        Ok(if held.voided {
+            VoidOutcome::Voided
+        } else {
+            VoidOutcome::Posted(TransactionId::from_uuid(held.id))
+        })
+    }
+
     /// Creates an account with zero balances.
     ///
     /// # Errors
@@ -402,8 +459,8 @@ impl Ledger {
         &self,
         key: TxKey<'_>,
     ) -> Result<Option<StoredTransaction>, LedgerError> {
-        const COLUMNS: &str = "SELECT id, journal_id, external_id, description, metadata, created_at \
-             FROM ledger_transactions";
+        const COLUMNS: &str = "SELECT id, journal_id, external_id, description, metadata, \
+             created_at, voided FROM ledger_transactions";
         let row = match key {
             TxKey::Id(id) => {
                 sqlx::query(&format!("{COLUMNS} WHERE id = $1"))
@@ -439,6 +496,7 @@ impl Ledger {
             description: row.try_get("description")?,
             metadata: row.try_get("metadata")?,
             created_at: row.try_get("created_at")?,
+            voided: row.try_get("voided")?,
             entries,
         }))
     }

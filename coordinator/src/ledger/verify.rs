@@ -34,6 +34,13 @@ pub enum Violation {
         /// How many it has.
         entries: i64,
     },
+    /// A void (an external id taken so that nothing posts it) with entries.
+    VoidWithEntries {
+        /// The transaction.
+        transaction_id: TransactionId,
+        /// How many it has.
+        entries: i64,
+    },
     /// The balances of one currency and layer, signed debit-positive, do not sum to zero.
     NonZeroTotal {
         /// Currency code.
@@ -104,6 +111,10 @@ impl fmt::Display for Violation {
                 transaction_id,
                 entries,
             } => write!(f, "transaction {transaction_id} has {entries} entries"),
+            Violation::VoidWithEntries {
+                transaction_id,
+                entries,
+            } => write!(f, "void {transaction_id} has {entries} entries"),
             Violation::NonZeroTotal {
                 currency,
                 layer,
@@ -220,17 +231,27 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, LedgerError> {
     }
 
     for r in sqlx::query(
-        "SELECT t.id, count(e.seq) AS entries FROM ledger_transactions t \
+        "SELECT t.id, t.voided, count(e.seq) AS entries FROM ledger_transactions t \
          LEFT JOIN ledger_entries e ON e.transaction_id = t.id \
-         GROUP BY t.id HAVING count(e.seq) < 2 LIMIT $1",
+         GROUP BY t.id, t.voided \
+         HAVING CASE WHEN t.voided THEN count(e.seq) > 0 ELSE count(e.seq) < 2 END LIMIT $1",
     )
     .bind(LIMIT)
     .fetch_all(&mut *tx)
     .await?
     {
-        report.violations.push(Violation::TooFewEntries {
-            transaction_id: TransactionId::from_uuid(r.try_get("id")?),
-            entries: r.try_get("entries")?,
+        let transaction_id = TransactionId::from_uuid(r.try_get("id")?);
+        let entries = r.try_get("entries")?;
+        report.violations.push(if r.try_get("voided")? {
+            Violation::VoidWithEntries {
+                transaction_id,
+                entries,
+            }
+        } else {
+            Violation::TooFewEntries {
+                transaction_id,
+                entries,
+            }
         });
     }
 

@@ -75,6 +75,7 @@ struct Existing {
     journal_id: JournalId,
     fingerprint: Vec<u8>,
     created_at: DateTime<Utc>,
+    voided: bool,
 }
 
 /// Why a batch could not be completed; its requests are retried one by one.
@@ -631,7 +632,7 @@ impl Writer {
     ) -> Result<HashMap<String, Existing>, Failure> {
         let conn = self.conn()?;
         let rows = sqlx::query(
-            "SELECT external_id, id, journal_id, fingerprint, created_at \
+            "SELECT external_id, id, journal_id, fingerprint, created_at, voided \
              FROM ledger_transactions WHERE external_id = ANY($1)",
         )
         .bind(&external_ids)
@@ -648,6 +649,7 @@ impl Writer {
                         journal_id: JournalId::from_uuid(row.try_get("journal_id")?),
                         fingerprint: row.try_get("fingerprint")?,
                         created_at: row.try_get("created_at")?,
+                        voided: row.try_get("voided")?,
                     },
                 ))
             };
@@ -841,7 +843,11 @@ fn all_requests_ordered(plan: Plan) -> Vec<(usize, Request)> {
 }
 
 fn answer_existing(request: Request, orig: &Existing) {
-    let result = if orig.fingerprint.as_slice() == request.fingerprint.as_slice() {
+    let result = if orig.voided {
+        Err(LedgerError::Voided {
+            external_id: request.posting.external_id().to_owned(),
+        })
+    } else if orig.fingerprint.as_slice() == request.fingerprint.as_slice() {
         Ok(PostedTransaction {
             id: orig.id,
             external_id: request.posting.external_id().to_owned(),

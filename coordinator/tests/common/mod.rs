@@ -165,3 +165,17 @@ pub async fn staff(bank: &Bank, email: &str, role: StaffRole) -> StaffPrincipal 
         .await
         .expect("test helper")
 }
+
+/// A second coordinator instance on the same database as `bank`: its own ledger writer and
+/// bank, as another replica has.
+pub async fn second_instance(bank: &Bank) -> Bank {
+    let pool = bank.ledger().pool().clone();
+    let ledger = Ledger::start(pool.clone(), LedgerConfig::default())
+        .await
+        .expect("second ledger writer");
+    let config = BankConfig {
+        password_cost: PasswordCost::insecure_for_tests(),
+        ..BankConfig::default()
+    };
+    Bank::new(ledger, Arc::new(OutboxNotifier::new(pool)), config)
+}
