@@ -267,20 +267,25 @@ async fn check(pool: &PgPool, users: &[User], sent: &[Sent]) -> anyhow::Result<(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Each payment row with its key, and how many ledger transactions carry its id.
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    // Each payment row with its key, how many ledger postings carry its id, and whether
+    // the id was voided (a refusal made final).
+    let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
         "SELECT p.idempotency_key, p.status, \
                 (SELECT count(*) FROM ledger_transactions t \
-                 WHERE t.external_id = 'intraledger:' || p.id::text) \
+                 WHERE t.external_id = 'intraledger:' || p.id::text AND NOT t.voided), \
+                EXISTS (SELECT 1 FROM ledger_transactions t \
+                 WHERE t.external_id = 'intraledger:' || p.id::text AND t.voided) \
          FROM intraledger_payments p WHERE p.idempotency_key IS NOT NULL",
     )
     .fetch_all(pool)
     .await?;
-    let stored: HashMap<String, (String, i64)> =
-        rows.into_iter().map(|(k, s, n)| (k, (s, n))).collect();
+    let stored: HashMap<String, (String, i64, bool)> = rows
+        .into_iter()
+        .map(|(k, s, n, v)| (k, (s, n, v)))
+        .collect();
     let mut refused = 0;
     for s in sent {
-        let Some((status, posted)) = stored.get(&s.key) else {
+        let Some((status, posted, voided)) = stored.get(&s.key) else {
             bail!("{}: answered {:?} but no payment row", s.key, s.answer);
         };
         match s.answer {
@@ -293,8 +298,9 @@ async fn check(pool: &PgPool, users: &[User], sent: &[Sent]) -> anyhow::Result<(
             Answer::Refused => {
                 refused += 1;
                 ensure!(
-                    status == "FAILURE" && *posted == 0,
-                    "{}: answered refused, stored {status} with {posted} postings",
+                    status == "FAILURE" && *posted == 0 && *voided,
+                    "{}: answered refused, stored {status} with {posted} postings \
+                     (voided: {voided})",
                     s.key
                 );
             }
