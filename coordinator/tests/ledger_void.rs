@@ -17,19 +17,29 @@ async fn a_void_external_id_is_never_posted() {
     let bob = user(l, "bob").await;
     fund(l, alice, 10_000).await;
 
-    let outcome = l.void(system::MAIN_JOURNAL, "pay-1", "gave up").await.unwrap();
+    let outcome = l
+        .void(system::MAIN_JOURNAL, "pay-1", "gave up")
+        .await
+        .unwrap();
     assert_eq!(outcome, VoidOutcome::Voided);
     match l.post(transfer("pay-1", alice, bob, 3_000)).await {
         Err(LedgerError::Voided { external_id }) => assert_eq!(external_id, "pay-1"),
         other => panic!("posting a void id: {other:?}"),
     }
     // Voiding again says the same; nothing moved.
-    let again = l.void(system::MAIN_JOURNAL, "pay-1", "gave up").await.unwrap();
+    let again = l
+        .void(system::MAIN_JOURNAL, "pay-1", "gave up")
+        .await
+        .unwrap();
     assert_eq!(again, VoidOutcome::Voided);
     assert_eq!(l.balance(alice).await.unwrap().settled, 10_000);
     assert_eq!(l.balance(bob).await.unwrap().settled, 0);
 
-    let stored = l.transaction_by_external_id("pay-1").await.unwrap().unwrap();
+    let stored = l
+        .transaction_by_external_id("pay-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.voided);
     assert!(stored.entries.is_empty());
     assert_eq!(stored.description, "gave up");
@@ -52,9 +62,16 @@ async fn voiding_a_posted_external_id_names_the_posting_and_changes_nothing() {
     fund(l, alice, 10_000).await;
     let posted = l.post(transfer("pay-2", alice, bob, 3_000)).await.unwrap();
 
-    let outcome = l.void(system::MAIN_JOURNAL, "pay-2", "gave up").await.unwrap();
+    let outcome = l
+        .void(system::MAIN_JOURNAL, "pay-2", "gave up")
+        .await
+        .unwrap();
     assert_eq!(outcome, VoidOutcome::Posted(posted.id));
-    let stored = l.transaction_by_external_id("pay-2").await.unwrap().unwrap();
+    let stored = l
+        .transaction_by_external_id("pay-2")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!stored.voided);
     assert_eq!(stored.entries.len(), 2);
     // The posting replays as before.
@@ -114,8 +131,14 @@ async fn verify_reports_a_void_with_entries() {
     let t = ledger().await;
     let l = &t.ledger;
     let alice = user(l, "alice").await;
-    l.void(system::MAIN_JOURNAL, "pay-3", "gave up").await.unwrap();
-    let void = l.transaction_by_external_id("pay-3").await.unwrap().unwrap();
+    l.void(system::MAIN_JOURNAL, "pay-3", "gave up")
+        .await
+        .unwrap();
+    let void = l
+        .transaction_by_external_id("pay-3")
+        .await
+        .unwrap()
+        .unwrap();
     sqlx::query(
         "INSERT INTO ledger_entries \
            (transaction_id, seq, account_id, direction, layer, currency, amount) \

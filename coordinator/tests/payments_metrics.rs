@@ -48,10 +48,17 @@ async fn finished_payments_are_counted_by_state_once_each() {
     // A replay is no new outcome.
     b.send_internal(&alice, &send(100, "ok-0")).await.unwrap();
     for i in 0..2 {
-        let refused = b.send_internal(&alice, &send(5_000, &format!("no-{i}"))).await;
-        assert!(matches!(refused, Err(BankError::InsufficientBalance)), "{refused:?}");
+        let refused = b
+            .send_internal(&alice, &send(5_000, &format!("no-{i}")))
+            .await;
+        assert!(
+            matches!(refused, Err(BankError::InsufficientBalance)),
+            "{refused:?}"
+        );
     }
-    b.send_internal(&alice, &send(5_000, "no-0")).await.unwrap_err();
+    b.send_internal(&alice, &send(5_000, "no-0"))
+        .await
+        .unwrap_err();
 
     // Successes are recorded by the settler, off the caller's path.
     let mut rendered = handle.render();

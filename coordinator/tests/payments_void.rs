@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::{bank, fund, second_instance, signed_up};
 use coordinator::bank::{
-    Bank, BankError, PaymentResult, PaymentStatus, Principal, Recipient, ResumeConfig,
-    SendRequest,
+    Bank, BankError, PaymentResult, PaymentStatus, Principal, Recipient, ResumeConfig, SendRequest,
 };
 use coordinator::{Sats, WalletId};
 
@@ -161,7 +160,10 @@ async fn a_refusal_racing_a_retry_after_a_credit_never_contradicts_the_ledger() 
         let answers = [&first, &retry];
         match status.as_str() {
             "SUCCESS" => {
-                assert!(!voided && entries == 2, "round {i}: SUCCESS without a posting");
+                assert!(
+                    !voided && entries == 2,
+                    "round {i}: SUCCESS without a posting"
+                );
                 for r in answers {
                     assert!(
                         matches!(r, Ok(p) if p.status != PaymentStatus::Pending),
