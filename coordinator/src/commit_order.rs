@@ -63,11 +63,22 @@ impl CommitCursor {
     }
 }
 
-/// The `WHERE` condition selecting the rows after a cursor that are safe to read, for a
-/// table alias with `xid` and `seq` columns (a string literal); binds `$1` (the cursor's
-/// xid), `$2` (its seq) and `$3` (its start snapshot). Order by `xid, seq`.
+/// The `WHERE` condition selecting rows after a cursor, for a table alias with `xid` and
+/// `seq` columns (a string literal); binds `$1` (the cursor's xid), `$2` (its seq) and `$3`
+/// (its start snapshot).
+///
+/// `after_cursor!("o", readable)`: the rows safe to read (order by `xid, seq`).
+/// `after_cursor!("o", held_back)`: the rows that have committed but wait behind an older
+/// transaction still running (the reader should look again shortly, not at its next
+/// notification). The two differ only in which side of the horizon they take.
 macro_rules! after_cursor {
-    ($alias:literal) => {
+    ($alias:literal, readable) => {
+        $crate::commit_order::after_cursor!(@horizon $alias, "<")
+    };
+    ($alias:literal, held_back) => {
+        $crate::commit_order::after_cursor!(@horizon $alias, ">=")
+    };
+    (@horizon $alias:literal, $cmp:literal) => {
         concat!(
             "(",
             $alias,
@@ -75,7 +86,9 @@ macro_rules! after_cursor {
             $alias,
             ".seq) > ($1::text::xid8, $2) AND ",
             $alias,
-            ".xid < pg_snapshot_xmin(pg_current_snapshot()) AND NOT pg_visible_in_snapshot(",
+            ".xid ",
+            $cmp,
+            " pg_snapshot_xmin(pg_current_snapshot()) AND NOT pg_visible_in_snapshot(",
             $alias,
             ".xid, $3::text::pg_snapshot)"
         )
@@ -83,28 +96,8 @@ macro_rules! after_cursor {
 }
 pub(crate) use after_cursor;
 
-/// The `WHERE` condition of rows after a cursor that have committed but wait behind an
-/// older transaction still running (the reader should look again shortly, not at its next
-/// notification); binds `$1`, `$2`, `$3` as [`after_cursor`].
-macro_rules! held_back {
-    ($alias:literal) => {
-        concat!(
-            "(",
-            $alias,
-            ".xid, ",
-            $alias,
-            ".seq) > ($1::text::xid8, $2) AND ",
-            $alias,
-            ".xid >= pg_snapshot_xmin(pg_current_snapshot()) AND NOT pg_visible_in_snapshot(",
-            $alias,
-            ".xid, $3::text::pg_snapshot)"
-        )
-    };
-}
-pub(crate) use held_back;
-
-/// Whether `sql` (an `EXISTS` over [`held_back`]) finds rows waiting behind an older
-/// transaction.
+/// Whether `sql` (an `EXISTS` over `after_cursor!(_, held_back)`) finds rows waiting
+/// behind an older transaction.
 ///
 /// # Errors
 /// The database.

@@ -5,44 +5,16 @@
 
 mod common;
 
-use common::{TestBank, bank, signed_up, staff};
+use common::{Customer, TestBank, bank, customer, staff};
 use coordinator::bank::{
-    AccountStatus, Actor, Bank, BankError, PaymentStatus, Principal, Recipient, Scope, SendRequest,
-    StaffRole, TxDirection,
+    AccountStatus, Actor, Bank, BankError, PaymentStatus, Recipient, Scope, SendRequest, StaffRole,
+    TxDirection,
 };
 use coordinator::ledger::system;
 use coordinator::{AccountId, PaymentId, Posting, Sats, WalletId};
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
-}
-
-struct Customer {
-    account: AccountId,
-    wallet: WalletId,
-    me: Principal,
-}
-
-async fn customer(b: &Bank, email: &str, deposit: u64) -> Customer {
-    let (_, account, me) = signed_up(b, email).await;
-    let wallet = b.account(account).await.unwrap().default_wallet_id;
-    if deposit > 0 {
-        let p = Posting::transfer(
-            system::MAIN_JOURNAL,
-            format!("deposit-{wallet}"),
-            system::BANK_ONCHAIN,
-            Bank::ledger_account(wallet),
-            sats(deposit).to_msats(),
-            "deposit",
-        )
-        .unwrap();
-        b.ledger().post(p).await.unwrap();
-    }
-    Customer {
-        account,
-        wallet,
-        me,
-    }
 }
 
 fn send(from: &Customer, to: Recipient, amount: u64, key: Option<&str>) -> SendRequest {

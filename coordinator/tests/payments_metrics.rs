@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bank, fund, signed_up};
-use coordinator::bank::{Bank, BankError, Recipient, SendRequest};
+use common::{bank, customer};
+use coordinator::Sats;
+use coordinator::bank::{BankError, Recipient, SendRequest};
 use coordinator::ops::metrics;
-use coordinator::{Sats, WalletId};
 
 fn counted(rendered: &str, state: &str) -> u64 {
     let prefix = format!("bastion_payments_finished_total{{state=\"{state}\"}} ");
@@ -26,37 +26,35 @@ async fn finished_payments_are_counted_by_state_once_each() {
     let handle = metrics::install().unwrap();
     let t = bank().await;
     let b = &t.bank;
-    let (_, alice_account, alice) = signed_up(b, "alice@example.com").await;
-    let (_, bob_account, _) = signed_up(b, "bob@example.com").await;
-    let wallet = |a| async move { b.account(a).await.unwrap().default_wallet_id };
-    let (alice_wallet, bob_wallet): (WalletId, WalletId) =
-        (wallet(alice_account).await, wallet(bob_account).await);
-    fund(b.ledger(), Bank::ledger_account(alice_wallet), 1_000_000).await;
+    let alice = customer(b, "alice@example.com", 1_000).await;
+    let bob = customer(b, "bob@example.com", 0).await;
 
     let send = |amount: u64, key: &str| SendRequest {
-        wallet_id: alice_wallet,
-        recipient: Recipient::Wallet(bob_wallet),
+        wallet_id: alice.wallet,
+        recipient: Recipient::Wallet(bob.wallet),
         amount: Sats::new(amount).unwrap(),
         memo: None,
         idempotency_key: Some(key.to_owned()),
     };
     for i in 0..3 {
-        b.send_internal(&alice, &send(100, &format!("ok-{i}")))
+        b.send_internal(&alice.me, &send(100, &format!("ok-{i}")))
             .await
             .unwrap();
     }
     // A replay is no new outcome.
-    b.send_internal(&alice, &send(100, "ok-0")).await.unwrap();
+    b.send_internal(&alice.me, &send(100, "ok-0"))
+        .await
+        .unwrap();
     for i in 0..2 {
         let refused = b
-            .send_internal(&alice, &send(5_000, &format!("no-{i}")))
+            .send_internal(&alice.me, &send(5_000, &format!("no-{i}")))
             .await;
         assert!(
             matches!(refused, Err(BankError::InsufficientBalance)),
             "{refused:?}"
         );
     }
-    b.send_internal(&alice, &send(5_000, "no-0"))
+    b.send_internal(&alice.me, &send(5_000, "no-0"))
         .await
         .unwrap_err();
 

@@ -8,31 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bank, second_instance, signed_up};
+use common::{Customer, bank, customer, second_instance};
 use coordinator::bank::{Bank, ResumeConfig};
 use coordinator::ledger::system;
 use coordinator::{Posting, Sats, WalletId};
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
-}
-
-async fn wallet(b: &Bank, email: &str, deposit: u64) -> (coordinator::AccountId, WalletId) {
-    let (_, account, _) = signed_up(b, email).await;
-    let wallet = b.account(account).await.unwrap().default_wallet_id;
-    if deposit > 0 {
-        let p = Posting::transfer(
-            system::MAIN_JOURNAL,
-            format!("deposit-{wallet}"),
-            system::BANK_ONCHAIN,
-            Bank::ledger_account(wallet),
-            sats(deposit).to_msats(),
-            "deposit",
-        )
-        .unwrap();
-        b.ledger().post(p).await.unwrap();
-    }
-    (account, wallet)
 }
 
 async fn balance(b: &Bank, w: WalletId) -> i64 {
@@ -45,13 +27,7 @@ async fn balance(b: &Bank, w: WalletId) -> i64 {
 }
 
 /// A PENDING payment as a crash leaves it, `age_secs` old.
-async fn stuck(
-    b: &Bank,
-    from: (coordinator::AccountId, WalletId),
-    to: WalletId,
-    amount: i64,
-    age_secs: i64,
-) -> uuid::Uuid {
+async fn stuck(b: &Bank, from: &Customer, to: WalletId, amount: i64, age_secs: i64) -> uuid::Uuid {
     let id = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO intraledger_payments (id, sender_account_id, sender_wallet_id, \
@@ -59,8 +35,8 @@ async fn stuck(
          VALUES ($1, $2, $3, $4, $5, 'x', 'PENDING', now() - make_interval(secs => $6))",
     )
     .bind(id)
-    .bind(from.0.as_uuid())
-    .bind(from.1.as_uuid())
+    .bind(from.account.as_uuid())
+    .bind(from.wallet.as_uuid())
     .bind(to.as_uuid())
     .bind(amount)
     .bind(age_secs as f64)
@@ -90,12 +66,12 @@ async fn one_instance_claims_a_payment_a_failing_one_waits_and_a_fresh_one_is_le
     let t = bank().await;
     let a = &t.bank;
     let b = second_instance(a).await;
-    let alice = wallet(a, "alice@example.com", 10_000).await;
-    let (_, bob) = wallet(a, "bob@example.com", 0).await;
-    let ok1 = stuck(a, alice, bob, 100, 60).await;
-    let ok2 = stuck(a, alice, bob, 200, 60).await;
-    let bad = stuck(a, alice, bob, 300, 60).await;
-    let fresh = stuck(a, alice, bob, 400, 0).await;
+    let alice = customer(a, "alice@example.com", 10_000).await;
+    let bob = customer(a, "bob@example.com", 0).await.wallet;
+    let ok1 = stuck(a, &alice, bob, 100, 60).await;
+    let ok2 = stuck(a, &alice, bob, 200, 60).await;
+    let bad = stuck(a, &alice, bob, 300, 60).await;
+    let fresh = stuck(a, &alice, bob, 400, 0).await;
     // The failing one: its external id was taken by another posting, so the ledger
     // answers with a conflict every time.
     let squatter = Posting::transfer(
@@ -132,7 +108,7 @@ async fn one_instance_claims_a_payment_a_failing_one_waits_and_a_fresh_one_is_le
         .unwrap();
     assert_eq!((third.claimed, third.failed), (1, 1));
     assert_eq!(balance(a, bob).await, 1 + 100 + 200);
-    assert_eq!(balance(a, alice.1).await, 10_000 - 300);
+    assert_eq!(balance(a, alice.wallet).await, 10_000 - 300);
 }
 
 #[tokio::test]
@@ -140,11 +116,11 @@ async fn two_instances_resuming_at_once_finish_each_payment_once() {
     let t = bank().await;
     let a = &t.bank;
     let b = second_instance(a).await;
-    let alice = wallet(a, "alice@example.com", 100_000).await;
-    let (_, bob) = wallet(a, "bob@example.com", 0).await;
+    let alice = customer(a, "alice@example.com", 100_000).await;
+    let bob = customer(a, "bob@example.com", 0).await.wallet;
     let mut ids = Vec::new();
     for i in 0..40 {
-        ids.push(stuck(a, alice, bob, 100 + i, 60).await);
+        ids.push(stuck(a, &alice, bob, 100 + i, 60).await);
     }
     let small = ResumeConfig {
         batch: 7,
@@ -178,8 +154,8 @@ async fn two_instances_resuming_at_once_finish_each_payment_once() {
 async fn the_running_resumer_finishes_payments_without_being_asked() {
     let t = bank().await;
     let a = &t.bank;
-    let alice = wallet(a, "alice@example.com", 10_000).await;
-    let (_, bob) = wallet(a, "bob@example.com", 0).await;
+    let alice = customer(a, "alice@example.com", 10_000).await;
+    let bob = customer(a, "bob@example.com", 0).await.wallet;
     let _resumer = a.spawn_payment_resumer(ResumeConfig {
         interval: Duration::from_millis(100),
         grace: Duration::from_millis(200),
@@ -187,7 +163,7 @@ async fn the_running_resumer_finishes_payments_without_being_asked() {
     });
     // Left PENDING while the resumer runs (not only at its start).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let id = stuck(a, alice, bob, 500, 0).await;
+    let id = stuck(a, &alice, bob, 500, 0).await;
     let mut done = false;
     for _ in 0..100 {
         if status(a, id).await == "SUCCESS" {

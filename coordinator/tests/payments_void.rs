@@ -9,22 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bank, fund, second_instance, signed_up};
+use common::{Customer, bank, customer, fund, second_instance};
 use coordinator::bank::{
-    Bank, BankError, PaymentResult, PaymentStatus, Principal, Recipient, ResumeConfig, SendRequest,
+    Bank, BankError, PaymentResult, PaymentStatus, Recipient, ResumeConfig, SendRequest,
 };
 use coordinator::{Sats, WalletId};
-
-struct Customer {
-    principal: Principal,
-    wallet: WalletId,
-}
-
-async fn customer(b: &Bank, email: &str) -> Customer {
-    let (_, account, principal) = signed_up(b, email).await;
-    let wallet = b.account(account).await.unwrap().default_wallet_id;
-    Customer { principal, wallet }
-}
 
 async fn credit(b: &Bank, w: WalletId, sats: u64) {
     fund(b.ledger(), Bank::ledger_account(w), sats * 1000).await;
@@ -52,7 +41,7 @@ async fn send(
         memo: None,
         idempotency_key: Some(key.to_owned()),
     };
-    b.send_internal(&from.principal, &request).await
+    b.send_internal(&from.me, &request).await
 }
 
 /// The payment's row once no finisher is at work on it: (status, ledger posting voided?,
@@ -87,8 +76,8 @@ async fn a_finisher_that_saw_the_payment_pending_cannot_pay_it_after_a_refusal()
     let t = bank().await;
     let a = &t.bank;
     let b = second_instance(a).await;
-    let alice = customer(a, "alice@example.com").await;
-    let bob = customer(a, "bob@example.com").await;
+    let alice = customer(a, "alice@example.com", 0).await;
+    let bob = customer(a, "bob@example.com", 0).await;
 
     assert!(matches!(
         send(a, &alice, bob.wallet, "k1").await,
@@ -145,11 +134,11 @@ async fn a_refusal_racing_a_retry_after_a_credit_never_contradicts_the_ledger() 
     let t = bank().await;
     let a = &t.bank;
     let b = second_instance(a).await;
-    let bob = customer(a, "bob@example.com").await;
+    let bob = customer(a, "bob@example.com", 0).await;
     let rounds = 30;
     let (mut paid, mut refused, mut refused_then_found_paid) = (0, 0, 0);
     for i in 0..rounds {
-        let alice = customer(a, &format!("alice{i}@example.com")).await;
+        let alice = customer(a, &format!("alice{i}@example.com"), 0).await;
         let key = format!("race-{i}");
         let (first, retry) = tokio::join!(send(a, &alice, bob.wallet, &key), async {
             tokio::time::sleep(Duration::from_micros(300 * (i % 7))).await;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use system_tests::bank_process::{Coordinator, sibling_binary, with_database};
-use system_tests::transfer_load::{Answer, User, send_input, send_until_final, sign_up};
+use system_tests::transfer_load::{
+    Answer, User, send_input, send_until_final, sign_up, write_high_limits,
+};
 use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
 
@@ -30,11 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let db_url = with_database(&admin_url, db.name())?;
     let dir = tempfile::tempdir()?;
     let limits = dir.path().join("limits.toml");
-    let high = "{ internal_send = 1000000000, withdrawal = 0 }";
-    std::fs::write(
-        &limits,
-        format!("level0 = {high}\nlevel1 = {high}\nlevel2 = {high}\nlevel3 = {high}\n"),
-    )?;
+    write_high_limits(&limits)?;
     let args = [OsStr::new("--limits"), limits.as_os_str()];
     let first =
         Coordinator::serve_with(&binary, &db_url, &args, &dir.path().join("c0.log")).await?;

@@ -2,6 +2,7 @@
 //! users signed up and funded, and a send that retries with its idempotency key until an
 //! instance gives a final answer. Shared by the failover test and the replicas bench.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -89,6 +90,20 @@ pub async fn sign_up(
         });
     }
     Ok(users)
+}
+
+/// Writes a limits file (for `coordinator serve --limits`) high enough at every level that
+/// only balances refuse a send.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_high_limits(path: &Path) -> anyhow::Result<()> {
+    let high = "{ internal_send = 1000000000, withdrawal = 0 }";
+    std::fs::write(
+        path,
+        format!("level0 = {high}\nlevel1 = {high}\nlevel2 = {high}\nlevel3 = {high}\n"),
+    )
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The variables of a send of `amount` sats.

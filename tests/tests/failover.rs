@@ -20,7 +20,9 @@ use bitcoin::secp256k1::rand::rngs::StdRng;
 use bitcoin::secp256k1::rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use system_tests::bank_process::{Coordinator, ledger_verify, sibling_binary, with_database};
-use system_tests::transfer_load::{Answer, Retry, User, send_input, send_until_final, sign_up};
+use system_tests::transfer_load::{
+    Answer, Retry, User, send_input, send_until_final, sign_up, write_high_limits,
+};
 use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
 
@@ -69,13 +71,8 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
         .await
         .context("creating a scratch database (is PostgreSQL at DATABASE_URL?)")?;
     let db_url = with_database(&admin_url, db.name())?;
-    // Limits high enough that only balances refuse.
     let limits = dir.join("limits.toml");
-    let high = "{ internal_send = 1000000000, withdrawal = 0 }";
-    std::fs::write(
-        &limits,
-        format!("level0 = {high}\nlevel1 = {high}\nlevel2 = {high}\nlevel3 = {high}\n"),
-    )?;
+    write_high_limits(&limits)?;
     let logs = [dir.join("coordinator-0.log"), dir.join("coordinator-1.log")];
     let start = |i: usize| {
         let (binary, db_url, limits, log) = (&binary, &db_url, &limits, &logs[i]);

@@ -15,22 +15,7 @@ impl Bank {
         role: StaffRole,
     ) -> Result<StaffId, BankError> {
         let hash = self.hash(password.secret()).await?;
-        let id = StaffId::new();
-        let n = sqlx::query(
-            "INSERT INTO staff (id, email, password_hash, role) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id.as_uuid())
-        .bind(email.as_str())
-        .bind(hash)
-        .bind(role.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(BankError::IdentityTaken);
-        }
-        Ok(id)
+        staff_admin::insert_staff(&self.pool, email, hash, role).await
     }
 
     /// Staff login.

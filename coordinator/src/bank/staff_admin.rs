@@ -34,6 +34,20 @@ pub async fn create_staff(
     let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&secret, cost))
         .await
         .map_err(|e| BankError::Corrupt(e.to_string()))??;
+    insert_staff(pool, email, hash, role).await
+}
+
+/// Stores a new staff member with an already hashed password: the one INSERT behind both
+/// the admin tool and [`Bank::create_staff`].
+///
+/// # Errors
+/// [`BankError::IdentityTaken`] if the e-mail is taken; [`BankError::Database`].
+pub(super) async fn insert_staff(
+    pool: &PgPool,
+    email: &Email,
+    password_hash: String,
+    role: StaffRole,
+) -> Result<StaffId, BankError> {
     let id = StaffId::new();
     let n = sqlx::query(
         "INSERT INTO staff (id, email, password_hash, role) VALUES ($1, $2, $3, $4) \
@@ -41,7 +55,7 @@ pub async fn create_staff(
     )
     .bind(id.as_uuid())
     .bind(email.as_str())
-    .bind(hash)
+    .bind(password_hash)
     .bind(role.as_str())
     .execute(pool)
     .await?

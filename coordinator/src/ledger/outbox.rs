@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::LedgerError;
 use super::{StoredEntry, corrupt, parse_msats};
-use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back, held_back};
+use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back};
 use crate::ids::{LedgerAccountId, TransactionId};
 
 /// The event type of a posted transaction.
@@ -34,7 +34,7 @@ pub struct OutboxEvent {
 const READ_EVENTS: &str = concat!(
     "SELECT o.xid::text::bigint AS xid, o.seq, o.event_type, o.transaction_id, t.external_id \
      FROM ledger_outbox o JOIN ledger_transactions t ON t.id = o.transaction_id WHERE ",
-    after_cursor!("o"),
+    after_cursor!("o", readable),
     " ORDER BY o.xid, o.seq LIMIT $4"
 );
 
@@ -91,7 +91,7 @@ pub async fn read_outbox(
 
 const HELD_BACK: &str = concat!(
     "SELECT EXISTS (SELECT 1 FROM ledger_outbox o WHERE ",
-    held_back!("o"),
+    after_cursor!("o", held_back),
     ")"
 );
 

@@ -8,7 +8,9 @@ use coordinator::bank::{
     StaffPrincipal, StaffRole,
 };
 use coordinator::ledger::{NewAccount, system};
-use coordinator::{AccountId, Ledger, LedgerAccountId, LedgerConfig, Msats, Posting};
+use coordinator::{
+    AccountId, Ledger, LedgerAccountId, LedgerConfig, Msats, Posting, Sats, WalletId,
+};
 use test_support::ScratchDatabase;
 
 pub struct TestLedger {
@@ -144,6 +146,40 @@ pub async fn signed_up(bank: &Bank, who: &str) -> (Secret, AccountId, Principal)
         .await
         .expect("test helper");
     (session.token, account, principal)
+}
+
+/// A signed-up user with their default wallet.
+pub struct Customer {
+    pub account: AccountId,
+    pub wallet: WalletId,
+    pub me: Principal,
+}
+
+/// A signed-up user whose default wallet holds `deposit` sats.
+pub async fn customer(bank: &Bank, email: &str, deposit: u64) -> Customer {
+    let (_, account, me) = signed_up(bank, email).await;
+    let wallet = bank
+        .account(account)
+        .await
+        .expect("test helper")
+        .default_wallet_id;
+    if deposit > 0 {
+        let p = Posting::transfer(
+            system::MAIN_JOURNAL,
+            format!("deposit-{wallet}"),
+            system::BANK_ONCHAIN,
+            Bank::ledger_account(wallet),
+            Sats::new(deposit).expect("test amount in range").to_msats(),
+            "deposit",
+        )
+        .expect("valid posting");
+        bank.ledger().post(p).await.expect("deposit posts");
+    }
+    Customer {
+        account,
+        wallet,
+        me,
+    }
 }
 
 pub async fn staff(bank: &Bank, email: &str, role: StaffRole) -> StaffPrincipal {

@@ -58,6 +58,26 @@ async fn alert(pool: &PgPool, id: Uuid) -> Result<DepositAlert, DepositError> {
         .ok_or(DepositError::NotFound { what: "alert" })
 }
 
+/// Whether `a` is already resolved as `wanted` (asking again answers the same); `false`
+/// while it is open.
+///
+/// # Errors
+/// [`DepositError::AlreadyResolved`] if it was resolved the other way, which cannot change.
+fn resolved_as(a: &DepositAlert, wanted: AlertResolution) -> Result<bool, DepositError> {
+    match a.resolution {
+        None => Ok(false),
+        Some(r) if r == wanted => Ok(true),
+        Some(other) => Err(DepositError::AlreadyResolved {
+            alert: a.id,
+            resolution: match other {
+                AlertResolution::Reversed => "REVERSED",
+                AlertResolution::Dismissed => "DISMISSED",
+            }
+            .into(),
+        }),
+    }
+}
+
 pub(in crate::deposits) async fn reverse(
     pool: &PgPool,
     ledger: &Ledger,
@@ -66,15 +86,8 @@ pub(in crate::deposits) async fn reverse(
     reason: &str,
 ) -> Result<DepositAlert, DepositError> {
     let a = alert(pool, id).await?;
-    match a.resolution {
-        Some(AlertResolution::Reversed) => return Ok(a),
-        Some(AlertResolution::Dismissed) => {
-            return Err(DepositError::AlreadyResolved {
-                alert: id,
-                resolution: "DISMISSED".into(),
-            });
-        }
-        None => {}
+    if resolved_as(&a, AlertResolution::Reversed)? {
+        return Ok(a);
     }
     let d = &a.deposit;
     let posting = Posting::transfer(
@@ -121,15 +134,8 @@ pub(in crate::deposits) async fn dismiss(
     reason: &str,
 ) -> Result<DepositAlert, DepositError> {
     let a = alert(pool, id).await?;
-    match a.resolution {
-        Some(AlertResolution::Dismissed) => return Ok(a),
-        Some(AlertResolution::Reversed) => {
-            return Err(DepositError::AlreadyResolved {
-                alert: id,
-                resolution: "REVERSED".into(),
-            });
-        }
-        None => {}
+    if resolved_as(&a, AlertResolution::Dismissed)? {
+        return Ok(a);
     }
     sqlx::query(
         "UPDATE deposit_alerts SET resolution = 'DISMISSED', resolved_by = $2, \
@@ -140,12 +146,8 @@ pub(in crate::deposits) async fn dismiss(
     .bind(reason)
     .execute(pool)
     .await?;
+    // If another operator reversed it meanwhile, the UPDATE changed nothing: say so.
     let a = alert(pool, id).await?;
-    if a.resolution == Some(AlertResolution::Reversed) {
-        return Err(DepositError::AlreadyResolved {
-            alert: id,
-            resolution: "REVERSED".into(),
-        });
-    }
+    resolved_as(&a, AlertResolution::Dismissed)?;
     Ok(a)
 }

@@ -4,7 +4,7 @@
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back, held_back};
+use crate::commit_order::{CommitCursor, CommitPosition, after_cursor, any_held_back};
 use crate::ids::WalletId;
 
 /// One recorded deposit event.
@@ -23,7 +23,7 @@ pub struct DepositEventRecord {
 const READ_EVENTS: &str = concat!(
     "SELECT e.xid::text::bigint AS xid, e.seq, e.deposit_id, e.wallet_id, e.kind \
      FROM deposit_events e WHERE ",
-    after_cursor!("e"),
+    after_cursor!("e", readable),
     " ORDER BY e.xid, e.seq LIMIT $4"
 );
 
@@ -60,7 +60,7 @@ pub async fn read_deposit_events(
 
 const HELD_BACK: &str = concat!(
     "SELECT EXISTS (SELECT 1 FROM deposit_events e WHERE ",
-    held_back!("e"),
+    after_cursor!("e", held_back),
     ")"
 );
 
