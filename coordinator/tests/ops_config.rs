@@ -143,6 +143,12 @@ fn bad_values_fail_and_are_named() {
             "api.forwarded_header",
         ),
         ("COORDINATOR_API__BIND", "not-an-address", "api.bind"),
+        (
+            "COORDINATOR_BANK__RESUME__LEASE_SECONDS",
+            "0",
+            "bank.resume.lease_seconds",
+        ),
+        ("COORDINATOR_BANK__RESUME__BATCH", "-3", "bank.resume.batch"),
     ] {
         let (code, out, err) = run(&["config", "check"], &[(var, value)]);
         assert_ne!(code, 0, "{var}={value} was accepted: {out}");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::secret::DatabaseUrl;
 use crate::api::{ApiConfig, ForwardedHeader, RateLimitConfig, WsConfig};
-use crate::bank::{BankConfig, LimitsConfig, PasswordCost};
+use crate::bank::{BankConfig, LimitsConfig, PasswordCost, ResumeConfig};
 use crate::deposits::OnchainFile;
 use crate::ledger::LedgerConfig;
 use crate::notify::NotifierConfig;
@@ -243,6 +243,34 @@ pub struct BankSection {
     pub password_cost: PasswordCost,
     /// Limits per KYC level over a rolling 24 hours, satoshis.
     pub limits: LimitsConfig,
+    /// The resumer of payments left PENDING.
+    pub resume: ResumeSection,
+}
+
+/// `[bank.resume]`: every instance claims payments left PENDING and finishes them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResumeSection {
+    /// Seconds between two passes.
+    pub interval_seconds: u64,
+    /// Age in seconds below which a PENDING payment is left to the instance making it.
+    pub grace_seconds: u64,
+    /// Seconds a claim keeps the other instances away.
+    pub lease_seconds: u64,
+    /// Most payments claimed per pass.
+    pub batch: u32,
+}
+
+impl Default for ResumeSection {
+    fn default() -> Self {
+        let r = ResumeConfig::default();
+        ResumeSection {
+            interval_seconds: r.interval.as_secs(),
+            grace_seconds: r.grace.as_secs(),
+            lease_seconds: r.lease.as_secs(),
+            batch: u32::try_from(r.batch).unwrap_or(100),
+        }
+    }
 }
 
 impl Default for BankSection {
@@ -255,6 +283,7 @@ impl Default for BankSection {
             max_code_attempts: u32::try_from(b.max_code_attempts).unwrap_or(5),
             password_cost: b.password_cost,
             limits: b.limits,
+            resume: ResumeSection::default(),
         }
     }
 }
@@ -352,6 +381,10 @@ impl Config {
         if i32::try_from(self.bank.max_code_attempts).is_err() {
             return Err(invalid("bank.max_code_attempts", "too large"));
         }
+        let resume = &self.bank.resume;
+        positive("bank.resume.interval_seconds", resume.interval_seconds)?;
+        positive("bank.resume.lease_seconds", resume.lease_seconds)?;
+        positive("bank.resume.batch", resume.batch.into())?;
         let cost = self.bank.password_cost;
         argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| invalid("bank.password_cost", e.to_string()))?;
@@ -444,6 +477,17 @@ impl Config {
             max_code_attempts: i32::try_from(b.max_code_attempts).unwrap_or(i32::MAX),
             password_cost: b.password_cost,
             auth_cache_ttl: Duration::from_secs(self.api.auth_cache_seconds),
+        }
+    }
+
+    /// The payment resumer's configuration.
+    pub fn resume_config(&self) -> ResumeConfig {
+        let r = &self.bank.resume;
+        ResumeConfig {
+            interval: Duration::from_secs(r.interval_seconds),
+            grace: Duration::from_secs(r.grace_seconds),
+            lease: Duration::from_secs(r.lease_seconds),
+            batch: r.batch.into(),
         }
     }
 

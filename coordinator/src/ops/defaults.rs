@@ -150,6 +150,24 @@ const DOCS: &[(&str, &str)] = &[
         "Limits per KYC level over a rolling 24 hours, in satoshis (--limits FILE replaces\n\
          the whole table with the file's level0..level3).",
     ),
+    (
+        "bank.resume",
+        "Payments left PENDING (a crash, a ledger outage) are claimed and finished by any\n\
+         live instance, continuously.",
+    ),
+    (
+        "bank.resume.interval_seconds",
+        "Seconds between two passes.",
+    ),
+    (
+        "bank.resume.grace_seconds",
+        "Age in seconds below which a PENDING payment is left to the instance making it.",
+    ),
+    (
+        "bank.resume.lease_seconds",
+        "Seconds a claim keeps the other instances away (it lapses if its instance dies).",
+    ),
+    ("bank.resume.batch", "Most payments claimed per pass."),
     ("bank.limits.level0", "Level 0: no identity checked."),
     ("bank.limits.level1", "Level 1."),
     ("bank.limits.level2", "Level 2."),

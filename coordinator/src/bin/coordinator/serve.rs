@@ -144,7 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bank = Bank::new(ledger.clone(), notifier_impl, config.bank_config());
     // Payments left PENDING by any instance (a crash, a ledger outage) are claimed and
     // finished by a live one, now and continuously.
-    let _resumer = bank.spawn_payment_resumer(coordinator::bank::ResumeConfig::default());
+    let _resumer = bank.spawn_payment_resumer(config.resume_config());
     let mut state = coordinator::api::AppState::new(bank, api);
     // Deposits: the driver runs in every instance; one at a time holds its lease.
     let driver = match &config.onchain {
