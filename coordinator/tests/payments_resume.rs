@@ -8,22 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Customer, bank, customer, second_instance};
+use common::{Customer, bank, customer, second_instance, settled_sats};
 use coordinator::bank::{Bank, ResumeConfig};
 use coordinator::ledger::system;
 use coordinator::{Posting, Sats, WalletId};
 
 fn sats(v: u64) -> Sats {
     Sats::new(v).unwrap()
-}
-
-async fn balance(b: &Bank, w: WalletId) -> i64 {
-    b.ledger()
-        .balance(Bank::ledger_account(w))
-        .await
-        .unwrap()
-        .settled
-        / 1000
 }
 
 /// A PENDING payment as a crash leaves it, `age_secs` old.
@@ -107,8 +98,8 @@ async fn one_instance_claims_a_payment_a_failing_one_waits_and_a_fresh_one_is_le
         .await
         .unwrap();
     assert_eq!((third.claimed, third.failed), (1, 1));
-    assert_eq!(balance(a, bob).await, 1 + 100 + 200);
-    assert_eq!(balance(a, alice.wallet).await, 10_000 - 300);
+    assert_eq!(settled_sats(a, bob).await, 1 + 100 + 200);
+    assert_eq!(settled_sats(a, alice.wallet).await, 10_000 - 300);
 }
 
 #[tokio::test]
@@ -146,7 +137,7 @@ async fn two_instances_resuming_at_once_finish_each_payment_once() {
         assert_eq!(status(a, id).await, "SUCCESS");
     }
     let expected: i64 = (0..40).map(|i| 100 + i).sum();
-    assert_eq!(balance(a, bob).await, expected);
+    assert_eq!(settled_sats(a, bob).await, expected);
     assert!(a.ledger().verify().await.unwrap().is_ok());
 }
 
@@ -173,5 +164,5 @@ async fn the_running_resumer_finishes_payments_without_being_asked() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(done, "the resumer finished the payment");
-    assert_eq!(balance(a, bob).await, 500);
+    assert_eq!(settled_sats(a, bob).await, 500);
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Customer, bank, customer, fund, second_instance};
+use common::{Customer, bank, customer, fund, second_instance, settled_sats};
 use coordinator::bank::{
     Bank, BankError, PaymentResult, PaymentStatus, Recipient, ResumeConfig, SendRequest,
 };
@@ -17,15 +17,6 @@ use coordinator::{Sats, WalletId};
 
 async fn credit(b: &Bank, w: WalletId, sats: u64) {
     fund(b.ledger(), Bank::ledger_account(w), sats * 1000).await;
-}
-
-async fn balance(b: &Bank, w: WalletId) -> i64 {
-    b.ledger()
-        .balance(Bank::ledger_account(w))
-        .await
-        .unwrap()
-        .settled
-        / 1000
 }
 
 async fn send(
@@ -110,8 +101,8 @@ async fn a_finisher_that_saw_the_payment_pending_cannot_pay_it_after_a_refusal()
     let report = b.resume_claimed_payments(&eager).await.unwrap();
     assert_eq!((report.claimed, report.finished), (1, 1));
     assert_eq!(settled_state(a, "k1").await, ("FAILURE".into(), true, 0));
-    assert_eq!(balance(a, alice.wallet).await, 1_000);
-    assert_eq!(balance(a, bob.wallet).await, 0);
+    assert_eq!(settled_sats(a, alice.wallet).await, 1_000);
+    assert_eq!(settled_sats(a, bob.wallet).await, 0);
     // The refused amount left the window again, once.
     let window: i64 = sqlx::query_scalar(
         "SELECT internal_sent_window FROM accounts a JOIN wallets w ON w.account_id = a.id \
@@ -159,7 +150,7 @@ async fn a_refusal_racing_a_retry_after_a_credit_never_contradicts_the_ledger() 
                         "round {i}: paid, but a finisher said {r:?}"
                     );
                 }
-                assert_eq!(balance(a, alice.wallet).await, 0);
+                assert_eq!(settled_sats(a, alice.wallet).await, 0);
                 if matches!(first, Ok(ref p) if p.status == PaymentStatus::AlreadyPaid) {
                     refused_then_found_paid += 1;
                 }
@@ -173,7 +164,7 @@ async fn a_refusal_racing_a_retry_after_a_credit_never_contradicts_the_ledger() 
                         "round {i}: refused, but a finisher said {r:?}"
                     );
                 }
-                assert_eq!(balance(a, alice.wallet).await, 500);
+                assert_eq!(settled_sats(a, alice.wallet).await, 500);
                 refused += 1;
             }
             other => panic!("round {i}: status {other}"),
@@ -183,7 +174,7 @@ async fn a_refusal_racing_a_retry_after_a_credit_never_contradicts_the_ledger() 
         "{rounds} rounds: {paid} paid ({refused_then_found_paid} by the retry after the first \
          finisher was refused), {refused} refused"
     );
-    assert_eq!(balance(a, bob.wallet).await, 500 * paid);
+    assert_eq!(settled_sats(a, bob.wallet).await, 500 * paid);
     let report = a.ledger().verify().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.violations);
 }

@@ -215,3 +215,13 @@ pub async fn second_instance(bank: &Bank) -> Bank {
     };
     Bank::new(ledger, Arc::new(OutboxNotifier::new(pool)), config)
 }
+
+/// A wallet's settled balance, whole satoshis.
+pub async fn settled_sats(bank: &Bank, wallet: WalletId) -> i64 {
+    bank.ledger()
+        .balance(Bank::ledger_account(wallet))
+        .await
+        .expect("balance")
+        .settled
+        / 1000
+}
