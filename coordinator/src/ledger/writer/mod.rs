@@ -10,16 +10,15 @@
 //!
 //! Every instance runs one writer (docs/adr/0013-ledger-writer-per-instance.md): the
 //! version check makes the database the arbiter. A batch that meets a balance another
-//! instance moved is rolled back whole, its accounts are read again and it is planned
-//! again; a refusal that depends on a balance is confirmed against the stored balance
-//! before it is answered.
+//! instance moved is rolled back whole and planned again inside a transaction that holds
+//! its accounts' balance rows (so it conflicts at most once); a refusal that depends on a
+//! balance is confirmed against the stored balance before it is answered.
 
 mod plan;
 mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -279,13 +278,29 @@ impl Writer {
             return Err((batch, f));
         }
         let mut todo: Vec<(usize, Request)> = batch.into_iter().enumerate().collect();
-        let mut conflicts = 0u32;
+        // Optimistic rounds (one statement, no lock held between statements) until one
+        // conflicts; then rounds under the balance rows' locks, which cannot conflict. A
+        // writer that only retried would starve while another keeps committing to a hot
+        // account: each retry finds a newer version.
+        let mut locked = false;
         for _round in 0..MAX_ROUNDS {
+            if locked && let Err(f) = self.begin_locked(&todo).await {
+                return Err((todo.into_iter().map(|(_, r)| r).collect(), f));
+            }
             let plan = self.plan(std::mem::take(&mut todo), deferred);
+            if locked && plan.accepted.is_empty() {
+                // Nothing to write: release the locks before answering.
+                if let Err(e) = self.end_locked(Ok(())).await {
+                    return Err((all_requests(plan), Failure::from_sqlx(&e)));
+                }
+            }
             if !plan.accepted.is_empty() {
                 let now = Utc::now();
                 let started = std::time::Instant::now();
-                let written = self.write(&plan, now).await;
+                let mut written = self.write(&plan, now).await;
+                if locked {
+                    written = self.end_locked(written).await;
+                }
                 metrics::histogram!("bastion_ledger_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 match written {
@@ -342,24 +357,11 @@ impl Writer {
                     }
                     Err(e) if is_version_conflict(&e) => {
                         // Another instance moved a balance this batch touches: nothing was
-                        // written. Read the batch's accounts again and plan it again.
+                        // written. Plan it again on the balances read under their locks.
                         metrics::counter!("bastion_ledger_conflicts_total").increment(1);
                         self.stats.conflicted();
-                        conflicts += 1;
-                        let accounts: HashSet<LedgerAccountId> =
-                            plan.overlay.keys().copied().collect();
                         todo = all_requests_ordered(plan);
-                        if let Err(f) = self.load(accounts.into_iter()).await {
-                            return Err((todo.into_iter().map(|(_, r)| r).collect(), f));
-                        }
-                        if conflicts > 2 {
-                            // Two instances on one hot account: step aside for a moment so
-                            // that the other's batch commits rather than both retrying.
-                            tokio::time::sleep(Duration::from_micros(
-                                200 * u64::from(conflicts.min(10)),
-                            ))
-                            .await;
-                        }
+                        locked = true;
                         continue;
                     }
                     Err(e) => return Err((all_requests(plan), Failure::from_sqlx(&e))),
@@ -369,8 +371,14 @@ impl Writer {
             // unless the rejected posting is a replay of an earlier one.
             if !plan.rejected.is_empty() {
                 // A refusal planned on a balance another instance has since moved may be
-                // wrong: plan it again on the stored balance.
-                match self.refusals_stale(&plan.rejected).await {
+                // wrong: plan it again on the stored balance. One planned under the locks
+                // was right when it was made.
+                let stale = if locked {
+                    Ok(false)
+                } else {
+                    self.refusals_stale(&plan.rejected).await
+                };
+                match stale {
                     Ok(false) => {}
                     Ok(true) => {
                         todo = plan.rejected.into_iter().map(|(o, r, _)| (o, r)).collect();

@@ -1,15 +1,15 @@
 //! The writer's side of the database: its connection, reading balances and journals into
 //! the cache, the one statement that commits a batch, and telling its failures apart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Executor, Row};
 use uuid::Uuid;
 
-use super::Writer;
 use super::plan::{CachedAccount, Plan};
+use super::{Request, Writer};
 use crate::ids::{JournalId, LedgerAccountId, TransactionId};
 use crate::ledger::error::LedgerError;
 
@@ -119,6 +119,15 @@ SELECT ledger_assert((SELECT count(*) FROM bal) = cardinality($15::uuid[]),
                      'a balance was not at the expected version')
 "#;
 
+const LOAD: &str = "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, b.settled, \
+     b.pending, b.version FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
+     WHERE a.id = ANY($1)";
+
+const LOAD_LOCKED: &str = "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, \
+     b.settled, b.pending, b.version \
+     FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
+     WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF b";
+
 impl Writer {
     pub(super) async fn reload_journals(&mut self) -> Result<(), Failure> {
         let conn = self.conn()?;
@@ -135,20 +144,66 @@ impl Writer {
         &mut self,
         ids: impl Iterator<Item = LedgerAccountId>,
     ) -> Result<(), Failure> {
+        self.read_balances(ids, LOAD).await
+    }
+
+    /// Opens a transaction, locks the balance rows of every account the requests name (in
+    /// account order, as the batch statement does) and reads them into the cache: a batch
+    /// planned on them and written before [`Writer::end_locked`] cannot conflict.
+    pub(super) async fn begin_locked(
+        &mut self,
+        requests: &[(usize, Request)],
+    ) -> Result<(), Failure> {
+        let ids: HashSet<LedgerAccountId> = requests
+            .iter()
+            .flat_map(|(_, r)| r.posting.entries().iter().map(|e| e.account_id))
+            .collect();
+        let conn = self.conn()?;
+        conn.execute("BEGIN")
+            .await
+            .map_err(|e| Failure::from_sqlx(&e))?;
+        let read = self.read_balances(ids.into_iter(), LOAD_LOCKED).await;
+        if read.is_err()
+            && let Some(conn) = self.conn.as_mut()
+        {
+            // Leave no transaction open (aborted, it would refuse every later statement);
+            // a connection that cannot even roll back is dropped by the failure.
+            let _ = conn.execute("ROLLBACK").await;
+        }
+        read
+    }
+
+    /// Ends the transaction of [`Writer::begin_locked`]: commits what `written` wrote, or
+    /// rolls back after its error (which is returned as it was).
+    pub(super) async fn end_locked(
+        &mut self,
+        written: Result<(), sqlx::Error>,
+    ) -> Result<(), sqlx::Error> {
+        let conn = self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        match written {
+            Ok(()) => conn.execute("COMMIT").await.map(|_| ()),
+            Err(e) => {
+                conn.execute("ROLLBACK").await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read_balances(
+        &mut self,
+        ids: impl Iterator<Item = LedgerAccountId>,
+        query: &'static str,
+    ) -> Result<(), Failure> {
         let ids: Vec<Uuid> = ids.map(|id| id.as_uuid()).collect();
         if ids.is_empty() {
             return Ok(());
         }
         let conn = self.conn()?;
-        let rows = sqlx::query(
-            "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, b.settled, b.pending, \
-             b.version FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
-             WHERE a.id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| Failure::from_sqlx(&e))?;
+        let rows = sqlx::query(query)
+            .bind(&ids)
+            .fetch_all(conn)
+            .await
+            .map_err(|e| Failure::from_sqlx(&e))?;
         for row in rows {
             let parsed = (|| -> Result<(LedgerAccountId, CachedAccount), String> {
                 let id: Uuid = row.try_get("id").map_err(|e| e.to_string())?;
