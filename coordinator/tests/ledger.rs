@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fund, ledger, ledger_with, msats, transfer, user};
+use common::{fund, ledger, ledger_with, msats, second_writer, transfer, user};
 use coordinator::ledger::{
     AccountKind, Currency, Direction, HistoryCursor, Layer, LedgerConfig, NewAccount, PostingError,
     Violation, system,
@@ -523,9 +523,7 @@ async fn a_writer_whose_cache_another_instance_made_stale_posts_correctly() {
     let t = ledger().await;
     let a = &t.ledger;
     // A second instance's writer on the same database.
-    let b = Ledger::start(a.pool().clone(), LedgerConfig::default())
-        .await
-        .unwrap();
+    let b = second_writer(a).await;
     let alice = user(a, "alice").await;
     let bob = user(a, "bob").await;
     fund(a, alice, 1_000).await;
@@ -561,12 +559,7 @@ async fn a_writer_whose_cache_another_instance_made_stale_posts_correctly() {
 #[tokio::test]
 async fn two_writers_under_concurrent_load_keep_the_books_exact() {
     let t = ledger().await;
-    let writers = [
-        t.ledger.clone(),
-        Ledger::start(t.ledger.pool().clone(), LedgerConfig::default())
-            .await
-            .unwrap(),
-    ];
+    let writers = [t.ledger.clone(), second_writer(&t.ledger).await];
     let l = &t.ledger;
     // A hot merchant every payer pays, and payers that also pay each other.
     let merchant = user(l, "merchant").await;
@@ -628,12 +621,7 @@ async fn two_writers_under_concurrent_load_keep_the_books_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_on_one_hot_account_starve_neither() {
     let t = ledger().await;
-    let writers = [
-        t.ledger.clone(),
-        Ledger::start(t.ledger.pool().clone(), LedgerConfig::default())
-            .await
-            .unwrap(),
-    ];
+    let writers = [t.ledger.clone(), second_writer(&t.ledger).await];
     let l = &t.ledger;
     let merchant = user(l, "merchant").await;
     let mut set = tokio::task::JoinSet::new();

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{fund, ledger, transfer, user};
+use common::{fund, ledger, second_writer, transfer, user};
+use coordinator::LedgerError;
 use coordinator::ledger::{Violation, VoidOutcome, system};
-use coordinator::{Ledger, LedgerConfig, LedgerError};
 
 #[tokio::test]
 async fn a_void_external_id_is_never_posted() {
@@ -86,9 +86,7 @@ async fn voiding_a_posted_external_id_names_the_posting_and_changes_nothing() {
 async fn a_void_racing_a_posting_on_another_instance_has_one_winner() {
     let t = ledger().await;
     let l = t.ledger.clone();
-    let other = Ledger::start(l.pool().clone(), LedgerConfig::default())
-        .await
-        .unwrap();
+    let other = second_writer(&l).await;
     let alice = user(&l, "alice").await;
     let bob = user(&l, "bob").await;
     fund(&l, alice, 1_000_000).await;

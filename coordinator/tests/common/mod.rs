@@ -206,9 +206,7 @@ pub async fn staff(bank: &Bank, email: &str, role: StaffRole) -> StaffPrincipal 
 /// bank, as another replica has.
 pub async fn second_instance(bank: &Bank) -> Bank {
     let pool = bank.ledger().pool().clone();
-    let ledger = Ledger::start(pool.clone(), LedgerConfig::default())
-        .await
-        .expect("second ledger writer");
+    let ledger = second_writer(bank.ledger()).await;
     let config = BankConfig {
         password_cost: PasswordCost::insecure_for_tests(),
         ..BankConfig::default()
@@ -224,4 +222,11 @@ pub async fn settled_sats(bank: &Bank, wallet: WalletId) -> i64 {
         .expect("balance")
         .settled
         / 1000
+}
+
+/// Another instance's ledger writer on the same database as `ledger`.
+pub async fn second_writer(ledger: &Ledger) -> Ledger {
+    Ledger::start(ledger.pool().clone(), LedgerConfig::default())
+        .await
+        .expect("second ledger writer")
 }
