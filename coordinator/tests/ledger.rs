@@ -10,7 +10,7 @@ use coordinator::ledger::{
     AccountKind, Currency, Direction, HistoryCursor, Layer, LedgerConfig, NewAccount, PostingError,
     Violation, system,
 };
-use coordinator::{Ledger, LedgerError, Posting};
+use coordinator::{LedgerError, Posting};
 
 #[tokio::test]
 async fn transfer_moves_money_and_writes_everything_once() {
