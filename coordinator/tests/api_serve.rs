@@ -10,19 +10,6 @@ use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
 async fn http(addr: &str, request: &str) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     s.write_all(request.as_bytes()).await.ok()?;
@@ -36,7 +23,7 @@ async fn serve_answers_and_stops_on_sigterm() {
     let db = ScratchDatabase::create(&database_url_from_env(), "coordinator_serve")
         .await
         .expect("PostgreSQL must be reachable at DATABASE_URL");
-    let url = with_database(&database_url_from_env(), db.name());
+    let url = db.url();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -109,17 +96,4 @@ async fn serve_answers_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
-}
-
-#[test]
-fn database_names_are_replaced_in_urls() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "y"),
-        "postgres://u:p@h/y?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h:1", "z"), "postgres://h:1/z");
 }

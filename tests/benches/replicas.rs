@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use system_tests::bank_process::{Coordinator, sibling_binary, with_database};
+use system_tests::bank_process::{Coordinator, sibling_binary};
 use system_tests::transfer_load::{
     Answer, User, send_input, send_until_final, sign_up, write_high_limits,
 };
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let binary = sibling_binary("coordinator")?;
     let admin_url = database_url_from_env();
     let db = ScratchDatabase::create(&admin_url, "replicas_bench").await?;
-    let db_url = with_database(&admin_url, db.name())?;
+    let db_url = db.url();
     let dir = tempfile::tempdir()?;
     let limits = dir.path().join("limits.toml");
     write_high_limits(&limits)?;

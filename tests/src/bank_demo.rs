@@ -12,9 +12,7 @@ use bitcoin::Amount;
 use chain_standin::spawn::{Options, StandIn};
 use test_support::ScratchDatabase;
 
-use crate::bank_process::{
-    Coordinator, ledger_verify, sibling_binary, wait_until, with_database, write_onchain,
-};
+use crate::bank_process::{Coordinator, ledger_verify, sibling_binary, wait_until, write_onchain};
 use crate::transfer_load::{Answer, User, send_once};
 
 const DEPOSIT_SAT: u64 = 250_000;
@@ -39,7 +37,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let db = ScratchDatabase::create(&admin_url, "bastion_demo")
         .await
         .context("creating the demo database (is PostgreSQL at DATABASE_URL?)")?;
-    let db_url = with_database(&admin_url, db.name())?;
+    let db_url = db.url();
 
     let onchain = write_onchain(dir, standin.esplora_url(), 1)?;
     let coordinator = sibling_binary("coordinator")?;

@@ -69,19 +69,6 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The database URL with another database name.
-///
-/// # Errors
-/// If `url` has no `/` before a database name.
-pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (head, tail) = url.rsplit_once('/').context("a database URL")?;
-    let query = tail
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    Ok(format!("{head}/{name}{query}"))
-}
-
 /// Polls `f` every 100 ms until it gives a value, for 60 s at most.
 ///
 /// # Errors

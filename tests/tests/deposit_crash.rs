@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use sqlx::types::Uuid;
 use sqlx::types::chrono::{DateTime, Utc};
 use system_tests::bank_process::{
-    Api, Coordinator, ledger_verify, sibling_binary, wait_until, with_database, write_onchain,
+    Api, Coordinator, ledger_verify, sibling_binary, wait_until, write_onchain,
 };
 use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
@@ -55,7 +55,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     let db = ScratchDatabase::create(&admin_url, "deposit_crash")
         .await
         .context("creating a scratch database (is PostgreSQL at DATABASE_URL?)")?;
-    let db_url = with_database(&admin_url, db.name())?;
+    let db_url = db.url();
     let onchain = write_onchain(dir, standin.esplora_url(), CONFIRMATIONS)?;
 
     // The first instance migrates the database; only then does the test connect.

@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail, ensure};
 use bitcoin::secp256k1::rand::rngs::StdRng;
 use bitcoin::secp256k1::rand::{Rng, SeedableRng};
 use sqlx::PgPool;
-use system_tests::bank_process::{Coordinator, ledger_verify, sibling_binary, with_database};
+use system_tests::bank_process::{Coordinator, ledger_verify, sibling_binary};
 use system_tests::transfer_load::{
     Answer, Retry, User, send_input, send_until_final, sign_up, write_high_limits,
 };
@@ -70,7 +70,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     let db = ScratchDatabase::create(&admin_url, "failover")
         .await
         .context("creating a scratch database (is PostgreSQL at DATABASE_URL?)")?;
-    let db_url = with_database(&admin_url, db.name())?;
+    let db_url = db.url();
     let limits = dir.join("limits.toml");
     write_high_limits(&limits)?;
     let logs = [dir.join("coordinator-0.log"), dir.join("coordinator-1.log")];

@@ -11,19 +11,6 @@ use serde_json::Value;
 use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
 
-/// `url` with its database name replaced.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
 pub fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -175,6 +162,6 @@ pub async fn scratch(prefix: &str) -> (ScratchDatabase, String) {
     let db = ScratchDatabase::create(&database_url_from_env(), prefix)
         .await
         .expect("PostgreSQL must be reachable at DATABASE_URL");
-    let url = with_database(&database_url_from_env(), db.name());
+    let url = db.url();
     (db, url)
 }

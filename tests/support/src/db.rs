@@ -187,5 +187,14 @@ mod tests {
             database_url("postgres://u:p@host", "scratch_2"),
             "postgres://u:p@host/scratch_2"
         );
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            database_url("postgres://u:p@h/db?sslmode=disable", "y"),
+            "postgres://u:p@h/y?sslmode=disable"
+        );
+        assert_eq!(database_url("postgres://h:1", "z"), "postgres://h:1/z");
     }
 }
