@@ -33,7 +33,7 @@ pub(crate) async fn time_limit(
         Ok(response) => response,
         Err(_) => {
             // Dropping the handler is safe for the domain: a payment interrupted after
-            // its PENDING row is finished by `resume_pending_payments`, the ledger writer
+            // its PENDING row is finished by an instance's payment resumer, the ledger writer
             // completes a queued posting on its own, and an idempotency claim left open
             // is taken over after a minute.
             tracing::warn!(%path, ?limit, "request timed out");

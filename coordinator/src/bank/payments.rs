@@ -181,8 +181,8 @@ async fn record_success(
 /// Records posted payments as SUCCESS in batches, one statement per batch, so that a
 /// payment costs its payer one commit of its own (the reserve) besides the ledger's group
 /// commit. Losing a batch (a crash, a failed statement) loses nothing: the rows stay
-/// PENDING, readers post them again (idempotent, answered as already paid) and
-/// [`Bank::resume_pending_payments`] records them at start.
+/// PENDING, readers post them again (idempotent, answered as already paid) and every
+/// instance's resumer (`resume.rs`) records them.
 #[derive(Clone, Debug)]
 pub(super) struct Settler {
     queue: mpsc::UnboundedSender<(PaymentId, TransactionId)>,
@@ -238,6 +238,19 @@ pub(super) struct Pending {
     pub(super) recipient: WalletId,
     pub(super) amount: Sats,
     pub(super) memo: String,
+}
+
+impl Pending {
+    /// A payment row's `id, sender_wallet_id, recipient_wallet_id, amount_sats, memo`.
+    pub(super) fn from_row(r: &sqlx::postgres::PgRow) -> Result<Pending, BankError> {
+        Ok(Pending {
+            id: PaymentId::from_uuid(r.try_get("id")?),
+            sender: WalletId::from_uuid(r.try_get("sender_wallet_id")?),
+            recipient: WalletId::from_uuid(r.try_get("recipient_wallet_id")?),
+            amount: sats_from_db(r.try_get("amount_sats")?)?,
+            memo: r.try_get("memo")?,
+        })
+    }
 }
 
 impl Bank {
@@ -487,14 +500,7 @@ impl Bank {
         .await?;
         let mut finished = 0;
         for r in rows {
-            let p = Pending {
-                id: PaymentId::from_uuid(r.try_get("id")?),
-                sender: WalletId::from_uuid(r.try_get("sender_wallet_id")?),
-                recipient: WalletId::from_uuid(r.try_get("recipient_wallet_id")?),
-                amount: sats_from_db(r.try_get("amount_sats")?)?,
-                memo: r.try_get("memo")?,
-            };
-            match self.finish(p, Settle::Now).await {
+            match self.finish(Pending::from_row(&r)?, Settle::Now).await {
                 Ok(_) | Err(BankError::InsufficientBalance) => finished += 1,
                 Err(e) => return Err(e),
             }

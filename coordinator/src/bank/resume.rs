@@ -11,12 +11,10 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
 use tokio::task::JoinHandle;
 
 use super::payments::{Pending, Settle};
-use super::{Bank, BankError, sats_from_db};
-use crate::ids::{PaymentId, WalletId};
+use super::{Bank, BankError};
 
 /// How the resumer works.
 #[derive(Clone, Debug)]
@@ -101,13 +99,7 @@ impl Bank {
             ..ResumeReport::default()
         };
         for r in rows {
-            let p = Pending {
-                id: PaymentId::from_uuid(r.try_get("id")?),
-                sender: WalletId::from_uuid(r.try_get("sender_wallet_id")?),
-                recipient: WalletId::from_uuid(r.try_get("recipient_wallet_id")?),
-                amount: sats_from_db(r.try_get("amount_sats")?)?,
-                memo: r.try_get("memo")?,
-            };
+            let p = Pending::from_row(&r)?;
             let id = p.id;
             match self.finish(p, Settle::Now).await {
                 Ok(_) | Err(BankError::InsufficientBalance) => report.finished += 1,
