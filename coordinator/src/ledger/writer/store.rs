@@ -119,14 +119,20 @@ SELECT ledger_assert((SELECT count(*) FROM bal) = cardinality($15::uuid[]),
                      'a balance was not at the expected version')
 "#;
 
-const LOAD: &str = "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, b.settled, \
-     b.pending, b.version FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
-     WHERE a.id = ANY($1)";
+/// The cached fields of the accounts named by `$1`.
+macro_rules! load_balances {
+    () => {
+        "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, b.settled, b.pending, \
+         b.version FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
+         WHERE a.id = ANY($1)"
+    };
+}
 
-const LOAD_LOCKED: &str = "SELECT a.id, a.normal_balance, a.currency, b.allow_negative, \
-     b.settled, b.pending, b.version \
-     FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id \
-     WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF b";
+const LOAD: &str = load_balances!();
+
+/// The same, with the balance rows locked in account order (as the batch statement takes
+/// them).
+const LOAD_LOCKED: &str = concat!(load_balances!(), " ORDER BY a.id FOR UPDATE OF b");
 
 impl Writer {
     pub(super) async fn reload_journals(&mut self) -> Result<(), Failure> {
