@@ -9,6 +9,7 @@ pub mod db;
 pub mod deposits;
 pub mod ids;
 pub mod ledger;
+pub mod lightning;
 pub mod notify;
 pub mod ops;
 pub mod wallets;
