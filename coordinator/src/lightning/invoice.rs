@@ -78,9 +78,12 @@ pub fn decode_invoice(
         .amount_milli_satoshis()
         .map(|m| Msats::new(m).map_err(|_| InvoiceError::AmountOutOfRange))
         .transpose()?;
-    let created = DateTime::<Utc>::from(invoice.timestamp());
-    let expiry = chrono::Duration::from_std(invoice.expiry_time())
-        .map_err(|_| InvoiceError::Malformed("expiry out of range".into()))?;
+    // BOLT 11 times are seconds since the epoch; one past chrono's range never expires.
+    let expires_at = invoice
+        .expires_at()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let memo = match invoice.description() {
         lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => Some(d.to_string()),
         lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => None,
@@ -93,8 +96,6 @@ pub fn decode_invoice(
         amount,
         payee,
         memo,
-        expires_at: created
-            .checked_add_signed(expiry)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        expires_at,
     })
 }
