@@ -38,6 +38,23 @@ impl ApiError {
         e("INVALID_INPUT", message, 400)
     }
 
+    /// A Lightning payment that failed; `reason` is the stored failure reason (the funds
+    /// were returned).
+    pub fn payment_failed(reason: &str) -> ApiError {
+        let message = match reason {
+            "NO_ROUTE" => "no route to the payee within the fee reserve",
+            "RECIPIENT_REJECTED" => "the recipient refused the payment",
+            "TIMEOUT" => "the payment timed out",
+            "INSUFFICIENT_BALANCE" => "insufficient balance",
+            _ => "the payment failed",
+        };
+        e(
+            "PAYMENT_FAILED",
+            format!("{message}; nothing was paid"),
+            422,
+        )
+    }
+
     /// No (valid) credential.
     pub fn unauthenticated() -> ApiError {
         e("NOT_AUTHENTICATED", "not authenticated", 401)
@@ -216,6 +233,14 @@ impl From<&BankError> for ApiError {
                 e("RECIPIENT_UNAVAILABLE", "recipient cannot receive", 422)
             }
             BankError::IdempotencyConflict => ApiError::idempotency_key_reused(),
+            BankError::LightningUnavailable => e(
+                "LIGHTNING_UNAVAILABLE",
+                "Lightning is unavailable; nothing was paid",
+                503,
+            ),
+            BankError::NoRoute => e("ROUTE_FINDING_ERROR", "no route to the payee", 422),
+            BankError::InvoiceAlreadyPaid => e("ALREADY_PAID", "invoice already paid", 409),
+            BankError::InvoiceExpired => e("INVOICE_EXPIRED", "invoice expired", 422),
             BankError::Ledger(LedgerError::OutcomeUnknown { .. }) => {
                 tracing::warn!(error = %err, "ledger outcome unknown");
                 e(

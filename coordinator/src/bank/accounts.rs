@@ -213,7 +213,7 @@ impl Bank {
 
     /// One of the principal's wallets (another account's is not found), whatever the
     /// scope: the callers check the scope their use needs.
-    async fn own_wallet(
+    pub(super) async fn own_wallet(
         &self,
         principal: &Principal,
         id: WalletId,

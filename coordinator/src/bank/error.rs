@@ -92,6 +92,18 @@ pub enum BankError {
     /// The idempotency key was used for a different payment.
     #[error("bank: idempotency key reused with different content")]
     IdempotencyConflict,
+    /// The Lightning node cannot be reached (or the bank has none). Nothing moved.
+    #[error("bank: Lightning unavailable")]
+    LightningUnavailable,
+    /// No route to the payee within the fee reserve. Nothing was paid.
+    #[error("bank: no route")]
+    NoRoute,
+    /// The invoice was paid already.
+    #[error("bank: invoice already paid")]
+    InvoiceAlreadyPaid,
+    /// The invoice can no longer be paid.
+    #[error("bank: invoice expired")]
+    InvoiceExpired,
     /// A stored value could not be read back.
     #[error("bank: corrupt stored value: {0}")]
     Corrupt(String),

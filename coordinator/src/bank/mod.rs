@@ -7,7 +7,9 @@ mod auth;
 mod auth_cache;
 mod config;
 mod error;
+mod history;
 mod keys;
+pub mod lightning;
 mod notifier;
 mod passwords;
 mod payments;
@@ -27,12 +29,10 @@ use uuid::Uuid;
 pub use auth_cache::LISTENER_APPLICATION_NAME as AUTH_LISTENER_APPLICATION_NAME;
 pub use config::{BankConfig, LevelLimits, LimitsConfig};
 pub use error::BankError;
+pub use history::{TransactionPage, TxDirection, WalletTransaction};
 pub use notifier::{CodePurpose, Notification, Notifier, NotifyError, OutboxNotifier, SendFuture};
 pub use passwords::PasswordProof;
-pub use payments::{
-    MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest, TransactionPage,
-    TxDirection, WalletTransaction,
-};
+pub use payments::{MAX_MEMO_LEN, PaymentResult, PaymentStatus, Recipient, SendRequest};
 pub use resume::{ResumeConfig, ResumeReport, ResumerHandle};
 pub use secrets::{PasswordCost, Secret};
 pub use types::{
@@ -278,6 +278,8 @@ pub struct Bank {
     settler: payments::Settler,
     /// `None` when `config.auth_cache_ttl` is zero.
     auth: Option<Arc<auth_cache::AuthCache>>,
+    /// `None` until [`Bank::with_lightning`].
+    lightning: Option<Arc<lightning::LightningRail>>,
 }
 
 fn to_sats_floor(msats: i64) -> Sats {
@@ -306,6 +308,7 @@ impl Bank {
             ledger,
             notifier,
             config: Arc::new(config),
+            lightning: None,
         }
     }
 

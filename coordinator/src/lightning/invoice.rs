@@ -30,6 +30,8 @@ pub struct DecodedInvoice {
     pub payment_request: String,
     /// Its payment hash.
     pub payment_hash: PaymentHash,
+    /// Its payment secret (BOLT 11 `s`; not the preimage).
+    pub payment_secret: [u8; 32],
     /// The amount it asks for; `None` for a no-amount invoice.
     pub amount: Option<Msats>,
     /// The payee's node public key, hex.
@@ -69,8 +71,8 @@ pub fn decode_invoice(
         .strip_prefix("lightning:")
         .or_else(|| trimmed.strip_prefix("LIGHTNING:"))
         .unwrap_or(trimmed);
-    let invoice = Bolt11Invoice::from_str(trimmed)
-        .map_err(|e| InvoiceError::Malformed(e.to_string()))?;
+    let invoice =
+        Bolt11Invoice::from_str(trimmed).map_err(|e| InvoiceError::Malformed(e.to_string()))?;
     if invoice.currency() != currency_of(network) {
         return Err(InvoiceError::WrongNetwork);
     }
@@ -93,6 +95,7 @@ pub fn decode_invoice(
     Ok(DecodedInvoice {
         payment_request: trimmed.to_string(),
         payment_hash: PaymentHash(*hash),
+        payment_secret: invoice.payment_secret().0,
         amount,
         payee,
         memo,

@@ -21,6 +21,12 @@ impl fmt::Display for PaymentHash {
     }
 }
 
+impl serde::Serialize for PaymentHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 impl fmt::Debug for PaymentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PaymentHash({self})")
@@ -58,6 +64,12 @@ impl Preimage {
     /// The hash this preimage pays.
     pub fn payment_hash(&self) -> PaymentHash {
         PaymentHash(sha256::Hash::hash(&self.0).to_byte_array())
+    }
+}
+
+impl serde::Serialize for Preimage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
     }
 }
 

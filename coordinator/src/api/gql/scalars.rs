@@ -118,6 +118,11 @@ string_scalar!(
     AccountIdScalar,
     "AccountId"
 );
+string_scalar!(
+    /// 32 bytes in hex (a description hash).
+    Hex32BytesScalar,
+    "Hex32Bytes"
+);
 
 fn integer(value: &Value) -> Option<i64> {
     match value {
@@ -201,6 +206,27 @@ impl ScalarType for Seconds {
             Some(v) => Ok(Seconds(v)),
             None => Err(InputValueError::custom(
                 "Seconds must be a non-negative integer",
+            )),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::Number(Number::from(self.0))
+    }
+}
+
+/// A positive number of minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Minutes(pub u32);
+
+/// (Positive) amount of minutes
+#[Scalar(name = "Minutes")]
+impl ScalarType for Minutes {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match integer(&value).and_then(|v| u32::try_from(v).ok()) {
+            Some(v) => Ok(Minutes(v)),
+            None => Err(InputValueError::custom(
+                "Minutes must be a non-negative integer",
             )),
         }
     }

@@ -6,6 +6,7 @@
 mod accounts;
 mod auth;
 mod language;
+mod lightning;
 mod onchain;
 mod payments;
 mod updates;
@@ -128,7 +129,7 @@ impl SuccessPayload {
 }
 // The public query root, merged from one object per domain (no description in the SDL).
 #[derive(async_graphql::MergedObject, Debug, Default)]
-pub struct Query(accounts::AccountQuery);
+pub struct Query(accounts::AccountQuery, lightning::LightningQuery);
 
 // The public mutation root, merged from one object per domain (no description in the SDL).
 #[derive(async_graphql::MergedObject, Debug, Default)]
@@ -138,4 +139,5 @@ pub struct Mutation(
     auth::AuthMutation,
     onchain::OnChainMutation,
     language::LanguageMutation,
+    lightning::LightningMutation,
 );

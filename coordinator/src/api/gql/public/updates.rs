@@ -9,7 +9,7 @@ use super::{ErrorInterface, payload_error, principal};
 use crate::api::deposit_updates::{DepositEvent, DepositEventKind};
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{OnChainTxHashScalar, PaymentHashScalar, SatAmount, WalletIdScalar};
-use crate::api::gql::types::{Transaction, app, gql};
+use crate::api::gql::types::{InvoicePaymentStatus, Transaction, app, gql};
 use crate::api::payments::find_line;
 use crate::api::{AppState, PaymentEvent};
 use crate::bank::{BankError, Principal, Scope};
@@ -65,18 +65,6 @@ pub struct IntraLedgerUpdate {
     pub tx_notification_type: TxNotificationType,
     /// The wallet.
     pub wallet_id: WalletIdScalar,
-}
-
-/// Payment status of a Lightning invoice.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[graphql(name = "InvoicePaymentStatus")]
-pub enum InvoicePaymentStatus {
-    /// Expired unpaid.
-    Expired,
-    /// Paid.
-    Paid,
-    /// Waiting.
-    Pending,
 }
 
 /// A Lightning invoice update. Declared so that Blink clients' `myUpdates` documents

@@ -31,6 +31,28 @@ pub(crate) fn gql(err: BankError) -> async_graphql::Error {
     ApiError::from(&err).to_graphql()
 }
 
+/// Blink's `InvoicePaymentStatus`.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvoicePaymentStatus {
+    /// No longer payable.
+    Expired,
+    /// Paid.
+    Paid,
+    /// Payable.
+    Pending,
+}
+
+impl From<crate::bank::lightning::InvoiceStatus> for InvoicePaymentStatus {
+    fn from(s: crate::bank::lightning::InvoiceStatus) -> Self {
+        use crate::bank::lightning::InvoiceStatus;
+        match s {
+            InvoiceStatus::Pending => InvoicePaymentStatus::Pending,
+            InvoiceStatus::Paid => InvoicePaymentStatus::Paid,
+            InvoiceStatus::Expired => InvoicePaymentStatus::Expired,
+        }
+    }
+}
+
 /// Who looks at a wallet: its owner (through a credential with scopes) or staff.
 #[derive(Clone, Debug)]
 pub(crate) enum Viewer {

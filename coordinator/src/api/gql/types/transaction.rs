@@ -61,8 +61,7 @@ pub struct InitiationViaIntraLedger {
     pub counter_party_wallet_id: Option<WalletIdScalar>,
 }
 
-/// A Lightning payment's initiation. Declared so that Blink clients' fragments on it
-/// validate; never produced until Lightning exists here.
+/// A Lightning payment's initiation: the invoice.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InitiationViaLn {
     /// The payment hash.
@@ -78,17 +77,12 @@ pub struct InitiationViaOnChain {
     pub address: OnChainAddressScalar,
 }
 
-/// How a payment was initiated: internally or on chain (deposits); the Lightning member
-/// is declared for Blink clients' fragments.
+/// How a payment was initiated: internally, over Lightning or on chain (deposits).
 #[derive(Union, Clone, Debug)]
-#[allow(
-    dead_code,
-    reason = "the Lightning member exists for schema compatibility only"
-)]
 pub enum InitiationVia {
     /// An internal transfer.
     IntraLedger(InitiationViaIntraLedger),
-    /// A Lightning payment (not yet).
+    /// A Lightning invoice (paid over Lightning, or inside the bank).
     Ln(InitiationViaLn),
     /// An on-chain deposit.
     OnChain(InitiationViaOnChain),
@@ -105,7 +99,7 @@ pub struct SettlementViaIntraLedger {
     pub pre_image: Option<LnPaymentPreImageScalar>,
 }
 
-/// A Lightning settlement. Declared for Blink clients' fragments; never produced yet.
+/// A Lightning settlement: the proof of payment.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SettlementViaLn {
     /// Deprecated in Blink in favour of `preImage`.
@@ -125,17 +119,12 @@ pub struct SettlementViaOnChain {
     pub vout: Option<i32>,
 }
 
-/// How a payment settled: inside the ledger or on chain (deposits); the Lightning member
-/// is declared for Blink clients' fragments.
+/// How a payment settled: inside the ledger, over Lightning or on chain (deposits).
 #[derive(Union, Clone, Debug)]
-#[allow(
-    dead_code,
-    reason = "the Lightning member exists for schema compatibility only"
-)]
 pub enum SettlementVia {
     /// Settled inside the ledger.
     IntraLedger(SettlementViaIntraLedger),
-    /// Settled over Lightning (not yet).
+    /// Settled over Lightning.
     Ln(SettlementViaLn),
     /// Settled on chain (a deposit).
     OnChain(SettlementViaOnChain),
@@ -191,6 +180,7 @@ impl Transaction {
             counterparty_username: None,
             created_at: d.seen_at,
             cursor: d.id.to_string(),
+            lightning: None,
         });
         Transaction {
             line,
@@ -200,7 +190,10 @@ impl Transaction {
 
     /// The on-chain side, if this is a deposit.
     async fn onchain_ref(&self, ctx: &Context<'_>) -> Result<Option<OnChainRef>> {
-        if self.onchain.is_some() || self.line.counterparty_wallet_id.is_some() {
+        if self.onchain.is_some()
+            || self.line.counterparty_wallet_id.is_some()
+            || self.line.lightning.is_some()
+        {
             return Ok(self.onchain.clone());
         }
         let found = app(ctx)
@@ -299,6 +292,12 @@ impl Transaction {
     /// The other party, or the address an on-chain deposit paid. Other ledger postings
     /// that are not payments show no counterparty.
     async fn initiation_via(&self, ctx: &Context<'_>) -> Result<InitiationVia> {
+        if let Some(ln) = &self.line.lightning {
+            return Ok(InitiationVia::Ln(InitiationViaLn {
+                payment_hash: PaymentHashScalar(ln.payment_hash.to_string()),
+                payment_request: LnPaymentRequestScalar(ln.payment_request.clone()),
+            }));
+        }
         if let Some(o) = self.onchain_ref(ctx).await? {
             return Ok(InitiationVia::OnChain(InitiationViaOnChain {
                 address: OnChainAddressScalar(o.address),
@@ -315,6 +314,32 @@ impl Transaction {
 
     /// The other party, or the on-chain output of a deposit (`transactionHash`, `vout`).
     async fn settlement_via(&self, ctx: &Context<'_>) -> Result<SettlementVia> {
+        match &self.line.lightning {
+            // An invoice of the bank's own node paid inside the ledger.
+            Some(ln) if self.line.counterparty_wallet_id.is_some() => {
+                return Ok(SettlementVia::IntraLedger(SettlementViaIntraLedger {
+                    counter_party_username: None,
+                    counter_party_wallet_id: self
+                        .line
+                        .counterparty_wallet_id
+                        .map(|w| WalletIdScalar(w.to_string())),
+                    pre_image: ln
+                        .preimage
+                        .as_ref()
+                        .map(|p| LnPaymentPreImageScalar(p.to_hex())),
+                }));
+            }
+            Some(ln) => {
+                return Ok(SettlementVia::Ln(SettlementViaLn {
+                    payment_secret: None,
+                    pre_image: ln
+                        .preimage
+                        .as_ref()
+                        .map(|p| LnPaymentPreImageScalar(p.to_hex())),
+                }));
+            }
+            None => {}
+        }
         if let Some(o) = self.onchain_ref(ctx).await? {
             return Ok(SettlementVia::OnChain(SettlementViaOnChain {
                 arrival_in_mempool_estimated_at: None,

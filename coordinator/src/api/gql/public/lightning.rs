@@ -1,0 +1,646 @@
+//! Lightning operations of the public schema, with Blink's names: invoices
+//! (`lnInvoiceCreate`, `lnNoAmountInvoiceCreate`, their on-behalf-of-recipient forms,
+//! `lnInvoiceCancel`), fee probes, payments (`lnInvoicePaymentSend`,
+//! `lnNoAmountInvoicePaymentSend`) and invoice status by hash or payment request.
+
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+
+use super::accounts::parse_wallet_id;
+use super::payments::{PaymentSendPayload, PaymentSendResult};
+use super::{ErrorInterface, SuccessPayload, payload_error, payload_error_at, principal};
+use crate::Sats;
+use crate::api::errors::ApiError;
+use crate::api::gql::scalars::{
+    Hex32BytesScalar, LnPaymentRequestScalar, LnPaymentSecretScalar, MemoScalar, Minutes,
+    PaymentHashScalar, SatAmount, Timestamp, TxExternalIdScalar, WalletIdScalar,
+};
+use crate::api::gql::types::{InvoicePaymentStatus, Transaction, app};
+use crate::bank::lightning::{InvoiceCreate, LnInvoiceView, LnPayRequest, LnPayStatus};
+use crate::bank::{BankError, Scope};
+use crate::lightning::PaymentHash;
+
+/// A Lightning invoice with an amount.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnInvoice {
+    created_at: Timestamp,
+    external_id: TxExternalIdScalar,
+    payment_hash: PaymentHashScalar,
+    payment_request: LnPaymentRequestScalar,
+    payment_secret: LnPaymentSecretScalar,
+    payment_status: InvoicePaymentStatus,
+    satoshis: SatAmount,
+}
+
+/// A Lightning invoice without an amount.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnNoAmountInvoice {
+    created_at: Timestamp,
+    external_id: TxExternalIdScalar,
+    payment_hash: PaymentHashScalar,
+    payment_request: LnPaymentRequestScalar,
+    payment_secret: LnPaymentSecretScalar,
+    payment_status: InvoicePaymentStatus,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use bitcoin::hex::DisplayHex;
+    bytes.to_lower_hex_string()
+}
+
+impl From<&LnInvoiceView> for LnNoAmountInvoice {
+    fn from(v: &LnInvoiceView) -> Self {
+        LnNoAmountInvoice {
+            created_at: v.created_at.into(),
+            external_id: TxExternalIdScalar(v.external_id.clone()),
+            payment_hash: PaymentHashScalar(v.payment_hash.to_string()),
+            payment_request: LnPaymentRequestScalar(v.payment_request.clone()),
+            payment_secret: LnPaymentSecretScalar(hex(&v.payment_secret)),
+            payment_status: v.status.into(),
+        }
+    }
+}
+
+impl From<&LnInvoiceView> for LnInvoice {
+    fn from(v: &LnInvoiceView) -> Self {
+        let n = LnNoAmountInvoice::from(v);
+        LnInvoice {
+            created_at: n.created_at,
+            external_id: n.external_id,
+            payment_hash: n.payment_hash,
+            payment_request: n.payment_request,
+            payment_secret: n.payment_secret,
+            payment_status: n.payment_status,
+            satoshis: SatAmount(v.amount.map(Sats::to_sat).unwrap_or(0)),
+        }
+    }
+}
+
+/// An invoice, or why there is none.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnInvoicePayload {
+    errors: Vec<ErrorInterface>,
+    invoice: Option<LnInvoice>,
+}
+
+/// A no-amount invoice, or why there is none.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnNoAmountInvoicePayload {
+    errors: Vec<ErrorInterface>,
+    invoice: Option<LnNoAmountInvoice>,
+}
+
+/// An amount in satoshis, or why there is none.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SatAmountPayload {
+    amount: Option<SatAmount>,
+    errors: Vec<ErrorInterface>,
+}
+
+/// Input of `lnInvoiceCreate`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoiceCreateInput {
+    /// Amount in satoshis.
+    amount: SatAmount,
+    /// Optional invoice expiration time in minutes.
+    expires_in: Option<Minutes>,
+    /// Optional external reference, unique per wallet.
+    external_id: Option<TxExternalIdScalar>,
+    /// Optional memo for the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// Wallet ID for a BTC wallet belonging to the current account.
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnNoAmountInvoiceCreate`.
+#[derive(InputObject, Debug)]
+pub struct LnNoAmountInvoiceCreateInput {
+    /// Optional invoice expiration time in minutes.
+    expires_in: Option<Minutes>,
+    /// Optional external reference, unique per wallet.
+    external_id: Option<TxExternalIdScalar>,
+    /// Optional memo for the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// ID for either a USD or BTC wallet belonging to the account of the current user.
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnInvoiceCreateOnBehalfOfRecipient`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoiceCreateOnBehalfOfRecipientInput {
+    /// Amount in satoshis.
+    amount: SatAmount,
+    /// The hash of a longer description (LNURL-pay), used instead of the memo.
+    description_hash: Option<Hex32BytesScalar>,
+    /// Optional invoice expiration time in minutes.
+    expires_in: Option<Minutes>,
+    /// Optional external reference, unique per wallet.
+    external_id: Option<TxExternalIdScalar>,
+    /// Optional memo for the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// Wallet ID for a BTC wallet which belongs to any account.
+    recipient_wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnNoAmountInvoiceCreateOnBehalfOfRecipient`.
+#[derive(InputObject, Debug)]
+pub struct LnNoAmountInvoiceCreateOnBehalfOfRecipientInput {
+    /// Optional invoice expiration time in minutes.
+    expires_in: Option<Minutes>,
+    /// Optional external reference, unique per wallet.
+    external_id: Option<TxExternalIdScalar>,
+    /// Optional memo for the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// ID for either a USD or BTC wallet which belongs to the account of any user.
+    recipient_wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnInvoiceCancel`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoiceCancelInput {
+    payment_hash: PaymentHashScalar,
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnInvoiceFeeProbe`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoiceFeeProbeInput {
+    payment_request: LnPaymentRequestScalar,
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnNoAmountInvoiceFeeProbe`.
+#[derive(InputObject, Debug)]
+pub struct LnNoAmountInvoiceFeeProbeInput {
+    amount: SatAmount,
+    payment_request: LnPaymentRequestScalar,
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnInvoicePaymentSend`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoicePaymentInput {
+    /// Optional memo to associate with the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// Payment request representing the invoice which is being paid.
+    payment_request: LnPaymentRequestScalar,
+    /// Wallet ID with sufficient balance to cover amount of invoice. Must belong to the
+    /// account of the current user.
+    wallet_id: WalletIdScalar,
+}
+
+/// Input of `lnNoAmountInvoicePaymentSend`.
+#[derive(InputObject, Debug)]
+pub struct LnNoAmountInvoicePaymentInput {
+    /// Amount to pay in satoshis.
+    amount: SatAmount,
+    /// Optional memo to associate with the lightning invoice.
+    memo: Option<MemoScalar>,
+    /// Payment request representing the invoice which is being paid.
+    payment_request: LnPaymentRequestScalar,
+    /// Wallet ID with sufficient balance to cover amount defined in mutation request.
+    /// Must belong to the account of the current user.
+    wallet_id: WalletIdScalar,
+}
+
+fn parse_hash(s: &PaymentHashScalar) -> Result<PaymentHash, ApiError> {
+    s.0.parse()
+        .map_err(|_| ApiError::invalid("paymentHash must be 64 hex digits"))
+}
+
+fn parse_hex32(s: &Hex32BytesScalar) -> Result<[u8; 32], ApiError> {
+    s.0.parse::<PaymentHash>()
+        .map(|h| h.0)
+        .map_err(|_| ApiError::invalid("descriptionHash must be 64 hex digits"))
+}
+
+fn amount(a: SatAmount) -> Result<Sats, ApiError> {
+    Sats::new(a.0).map_err(|_| ApiError::from(&BankError::InvalidAmount))
+}
+
+/// Where in the input a bank error belongs, for the payload's `path`.
+fn field_of(e: &BankError) -> Option<&'static str> {
+    match e {
+        BankError::InvalidAmount => Some("amount"),
+        BankError::Invalid(p) => match p.what {
+            "memo" => Some("memo"),
+            "expiresIn" => Some("expiresIn"),
+            "externalId" => Some("externalId"),
+            "payment request" => Some("paymentRequest"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn errors_of(e: &BankError) -> Vec<ErrorInterface> {
+    match field_of(e) {
+        Some(f) => payload_error_at(ApiError::from(e), &["input", f]),
+        None => payload_error(ApiError::from(e)),
+    }
+}
+
+async fn create(
+    ctx: &Context<'_>,
+    on_behalf: bool,
+    request: Result<InvoiceCreate, (ApiError, &'static str)>,
+) -> Result<Result<LnInvoiceView, Vec<ErrorInterface>>> {
+    let principal = if on_behalf {
+        None
+    } else {
+        Some(principal(ctx, Scope::Receive)?)
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err((e, field)) => return Ok(Err(payload_error_at(e, &["input", field]))),
+    };
+    Ok(app(ctx)
+        .bank
+        .ln_invoice_create(principal.as_ref(), &request)
+        .await
+        .map_err(|e| errors_of(&e)))
+}
+
+fn wallet(
+    id: &WalletIdScalar,
+    field: &'static str,
+) -> Result<crate::ids::WalletId, (ApiError, &'static str)> {
+    parse_wallet_id(id, field).map_err(|e| (e, field))
+}
+
+fn with_amount(r: Result<LnInvoiceView, Vec<ErrorInterface>>) -> LnInvoicePayload {
+    match r {
+        Ok(v) => LnInvoicePayload {
+            errors: Vec::new(),
+            invoice: Some(LnInvoice::from(&v)),
+        },
+        Err(errors) => LnInvoicePayload {
+            errors,
+            invoice: None,
+        },
+    }
+}
+
+fn no_amount(r: Result<LnInvoiceView, Vec<ErrorInterface>>) -> LnNoAmountInvoicePayload {
+    match r {
+        Ok(v) => LnNoAmountInvoicePayload {
+            errors: Vec::new(),
+            invoice: Some(LnNoAmountInvoice::from(&v)),
+        },
+        Err(errors) => LnNoAmountInvoicePayload {
+            errors,
+            invoice: None,
+        },
+    }
+}
+
+/// The Lightning mutations.
+#[derive(Debug, Default)]
+pub struct LightningMutation;
+
+#[Object]
+impl LightningMutation {
+    /// Returns a lightning invoice for an associated wallet. When invoice is paid the
+    /// value will be credited to a BTC wallet. Expires after 'expiresIn' or 24 hours.
+    async fn ln_invoice_create(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoiceCreateInput,
+    ) -> Result<LnInvoicePayload> {
+        let request = (|| {
+            Ok(InvoiceCreate {
+                wallet_id: Some(wallet(&input.wallet_id, "walletId")?),
+                amount: Some(amount(input.amount).map_err(|e| (e, "amount"))?),
+                memo: input.memo.map(|m| m.0),
+                description_hash: None,
+                expires_in_minutes: input.expires_in.map(|m| m.0),
+                external_id: input.external_id.map(|e| e.0),
+            })
+        })();
+        Ok(with_amount(create(ctx, false, request).await?))
+    }
+
+    /// Returns a lightning invoice for an associated wallet. Can be used to receive any
+    /// supported currency value (currently USD or BTC). Expires after 'expiresIn' or 24
+    /// hours for BTC invoices.
+    async fn ln_no_amount_invoice_create(
+        &self,
+        ctx: &Context<'_>,
+        input: LnNoAmountInvoiceCreateInput,
+    ) -> Result<LnNoAmountInvoicePayload> {
+        let request = wallet(&input.wallet_id, "walletId").map(|w| InvoiceCreate {
+            wallet_id: Some(w),
+            amount: None,
+            memo: input.memo.map(|m| m.0),
+            description_hash: None,
+            expires_in_minutes: input.expires_in.map(|m| m.0),
+            external_id: input.external_id.map(|e| e.0),
+        });
+        Ok(no_amount(create(ctx, false, request).await?))
+    }
+
+    /// Returns a lightning invoice for an associated wallet. When invoice is paid the
+    /// value will be credited to a BTC wallet. Expires after 'expiresIn' or 24 hours.
+    /// Needs no credential: it pays the recipient, whoever asks.
+    async fn ln_invoice_create_on_behalf_of_recipient(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoiceCreateOnBehalfOfRecipientInput,
+    ) -> Result<LnInvoicePayload> {
+        let request = (|| {
+            Ok(InvoiceCreate {
+                wallet_id: Some(wallet(&input.recipient_wallet_id, "recipientWalletId")?),
+                amount: Some(amount(input.amount).map_err(|e| (e, "amount"))?),
+                memo: input.memo.map(|m| m.0),
+                description_hash: input
+                    .description_hash
+                    .as_ref()
+                    .map(parse_hex32)
+                    .transpose()
+                    .map_err(|e| (e, "descriptionHash"))?,
+                expires_in_minutes: input.expires_in.map(|m| m.0),
+                external_id: input.external_id.map(|e| e.0),
+            })
+        })();
+        Ok(with_amount(create(ctx, true, request).await?))
+    }
+
+    /// Returns a lightning invoice for an associated wallet, without an amount. Needs no
+    /// credential.
+    async fn ln_no_amount_invoice_create_on_behalf_of_recipient(
+        &self,
+        ctx: &Context<'_>,
+        input: LnNoAmountInvoiceCreateOnBehalfOfRecipientInput,
+    ) -> Result<LnNoAmountInvoicePayload> {
+        let request =
+            wallet(&input.recipient_wallet_id, "recipientWalletId").map(|w| InvoiceCreate {
+                wallet_id: Some(w),
+                amount: None,
+                memo: input.memo.map(|m| m.0),
+                description_hash: None,
+                expires_in_minutes: input.expires_in.map(|m| m.0),
+                external_id: input.external_id.map(|e| e.0),
+            });
+        Ok(no_amount(create(ctx, true, request).await?))
+    }
+
+    /// Cancel an unpaid lightning invoice for an associated wallet.
+    async fn ln_invoice_cancel(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoiceCancelInput,
+    ) -> Result<SuccessPayload> {
+        let p = principal(ctx, Scope::Receive)?;
+        let w = match parse_wallet_id(&input.wallet_id, "walletId") {
+            Ok(w) => w,
+            Err(e) => return Ok(SuccessPayload::failed(e)),
+        };
+        let hash = match parse_hash(&input.payment_hash) {
+            Ok(h) => h,
+            Err(e) => return Ok(SuccessPayload::failed(e)),
+        };
+        Ok(match app(ctx).bank.ln_invoice_cancel(&p, w, &hash).await {
+            Ok(()) => SuccessPayload::ok(),
+            Err(e) => SuccessPayload::failed(ApiError::from(&e)),
+        })
+    }
+
+    /// The fee paying this invoice would cost now.
+    async fn ln_invoice_fee_probe(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoiceFeeProbeInput,
+    ) -> Result<SatAmountPayload> {
+        probe(ctx, &input.wallet_id, &input.payment_request, None).await
+    }
+
+    /// The fee paying this no-amount invoice with `amount` would cost now.
+    async fn ln_no_amount_invoice_fee_probe(
+        &self,
+        ctx: &Context<'_>,
+        input: LnNoAmountInvoiceFeeProbeInput,
+    ) -> Result<SatAmountPayload> {
+        let a = match amount(input.amount) {
+            Ok(a) => a,
+            Err(e) => {
+                return Ok(SatAmountPayload {
+                    amount: None,
+                    errors: payload_error_at(e, &["input", "amount"]),
+                });
+            }
+        };
+        probe(ctx, &input.wallet_id, &input.payment_request, Some(a)).await
+    }
+
+    /// Pay a lightning invoice using a balance from a wallet which is owned by the
+    /// account of the current user. The amount plus a fee reserve is held until the
+    /// payment settles; the unused reserve is returned. Returns SUCCESS, FAILURE,
+    /// PENDING or ALREADY_PAID.
+    async fn ln_invoice_payment_send(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoicePaymentInput,
+    ) -> Result<PaymentSendPayload> {
+        pay(
+            ctx,
+            &input.wallet_id,
+            input.payment_request.0,
+            None,
+            input.memo,
+        )
+        .await
+    }
+
+    /// Pay a lightning invoice without an amount, with `amount`, using a balance from a
+    /// wallet which is owned by the account of the current user.
+    async fn ln_no_amount_invoice_payment_send(
+        &self,
+        ctx: &Context<'_>,
+        input: LnNoAmountInvoicePaymentInput,
+    ) -> Result<PaymentSendPayload> {
+        let a = match amount(input.amount) {
+            Ok(a) => a,
+            Err(e) => {
+                return Ok(PaymentSendPayload {
+                    errors: payload_error_at(e, &["input", "amount"]),
+                    status: Some(PaymentSendResult::Failure),
+                    transaction: None,
+                });
+            }
+        };
+        pay(
+            ctx,
+            &input.wallet_id,
+            input.payment_request.0,
+            Some(a),
+            input.memo,
+        )
+        .await
+    }
+}
+
+async fn probe(
+    ctx: &Context<'_>,
+    wallet_id: &WalletIdScalar,
+    request: &LnPaymentRequestScalar,
+    amount: Option<Sats>,
+) -> Result<SatAmountPayload> {
+    let p = principal(ctx, Scope::Read)?;
+    let w = match parse_wallet_id(wallet_id, "walletId") {
+        Ok(w) => w,
+        Err(e) => {
+            return Ok(SatAmountPayload {
+                amount: None,
+                errors: payload_error_at(e, &["input", "walletId"]),
+            });
+        }
+    };
+    Ok(
+        match app(ctx).bank.ln_fee_probe(&p, w, &request.0, amount).await {
+            Ok(fee) => SatAmountPayload {
+                amount: Some(SatAmount(fee.to_sat())),
+                errors: Vec::new(),
+            },
+            Err(e) => SatAmountPayload {
+                amount: None,
+                errors: errors_of(&e),
+            },
+        },
+    )
+}
+
+async fn pay(
+    ctx: &Context<'_>,
+    wallet_id: &WalletIdScalar,
+    payment_request: String,
+    amount: Option<Sats>,
+    memo: Option<MemoScalar>,
+) -> Result<PaymentSendPayload> {
+    let p = principal(ctx, Scope::Write)?;
+    let w = match parse_wallet_id(wallet_id, "walletId") {
+        Ok(w) => w,
+        Err(e) => {
+            return Ok(PaymentSendPayload {
+                errors: payload_error_at(e, &["input", "walletId"]),
+                status: Some(PaymentSendResult::Failure),
+                transaction: None,
+            });
+        }
+    };
+    let bank = &app(ctx).bank;
+    let request = LnPayRequest {
+        wallet_id: w,
+        payment_request,
+        amount,
+        memo: memo.map(|m| m.0),
+    };
+    match bank.ln_send(&p, &request).await {
+        Ok(r) => {
+            let transaction = match r.transaction_id {
+                Some(t) if ctx.look_ahead().field("transaction").exists() => bank
+                    .sender_transaction(w, t)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(Transaction::new),
+                _ => None,
+            };
+            let (status, errors) = match r.status {
+                LnPayStatus::Success => (PaymentSendResult::Success, Vec::new()),
+                LnPayStatus::AlreadyPaid => (PaymentSendResult::AlreadyPaid, Vec::new()),
+                LnPayStatus::Pending => (PaymentSendResult::Pending, Vec::new()),
+                LnPayStatus::Failure => (
+                    PaymentSendResult::Failure,
+                    payload_error(ApiError::payment_failed(r.failure.unwrap_or("FAILED"))),
+                ),
+            };
+            Ok(PaymentSendPayload {
+                errors,
+                status: Some(status),
+                transaction,
+            })
+        }
+        Err(e) => {
+            let api = ApiError::from(&e);
+            let status = (api.http_status < 500 || matches!(e, BankError::LightningUnavailable))
+                .then_some(PaymentSendResult::Failure);
+            Ok(PaymentSendPayload {
+                errors: errors_of(&e),
+                status,
+                transaction: None,
+            })
+        }
+    }
+}
+
+/// Input of `lnInvoicePaymentStatusByHash`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoicePaymentStatusByHashInput {
+    payment_hash: PaymentHashScalar,
+}
+
+/// Input of `lnInvoicePaymentStatusByPaymentRequest`.
+#[derive(InputObject, Debug)]
+pub struct LnInvoicePaymentStatusByPaymentRequestInput {
+    payment_request: LnPaymentRequestScalar,
+}
+
+/// The status of an invoice of the bank.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LnInvoicePaymentStatus {
+    payment_hash: Option<PaymentHashScalar>,
+    payment_request: Option<LnPaymentRequestScalar>,
+    status: Option<InvoicePaymentStatus>,
+    /// Our extension of Blink's type: the proof of payment, once paid.
+    payment_preimage: Option<crate::api::gql::scalars::LnPaymentPreImageScalar>,
+}
+
+impl LnInvoicePaymentStatus {
+    pub(crate) fn of(v: &LnInvoiceView) -> LnInvoicePaymentStatus {
+        LnInvoicePaymentStatus {
+            payment_hash: Some(PaymentHashScalar(v.payment_hash.to_string())),
+            payment_request: Some(LnPaymentRequestScalar(v.payment_request.clone())),
+            status: Some(v.status.into()),
+            payment_preimage: v
+                .preimage
+                .as_ref()
+                .map(|p| crate::api::gql::scalars::LnPaymentPreImageScalar(p.to_hex())),
+        }
+    }
+}
+
+/// The Lightning queries. Blink answers them without a credential: the payment hash or
+/// request is what the payer holds.
+#[derive(Debug, Default)]
+pub struct LightningQuery;
+
+#[Object]
+impl LightningQuery {
+    /// The status of an invoice of this bank, by payment hash.
+    async fn ln_invoice_payment_status_by_hash(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoicePaymentStatusByHashInput,
+    ) -> Result<LnInvoicePaymentStatus> {
+        let hash = parse_hash(&input.payment_hash).map_err(|e| e.to_graphql())?;
+        let v = app(ctx)
+            .bank
+            .ln_invoice_by_hash(&hash)
+            .await
+            .map_err(crate::api::gql::types::gql)?;
+        Ok(LnInvoicePaymentStatus::of(&v))
+    }
+
+    /// The status of an invoice of this bank, by payment request.
+    async fn ln_invoice_payment_status_by_payment_request(
+        &self,
+        ctx: &Context<'_>,
+        input: LnInvoicePaymentStatusByPaymentRequestInput,
+    ) -> Result<LnInvoicePaymentStatus> {
+        let v = app(ctx)
+            .bank
+            .ln_invoice_by_request(&input.payment_request.0)
+            .await
+            .map_err(crate::api::gql::types::gql)?;
+        Ok(LnInvoicePaymentStatus::of(&v))
+    }
+}
