@@ -111,7 +111,9 @@ impl Bank {
             transaction_id: transaction,
             seq: i16::MAX,
         });
-        let page = self.wallet_transactions(wallet, 1, Some(&cursor)).await?;
+        // A few lines: some lines of a transaction are not shown (a Lightning payment's
+        // released hold), and the shown one may come after them.
+        let page = self.wallet_transactions(wallet, 4, Some(&cursor)).await?;
         Ok(page.lines.into_iter().find(|l| l.id == transaction))
     }
 

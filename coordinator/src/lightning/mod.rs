@@ -8,10 +8,12 @@
 //! Every method documents whether calling it twice is safe; the bank relies on that when a
 //! request is retried or another instance finishes a payment.
 
+mod config;
 mod error;
 mod invoice;
 mod types;
 
+pub use config::LightningFile;
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, decode_invoice};
 pub use types::{

@@ -50,6 +50,9 @@ pub struct Config {
     /// The chain source, the wallets and deposits; absent: on-chain is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onchain: Option<OnchainFile>,
+    /// The Lightning node; absent: Lightning is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lightning: Option<crate::lightning::LightningFile>,
     /// Logs.
     pub log: LogSection,
     /// The Prometheus listener.
@@ -391,6 +394,9 @@ impl Config {
         self.notifier
             .check()
             .map_err(|e| invalid("notifier", e.to_string()))?;
+        if let Some(ln) = &self.lightning {
+            ln.bank_config().map_err(|e| invalid("lightning", e))?;
+        }
         if let Some(onchain) = &self.onchain {
             onchain
                 .clone()

@@ -188,4 +188,60 @@ impl Bank {
         }
         Ok(shows)
     }
+
+    /// The lines of one wallet's history that belong to the Lightning payment or invoice
+    /// with this hash, newest first (Blink's `transactionsByPaymentHash`). The caller
+    /// checks that the viewer may read the wallet.
+    ///
+    /// # Errors
+    /// [`BankError::Database`], [`BankError::Ledger`].
+    pub async fn ln_wallet_transactions(
+        &self,
+        wallet: WalletId,
+        hash: &PaymentHash,
+    ) -> Result<Vec<crate::bank::WalletTransaction>, BankError> {
+        let mut ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT transaction_id FROM ln_invoices \
+             WHERE payment_hash = $1 AND wallet_id = $2 AND transaction_id IS NOT NULL \
+             UNION ALL \
+             SELECT transaction_id FROM ln_payments \
+             WHERE payment_hash = $1 AND wallet_id = $2 AND transaction_id IS NOT NULL",
+        )
+        .bind(hash.0.to_vec())
+        .bind(wallet.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        // Payments without a final posting show their hold (pending) or their release
+        // (failed).
+        let open: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM ln_payments \
+             WHERE payment_hash = $1 AND wallet_id = $2 AND transaction_id IS NULL",
+        )
+        .bind(hash.0.to_vec())
+        .bind(wallet.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        for id in open {
+            let id = crate::ids::PaymentId::from_uuid(id);
+            for ext in [super::send::final_id(id), super::send::hold_id(id)] {
+                if let Some(t) = self.ledger.transaction_by_external_id(&ext).await?
+                    && !t.voided
+                {
+                    ids.push(t.id.as_uuid());
+                    break;
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        for id in ids {
+            if let Some(l) = self
+                .sender_transaction(wallet, crate::ids::TransactionId::from_uuid(id))
+                .await?
+            {
+                lines.push(l);
+            }
+        }
+        lines.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(lines)
+    }
 }

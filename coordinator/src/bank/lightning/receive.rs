@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Bank, BankError, hash_bytes, hash_from_db, lightning_error, msats_from_db};
 use crate::amount::{Msats, Sats};
 use crate::bank::Principal;
-use crate::bank::types::{ParseError, Scope};
+use crate::bank::types::ParseError;
 use crate::ids::{TransactionId, WalletId};
 use crate::ledger::{LedgerError, Posting, system};
 use crate::lightning::{InvoiceDescription, InvoiceRequest, PaymentHash, Preimage, SettledInvoice};
@@ -299,24 +299,33 @@ impl Bank {
         self.ln_invoice_by_hash(&decoded.payment_hash).await
     }
 
-    /// The invoices of one of the caller's wallets, newest first.
+    /// A wallet's invoices, newest first: `first` after the invoice `after` (a payment
+    /// hash). The caller checks that the viewer may read the wallet.
     ///
     /// # Errors
-    /// [`BankError::Forbidden`] without the read scope; [`BankError::NotFound`].
-    pub async fn ln_invoices(
+    /// [`BankError::Invalid`] for a bad cursor; [`BankError::Database`].
+    pub async fn ln_wallet_invoices(
         &self,
-        principal: &Principal,
         wallet: WalletId,
         first: u32,
+        after: Option<&str>,
     ) -> Result<Vec<LnInvoiceView>, BankError> {
-        principal.require(Scope::Read)?;
-        self.wallet(principal, wallet).await?;
+        let after = after
+            .map(|a| {
+                a.parse::<PaymentHash>()
+                    .map_err(|_| invalid("after", "not a cursor of this list"))
+            })
+            .transpose()?;
         let rows = sqlx::query(&format!(
-            "SELECT {INVOICE_COLUMNS} FROM ln_invoices WHERE wallet_id = $1 \
-             ORDER BY created_at DESC, payment_hash LIMIT $2"
+            "SELECT {INVOICE_COLUMNS} FROM ln_invoices i WHERE wallet_id = $1 \
+               AND ($3::bytea IS NULL OR (created_at, payment_hash) < \
+                    (SELECT created_at, payment_hash FROM ln_invoices \
+                     WHERE payment_hash = $3 AND wallet_id = $1)) \
+             ORDER BY created_at DESC, payment_hash DESC LIMIT $2"
         ))
         .bind(wallet.as_uuid())
         .bind(i64::from(first.clamp(1, 100)))
+        .bind(after.map(|h| hash_bytes(&h)))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(LnInvoiceView::from_row).collect()

@@ -11,69 +11,15 @@ use super::{ErrorInterface, SuccessPayload, payload_error, payload_error_at, pri
 use crate::Sats;
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{
-    Hex32BytesScalar, LnPaymentRequestScalar, LnPaymentSecretScalar, MemoScalar, Minutes,
-    PaymentHashScalar, SatAmount, Timestamp, TxExternalIdScalar, WalletIdScalar,
+    Hex32BytesScalar, LnPaymentRequestScalar, MemoScalar, Minutes, PaymentHashScalar, SatAmount,
+    TxExternalIdScalar, WalletIdScalar,
 };
-use crate::api::gql::types::{InvoicePaymentStatus, Transaction, app};
+use crate::api::gql::types::{
+    InvoicePaymentStatus, LnInvoice, LnNoAmountInvoice, Transaction, app,
+};
 use crate::bank::lightning::{InvoiceCreate, LnInvoiceView, LnPayRequest, LnPayStatus};
 use crate::bank::{BankError, Scope};
 use crate::lightning::PaymentHash;
-
-/// A Lightning invoice with an amount.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LnInvoice {
-    created_at: Timestamp,
-    external_id: TxExternalIdScalar,
-    payment_hash: PaymentHashScalar,
-    payment_request: LnPaymentRequestScalar,
-    payment_secret: LnPaymentSecretScalar,
-    payment_status: InvoicePaymentStatus,
-    satoshis: SatAmount,
-}
-
-/// A Lightning invoice without an amount.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LnNoAmountInvoice {
-    created_at: Timestamp,
-    external_id: TxExternalIdScalar,
-    payment_hash: PaymentHashScalar,
-    payment_request: LnPaymentRequestScalar,
-    payment_secret: LnPaymentSecretScalar,
-    payment_status: InvoicePaymentStatus,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use bitcoin::hex::DisplayHex;
-    bytes.to_lower_hex_string()
-}
-
-impl From<&LnInvoiceView> for LnNoAmountInvoice {
-    fn from(v: &LnInvoiceView) -> Self {
-        LnNoAmountInvoice {
-            created_at: v.created_at.into(),
-            external_id: TxExternalIdScalar(v.external_id.clone()),
-            payment_hash: PaymentHashScalar(v.payment_hash.to_string()),
-            payment_request: LnPaymentRequestScalar(v.payment_request.clone()),
-            payment_secret: LnPaymentSecretScalar(hex(&v.payment_secret)),
-            payment_status: v.status.into(),
-        }
-    }
-}
-
-impl From<&LnInvoiceView> for LnInvoice {
-    fn from(v: &LnInvoiceView) -> Self {
-        let n = LnNoAmountInvoice::from(v);
-        LnInvoice {
-            created_at: n.created_at,
-            external_id: n.external_id,
-            payment_hash: n.payment_hash,
-            payment_request: n.payment_request,
-            payment_secret: n.payment_secret,
-            payment_status: n.payment_status,
-            satoshis: SatAmount(v.amount.map(Sats::to_sat).unwrap_or(0)),
-        }
-    }
-}
 
 /// An invoice, or why there is none.
 #[derive(SimpleObject, Clone, Debug)]

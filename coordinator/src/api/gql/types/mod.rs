@@ -6,9 +6,11 @@
 //! the `read` scope, a staff member the `ViewTransactions` action. The root fields check
 //! first; these checks are the second line, so a type reached by a new path stays guarded.
 
+mod invoice;
 mod transaction;
 mod wallet;
 
+pub use invoice::*;
 pub use transaction::*;
 pub use wallet::*;
 

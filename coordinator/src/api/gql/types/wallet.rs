@@ -3,7 +3,10 @@
 
 use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
 
-use super::super::scalars::{OnChainAddressScalar, SatAmount, Seconds, SignedAmount};
+use super::super::scalars::{
+    LnPaymentRequestScalar, OnChainAddressScalar, PaymentHashScalar, SatAmount, Seconds,
+    SignedAmount,
+};
 use super::transaction::*;
 use super::{Viewer, app, gql, page_size};
 use crate::api::AppState;
@@ -186,6 +189,85 @@ impl BtcWallet {
         .map(Some)
     }
 
+    /// An invoice of this wallet by payment hash.
+    async fn invoice_by_payment_hash(
+        &self,
+        ctx: &Context<'_>,
+        payment_hash: PaymentHashScalar,
+    ) -> Result<super::Invoice> {
+        self.viewer.may_read()?;
+        let hash = parse_payment_hash(&payment_hash)?;
+        let v = app(ctx).bank.ln_invoice_by_hash(&hash).await.map_err(gql)?;
+        if v.wallet_id != self.view.id {
+            return Err(gql(BankError::NotFound { what: "invoice" }));
+        }
+        Ok(super::Invoice::from(&v))
+    }
+
+    /// This wallet's invoices, newest first (forward pagination: `first`, `after`).
+    async fn invoices(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Option<super::InvoiceConnection>> {
+        self.viewer.may_read()?;
+        let n = page_size(first, last, before.as_ref()).map_err(|e| e.to_graphql())?;
+        let mut list = app(ctx)
+            .bank
+            .ln_wallet_invoices(self.view.id, n + 1, after.as_deref())
+            .await
+            .map_err(gql)?;
+        let has_next_page = list.len() > n as usize;
+        list.truncate(n as usize);
+        let edges: Vec<super::InvoiceEdge> = list
+            .iter()
+            .map(|v| super::InvoiceEdge {
+                cursor: v.payment_hash.to_string(),
+                node: super::Invoice::from(v),
+            })
+            .collect();
+        Ok(Some(super::InvoiceConnection {
+            page_info: PageInfo {
+                has_next_page,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges: Some(edges),
+        }))
+    }
+
+    /// This wallet's transactions of the Lightning payment or invoice with this hash.
+    async fn transactions_by_payment_hash(
+        &self,
+        ctx: &Context<'_>,
+        payment_hash: PaymentHashScalar,
+    ) -> Result<Vec<Transaction>> {
+        self.viewer.may_read()?;
+        let hash = parse_payment_hash(&payment_hash)?;
+        ln_transactions(ctx, &self.viewer, self.view.id, &hash).await
+    }
+
+    /// This wallet's transactions of the Lightning payment or invoice with this request.
+    async fn transactions_by_payment_request(
+        &self,
+        ctx: &Context<'_>,
+        payment_request: LnPaymentRequestScalar,
+    ) -> Result<Vec<Transaction>> {
+        self.viewer.may_read()?;
+        let network = app(ctx)
+            .bank
+            .lightning()
+            .map(|r| r.config().network)
+            .ok_or_else(|| gql(BankError::LightningUnavailable))?;
+        let decoded = crate::lightning::decode_invoice(&payment_request.0, network)
+            .map_err(|e| ApiError::invalid(format!("invalid paymentRequest: {e}")).to_graphql())?;
+        ln_transactions(ctx, &self.viewer, self.view.id, &decoded.payment_hash).await
+    }
+
     /// One transaction of this wallet.
     async fn transaction_by_id(
         &self,
@@ -325,4 +407,28 @@ impl From<Limits> for AccountLimits {
             })],
         }
     }
+}
+
+fn parse_payment_hash(h: &PaymentHashScalar) -> Result<crate::lightning::PaymentHash> {
+    h.0.parse()
+        .map_err(|_| ApiError::invalid("invalid paymentHash: expected 64 hex digits").to_graphql())
+}
+
+async fn ln_transactions(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    wallet: WalletId,
+    hash: &crate::lightning::PaymentHash,
+) -> Result<Vec<Transaction>> {
+    if let Viewer::Staff(s) = viewer {
+        s.require(StaffAction::ViewTransactions).map_err(gql)?;
+    }
+    Ok(app(ctx)
+        .bank
+        .ln_wallet_transactions(wallet, hash)
+        .await
+        .map_err(gql)?
+        .into_iter()
+        .map(Transaction::new)
+        .collect())
 }
