@@ -241,7 +241,7 @@ impl Bank {
                 lines.push(l);
             }
         }
-        lines.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        lines.sort_by_key(|l| std::cmp::Reverse(l.created_at));
         Ok(lines)
     }
 }
