@@ -10,6 +10,7 @@
 
 mod error;
 mod invoice;
+pub mod lnd;
 mod types;
 
 pub use error::LightningError;

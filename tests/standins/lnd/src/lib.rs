@@ -1,0 +1,2 @@
+//! Starts the LND stand-in from tests (see this crate's README).
+pub mod spawn;
