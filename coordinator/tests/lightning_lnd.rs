@@ -131,13 +131,17 @@ async fn open_channel(chain: &StandIn, a: &LndNode, b: &LndNode, b_proc: &LndSta
     assert_eq!(txid.len(), 64, "a txid: {txid}");
     // Mine until both sides can use the channel (the funding transaction reaches the
     // mempool a moment after OpenChannelSync answers; LDK wants some confirmations).
-    eventually("the channel is usable on both sides", Duration::from_secs(120), || async {
-        chain.control().mine(1).await.unwrap();
-        let usable = |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
-        let on_a = usable(a.channels().await.ok()?);
-        let on_b = usable(b.channels().await.ok()?);
-        (on_a && on_b).then_some(())
-    })
+    eventually(
+        "the channel is usable on both sides",
+        Duration::from_secs(120),
+        || async {
+            chain.control().mine(1).await.unwrap();
+            let usable = |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
+            let on_a = usable(a.channels().await.ok()?);
+            let on_b = usable(b.channels().await.ok()?);
+            (on_a && on_b).then_some(())
+        },
+    )
     .await;
 }
 
@@ -161,12 +165,28 @@ async fn payments_over_a_real_channel_through_the_adapter() {
 
     // An invoice on B, paid from A.
     let created = b
-        .create_invoice(&invoice_request(Some(20_000_000), "coffee", Duration::from_secs(3600)))
+        .create_invoice(&invoice_request(
+            Some(20_000_000),
+            "coffee",
+            Duration::from_secs(3600),
+        ))
         .await
         .unwrap();
-    assert!(matches!(b.invoice(&created.payment_hash).await.unwrap(), InvoiceState::Open));
-    assert_eq!(a.payment(&created.payment_hash).await.unwrap().map(|_| ()), None);
+    assert!(matches!(
+        b.invoice(&created.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    ));
+    assert_eq!(
+        a.payment(&created.payment_hash).await.unwrap().map(|_| ()),
+        None
+    );
     let request = pay_request(&created.payment_request, None);
+    let decoded = decode_invoice(&created.payment_request, REGTEST).unwrap();
+    let probed = a
+        .probe_fee(&decoded, decoded.amount.unwrap())
+        .await
+        .unwrap();
+    assert!(probed <= request.max_fee, "probed fee {probed}");
     let (preimage, fee) = match a.pay(&request).await.unwrap() {
         PaymentState::Succeeded { preimage, fee } => (preimage, fee),
         other => panic!("payment: {other:?}"),
@@ -187,21 +207,37 @@ async fn payments_over_a_real_channel_through_the_adapter() {
 
     // Settlements from cursor 0: this one; from its cursor: nothing more.
     let mut from_start = b.settled_invoices(SettleCursor(0)).await.unwrap();
-    let first = next_settled(&mut from_start, Duration::from_secs(5)).await.unwrap();
+    let first = next_settled(&mut from_start, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(first.payment_hash, created.payment_hash);
     assert_eq!(first.amount.to_msat(), 20_000_000);
-    assert!(next_settled(&mut from_start, Duration::from_secs(1)).await.is_none());
+    assert!(
+        next_settled(&mut from_start, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
     let mut after_first = b.settled_invoices(first.cursor).await.unwrap();
-    assert!(next_settled(&mut after_first, Duration::from_secs(1)).await.is_none());
+    assert!(
+        next_settled(&mut after_first, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
 
     // Paying again pays nothing more: the same payment's state comes back.
     let b_lightning = b.balances().await.unwrap().lightning;
     match a.pay(&request).await.unwrap() {
-        PaymentState::Succeeded { preimage: again, .. } => assert_eq!(again, preimage),
+        PaymentState::Succeeded {
+            preimage: again, ..
+        } => assert_eq!(again, preimage),
         other => panic!("second pay: {other:?}"),
     }
     assert_eq!(b.balances().await.unwrap().lightning, b_lightning);
-    assert!(next_settled(&mut after_first, Duration::from_secs(1)).await.is_none());
+    assert!(
+        next_settled(&mut after_first, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
 
     // A no-amount invoice (description hash), paid with an amount, seen live by the stream
     // opened from the first cursor and by A's payment updates.
@@ -215,18 +251,35 @@ async fn payments_over_a_real_channel_through_the_adapter() {
         .await
         .unwrap();
     let without_amount = pay_request(&open.payment_request, None);
-    assert!(matches!(a.pay(&without_amount).await, Err(LightningError::Invalid(_))));
+    assert!(matches!(
+        a.pay(&without_amount).await,
+        Err(LightningError::Invalid(_))
+    ));
     let decoded = decode_invoice(&open.payment_request, REGTEST).unwrap();
-    assert_eq!(a.probe_fee(&decoded, Msats::new(5_000_000).unwrap()).await.unwrap(), Msats::ZERO);
-    let state = a.pay(&pay_request(&open.payment_request, Some(5_000_000))).await.unwrap();
+    assert_eq!(
+        a.probe_fee(&decoded, Msats::new(5_000_000).unwrap())
+            .await
+            .unwrap(),
+        Msats::ZERO
+    );
+    let state = a
+        .pay(&pay_request(&open.payment_request, Some(5_000_000)))
+        .await
+        .unwrap();
     assert!(matches!(state, PaymentState::Succeeded { .. }), "{state:?}");
-    let second = next_settled(&mut after_first, Duration::from_secs(10)).await.unwrap();
+    let second = next_settled(&mut after_first, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(second.payment_hash, open.payment_hash);
     assert_eq!(second.amount.to_msat(), 5_000_000);
     assert!(second.cursor > first.cursor);
     let update = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let update = updates.next().await.expect("the updates stay open").unwrap();
+            let update = updates
+                .next()
+                .await
+                .expect("the updates stay open")
+                .unwrap();
             if update.payment_hash == open.payment_hash
                 && matches!(update.state, PaymentState::Succeeded { .. })
             {
@@ -240,15 +293,28 @@ async fn payments_over_a_real_channel_through_the_adapter() {
 
     // A cancelled invoice refuses payment; cancelling is idempotent; a settled one cannot be.
     let cancelled = b
-        .create_invoice(&invoice_request(Some(1_000_000), "cancelled", Duration::from_secs(600)))
+        .create_invoice(&invoice_request(
+            Some(1_000_000),
+            "cancelled",
+            Duration::from_secs(600),
+        ))
         .await
         .unwrap();
     b.cancel_invoice(&cancelled.payment_hash).await.unwrap();
     b.cancel_invoice(&cancelled.payment_hash).await.unwrap();
-    assert!(matches!(b.invoice(&cancelled.payment_hash).await.unwrap(), InvoiceState::Cancelled));
-    let state = a.pay(&pay_request(&cancelled.payment_request, None)).await.unwrap();
+    assert!(matches!(
+        b.invoice(&cancelled.payment_hash).await.unwrap(),
+        InvoiceState::Cancelled
+    ));
+    let state = a
+        .pay(&pay_request(&cancelled.payment_request, None))
+        .await
+        .unwrap();
     assert!(
-        matches!(state, PaymentState::Failed(PaymentFailure::RecipientRejected)),
+        matches!(
+            state,
+            PaymentState::Failed(PaymentFailure::RecipientRejected)
+        ),
         "{state:?}"
     );
     assert!(matches!(
@@ -258,7 +324,11 @@ async fn payments_over_a_real_channel_through_the_adapter() {
 
     // An expired invoice is refused before anything is sent.
     let expiring = b
-        .create_invoice(&invoice_request(Some(1_000_000), "soon", Duration::from_secs(1)))
+        .create_invoice(&invoice_request(
+            Some(1_000_000),
+            "soon",
+            Duration::from_secs(1),
+        ))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -266,7 +336,38 @@ async fn payments_over_a_real_channel_through_the_adapter() {
         a.pay(&pay_request(&expiring.payment_request, None)).await,
         Err(LightningError::Invalid(_))
     ));
-    assert!(matches!(b.invoice(&expiring.payment_hash).await.unwrap(), InvoiceState::Cancelled));
+    assert!(matches!(
+        b.invoice(&expiring.payment_hash).await.unwrap(),
+        InvoiceState::Cancelled
+    ));
+
+    // B cannot pay A more than its side of the channel: no route, and nothing is paid.
+    let too_big = a
+        .create_invoice(&invoice_request(
+            Some(100_000_000),
+            "too big",
+            Duration::from_secs(600),
+        ))
+        .await
+        .unwrap();
+    let decoded = decode_invoice(&too_big.payment_request, REGTEST).unwrap();
+    let probe = b.probe_fee(&decoded, decoded.amount.unwrap()).await;
+    assert!(
+        matches!(probe, Err(LightningError::NoRoute(_))),
+        "{probe:?}"
+    );
+    let state = b
+        .pay(&pay_request(&too_big.payment_request, None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(state, PaymentState::Failed(PaymentFailure::NoRoute)),
+        "{state:?}"
+    );
+    assert!(matches!(
+        b.payment(&too_big.payment_hash).await.unwrap(),
+        Some(PaymentState::Failed(PaymentFailure::NoRoute))
+    ));
 
     // Balances and channels show the 25,000 sat paid.
     let paid = 25_000_000;
@@ -281,16 +382,33 @@ async fn payments_over_a_real_channel_through_the_adapter() {
 
     // B stops: its adapter says unavailable. B restarts on its data: the cursor holds.
     b_proc.kill();
-    assert!(matches!(b.info().await, Err(LightningError::Unavailable(_))));
+    assert!(matches!(
+        b.info().await,
+        Err(LightningError::Unavailable(_))
+    ));
     let b_proc = lnd(dir_b.path(), &chain);
     let b = adapter(&b_proc).await;
     let mut replay = b.settled_invoices(SettleCursor(0)).await.unwrap();
-    let r1 = next_settled(&mut replay, Duration::from_secs(5)).await.unwrap();
-    let r2 = next_settled(&mut replay, Duration::from_secs(5)).await.unwrap();
-    assert_eq!((r1.cursor, r1.payment_hash), (first.cursor, first.payment_hash));
-    assert_eq!((r2.cursor, r2.payment_hash), (second.cursor, second.payment_hash));
+    let r1 = next_settled(&mut replay, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let r2 = next_settled(&mut replay, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r1.cursor, r1.payment_hash),
+        (first.cursor, first.payment_hash)
+    );
+    assert_eq!(
+        (r2.cursor, r2.payment_hash),
+        (second.cursor, second.payment_hash)
+    );
     let mut after_second = b.settled_invoices(second.cursor).await.unwrap();
-    assert!(next_settled(&mut after_second, Duration::from_secs(1)).await.is_none());
+    assert!(
+        next_settled(&mut after_second, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
     eprintln!("scenario done in {:?}", started.elapsed());
 }
 
@@ -315,7 +433,10 @@ async fn a_wrong_macaroon_a_wrong_certificate_and_a_stopped_node_are_refused() {
     let refused = forger
         .create_invoice(&invoice_request(Some(1_000), "x", Duration::from_secs(60)))
         .await;
-    assert!(matches!(refused, Err(LightningError::Unavailable(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(LightningError::Unavailable(_))),
+        "{refused:?}"
+    );
 
     // Attack: a server with another certificate (as a man in the middle would have).
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -332,7 +453,10 @@ async fn a_wrong_macaroon_a_wrong_certificate_and_a_stopped_node_are_refused() {
     // Missing files are a configuration error, at connect.
     let mut missing = config(&node);
     missing.macaroon_path = dir.path().join("nope.macaroon");
-    assert!(matches!(LndNode::connect(missing).await, Err(LightningError::Invalid(_))));
+    assert!(matches!(
+        LndNode::connect(missing).await,
+        Err(LightningError::Invalid(_))
+    ));
 
     // The node stops: unavailable, quickly.
     node.kill();

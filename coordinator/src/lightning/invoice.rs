@@ -69,8 +69,8 @@ pub fn decode_invoice(
         .strip_prefix("lightning:")
         .or_else(|| trimmed.strip_prefix("LIGHTNING:"))
         .unwrap_or(trimmed);
-    let invoice = Bolt11Invoice::from_str(trimmed)
-        .map_err(|e| InvoiceError::Malformed(e.to_string()))?;
+    let invoice =
+        Bolt11Invoice::from_str(trimmed).map_err(|e| InvoiceError::Malformed(e.to_string()))?;
     if invoice.currency() != currency_of(network) {
         return Err(InvoiceError::WrongNetwork);
     }

@@ -34,8 +34,10 @@ pub trait LightningNode: Send + Sync + std::fmt::Debug {
 
     /// Creates a new invoice. Not idempotent: every call makes another invoice (the bank
     /// records each one before handing it out).
-    async fn create_invoice(&self, request: &InvoiceRequest)
-    -> Result<CreatedInvoice, LightningError>;
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<CreatedInvoice, LightningError>;
 
     /// Cancels an open invoice so that the node refuses payments to it. Idempotent;
     /// [`LightningError::AlreadySettled`] when it was paid first.

@@ -47,9 +47,14 @@ fn is_transport(status: &Status) -> bool {
         source = e.source();
     }
     let message = status.message();
-    ["transport error", "client error", "error trying to connect", "connection"]
-        .iter()
-        .any(|p| message.contains(p))
+    [
+        "transport error",
+        "client error",
+        "error trying to connect",
+        "connection",
+    ]
+    .iter()
+    .any(|p| message.contains(p))
 }
 
 /// The [`LightningError`] for a gRPC status from LND.
@@ -143,7 +148,9 @@ mod tests {
         let cases = [
             (Status::unknown("expected 1 macaroon, got 0"), "unavailable"),
             (
-                Status::unknown("verification failed: signature mismatch after caveat verification"),
+                Status::unknown(
+                    "verification failed: signature mismatch after caveat verification",
+                ),
                 "unavailable",
             ),
             (Status::unavailable("connection refused"), "unavailable"),
@@ -152,7 +159,9 @@ mod tests {
                 "invalid",
             ),
             (
-                Status::invalid_argument("amount must be specified when paying a zero amount invoice"),
+                Status::invalid_argument(
+                    "amount must be specified when paying a zero amount invoice",
+                ),
                 "invalid",
             ),
             (Status::unknown("invoice already settled"), "settled"),

@@ -9,8 +9,8 @@ use super::LndNode;
 use super::error::{bytes32, call, from_status, non_negative};
 use crate::amount::Msats;
 use crate::lightning::{
-    CreatedInvoice, InvoiceDescription, InvoiceRequest, InvoiceState, LightningError,
-    PaymentHash, Preimage, SettleCursor, SettledInvoice, decode_invoice,
+    CreatedInvoice, InvoiceDescription, InvoiceRequest, InvoiceState, LightningError, PaymentHash,
+    Preimage, SettleCursor, SettledInvoice, decode_invoice,
 };
 
 /// How many invoices one ListInvoices page holds while replaying settlements.
@@ -78,9 +78,11 @@ impl LndNode {
         let cancelled = call(
             "CancelInvoice",
             self.config.request_timeout,
-            client.invoices().cancel_invoice(invoicesrpc::CancelInvoiceMsg {
-                payment_hash: hash.0.to_vec(),
-            }),
+            client
+                .invoices()
+                .cancel_invoice(invoicesrpc::CancelInvoiceMsg {
+                    payment_hash: hash.0.to_vec(),
+                }),
         )
         .await;
         // LND cancels a cancelled invoice again without complaint, and refuses a settled
@@ -159,10 +161,12 @@ impl LndNode {
         let live = call(
             "SubscribeInvoices",
             self.config.request_timeout,
-            client.lightning().subscribe_invoices(lnrpc::InvoiceSubscription {
-                add_index: 0,
-                settle_index: after.0,
-            }),
+            client
+                .lightning()
+                .subscribe_invoices(lnrpc::InvoiceSubscription {
+                    add_index: 0,
+                    settle_index: after.0,
+                }),
         )
         .await?;
         let backlog = if after.0 == 0 {
@@ -181,6 +185,8 @@ impl LndNode {
             };
             async move { out }
         });
-        Ok(stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
+        Ok(stream::iter(backlog.into_iter().map(Ok))
+            .chain(live)
+            .boxed())
     }
 }

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 
 use super::{
     Balances, ChannelInfo, ChannelOperator, CreatedInvoice, DecodedInvoice, InvoiceRequest,
-    InvoiceState, LightningError, LightningNode, NodeInfo, PayRequest, PaymentHash,
-    PaymentState, PaymentUpdate, SettleCursor, SettledInvoice,
+    InvoiceState, LightningError, LightningNode, NodeInfo, PayRequest, PaymentHash, PaymentState,
+    PaymentUpdate, SettleCursor, SettledInvoice,
 };
 use crate::amount::{Msats, Sats};
 

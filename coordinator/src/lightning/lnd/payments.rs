@@ -21,7 +21,9 @@ use crate::lightning::{
 fn failure(reason: i32) -> PaymentFailure {
     use lnrpc::PaymentFailureReason as R;
     match R::try_from(reason) {
-        Ok(R::FailureReasonNoRoute | R::FailureReasonInsufficientBalance) => PaymentFailure::NoRoute,
+        Ok(R::FailureReasonNoRoute | R::FailureReasonInsufficientBalance) => {
+            PaymentFailure::NoRoute
+        }
         Ok(R::FailureReasonIncorrectPaymentDetails) => PaymentFailure::RecipientRejected,
         Ok(R::FailureReasonTimeout) => PaymentFailure::Timeout,
         _ => PaymentFailure::Other,
@@ -85,10 +87,12 @@ impl LndNode {
         let tracked = call(
             "TrackPaymentV2",
             self.config.request_timeout,
-            client.router().track_payment_v2(routerrpc::TrackPaymentRequest {
-                payment_hash: hash.0.to_vec(),
-                no_inflight_updates,
-            }),
+            client
+                .router()
+                .track_payment_v2(routerrpc::TrackPaymentRequest {
+                    payment_hash: hash.0.to_vec(),
+                    no_inflight_updates,
+                }),
         )
         .await;
         match tracked {
@@ -164,9 +168,11 @@ impl LndNode {
         let stream = call(
             "TrackPayments",
             self.config.request_timeout,
-            client.router().track_payments(routerrpc::TrackPaymentsRequest {
-                no_inflight_updates: false,
-            }),
+            client
+                .router()
+                .track_payments(routerrpc::TrackPaymentsRequest {
+                    no_inflight_updates: false,
+                }),
         )
         .await?;
         Ok(stream

@@ -62,8 +62,9 @@ impl LndNode {
             .chains
             .first()
             .ok_or_else(|| LightningError::Protocol("GetInfo names no chain".into()))?;
-        let network = network(&chain.network)
-            .ok_or_else(|| LightningError::Protocol(format!("unknown network {}", chain.network)))?;
+        let network = network(&chain.network).ok_or_else(|| {
+            LightningError::Protocol(format!("unknown network {}", chain.network))
+        })?;
         if network != self.config.network {
             return Err(LightningError::Invalid(format!(
                 "the node runs on {network}, the bank on {}",
@@ -83,13 +84,17 @@ impl LndNode {
         let wallet = call(
             "WalletBalance",
             self.config.request_timeout,
-            client.lightning().wallet_balance(lnrpc::WalletBalanceRequest::default()),
+            client
+                .lightning()
+                .wallet_balance(lnrpc::WalletBalanceRequest::default()),
         )
         .await?;
         let channels = call(
             "ChannelBalance",
             self.config.request_timeout,
-            client.lightning().channel_balance(lnrpc::ChannelBalanceRequest {}),
+            client
+                .lightning()
+                .channel_balance(lnrpc::ChannelBalanceRequest {}),
         )
         .await?;
         let lightning = channels.local_balance.map_or(0, |a| a.msat);
@@ -105,7 +110,9 @@ impl LndNode {
         let list = call(
             "ListChannels",
             self.config.request_timeout,
-            client.lightning().list_channels(lnrpc::ListChannelsRequest::default()),
+            client
+                .lightning()
+                .list_channels(lnrpc::ListChannelsRequest::default()),
         )
         .await?;
         list.channels
@@ -179,14 +186,16 @@ impl LndNode {
         let point = call(
             "OpenChannelSync",
             self.config.request_timeout,
-            client.lightning().open_channel_sync(lnrpc::OpenChannelRequest {
-                node_pubkey: key.serialize().to_vec(),
-                local_funding_amount: i64::try_from(capacity.to_sat())
-                    .map_err(|_| LightningError::Invalid("capacity too large".into()))?,
-                push_sat: i64::try_from(push.to_sat())
-                    .map_err(|_| LightningError::Invalid("push too large".into()))?,
-                ..Default::default()
-            }),
+            client
+                .lightning()
+                .open_channel_sync(lnrpc::OpenChannelRequest {
+                    node_pubkey: key.serialize().to_vec(),
+                    local_funding_amount: i64::try_from(capacity.to_sat())
+                        .map_err(|_| LightningError::Invalid("capacity too large".into()))?,
+                    push_sat: i64::try_from(push.to_sat())
+                        .map_err(|_| LightningError::Invalid("push too large".into()))?,
+                    ..Default::default()
+                }),
         )
         .await?;
         use lnrpc::channel_point::FundingTxid;

@@ -1,2 +1,3 @@
-//! Starts the LND stand-in from tests (see this crate's README).
+#![doc = include_str!("../README.md")]
+
 pub mod spawn;

@@ -79,7 +79,14 @@ impl LndStandIn {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--esplora-url", esplora_url])
-            .args(["--grpc-port", "0", "--p2p-port", "0", "--sync-interval-ms", "500"])
+            .args([
+                "--grpc-port",
+                "0",
+                "--p2p-port",
+                "0",
+                "--sync-interval-ms",
+                "500",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

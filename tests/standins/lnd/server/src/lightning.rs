@@ -5,13 +5,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use fedimint_tonic_lnd::lnrpc;
+use ldk_node::LightningBalance;
 use ldk_node::bitcoin::hashes::{Hash, sha256};
 use ldk_node::bitcoin::hex::{DisplayHex, FromHex};
 use ldk_node::bitcoin::secp256k1::PublicKey;
 use ldk_node::lightning::ln::msgs::SocketAddress;
 use ldk_node::lightning_invoice::{Bolt11InvoiceDescription, Description, Sha256};
 use ldk_node::lightning_types::payment::PaymentHash;
-use ldk_node::LightningBalance;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -73,16 +73,19 @@ impl LightningService {
             }
         };
         let description = if req.description_hash.is_empty() {
-            let memo = Description::new(req.memo.clone()).map_err(|e| {
-                Status::unknown(format!("memo too long: {e}"))
-            })?;
+            let memo = Description::new(req.memo.clone())
+                .map_err(|e| Status::unknown(format!("memo too long: {e}")))?;
             Bolt11InvoiceDescription::Direct(memo)
         } else {
             let hash = <[u8; 32]>::try_from(req.description_hash.as_slice())
                 .map_err(|_| Status::unknown("description hash must be exactly 32 bytes"))?;
             Bolt11InvoiceDescription::Hash(Sha256(sha256::Hash::from_byte_array(hash)))
         };
-        let expiry = if req.expiry > 0 { req.expiry } else { DEFAULT_EXPIRY };
+        let expiry = if req.expiry > 0 {
+            req.expiry
+        } else {
+            DEFAULT_EXPIRY
+        };
         let expiry_secs = u32::try_from(expiry).map_err(|_| Status::unknown("expiry too large"))?;
         let (preimage, hash) = if req.r_preimage.is_empty() {
             new_preimage()
@@ -104,7 +107,11 @@ impl LightningService {
         let record = InvoiceRecord {
             hash: hash.to_lower_hex_string(),
             preimage: preimage.to_lower_hex_string(),
-            memo: if req.description_hash.is_empty() { req.memo } else { String::new() },
+            memo: if req.description_hash.is_empty() {
+                req.memo
+            } else {
+                String::new()
+            },
             description_hash: req.description_hash.to_lower_hex_string(),
             value_msat,
             creation_date: i64::try_from(invoice.duration_since_epoch().as_secs())
@@ -181,9 +188,9 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
             .lightning_balances
             .iter()
             .map(|b| match b {
-                LightningBalance::ClaimableOnChannelClose { amount_satoshis, .. } => {
-                    *amount_satoshis
-                }
+                LightningBalance::ClaimableOnChannelClose {
+                    amount_satoshis, ..
+                } => *amount_satoshis,
                 _ => 0,
             })
             .sum();
@@ -247,7 +254,12 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
         &self,
         _req: Request<lnrpc::NewAddressRequest>,
     ) -> Result<Response<lnrpc::NewAddressResponse>, Status> {
-        let address = self.0.node.onchain_payment().new_address().map_err(internal)?;
+        let address = self
+            .0
+            .node
+            .onchain_payment()
+            .new_address()
+            .map_err(internal)?;
         Ok(Response::new(lnrpc::NewAddressResponse {
             address: address.to_string(),
         }))
@@ -276,9 +288,9 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
         let req = req.into_inner();
         #[allow(deprecated)]
         let pubkey = parse_pubkey(&req.node_pubkey, &req.node_pubkey_string)?;
-        let address = self.peer_address(&pubkey).ok_or_else(|| {
-            Status::unknown(format!("peer {pubkey} is not online"))
-        })?;
+        let address = self
+            .peer_address(&pubkey)
+            .ok_or_else(|| Status::unknown(format!("peer {pubkey} is not online")))?;
         let capacity = u64::try_from(req.local_funding_amount)
             .map_err(|_| Status::invalid_argument("negative funding amount"))?;
         let push_msat = u64::try_from(req.push_sat)
@@ -286,7 +298,13 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
             .saturating_mul(1000);
         let node = Arc::clone(&self.0.node);
         let user_channel_id = blocking(move || {
-            node.open_channel(pubkey, address, capacity, Some(push_msat).filter(|p| *p > 0), None)
+            node.open_channel(
+                pubkey,
+                address,
+                capacity,
+                Some(push_msat).filter(|p| *p > 0),
+                None,
+            )
         })
         .await?;
         // OpenChannelSync answers once the funding transaction is published: wait for LDK
@@ -316,7 +334,11 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
         req: Request<lnrpc::Invoice>,
     ) -> Result<Response<lnrpc::AddInvoiceResponse>, Status> {
         let record = self.add_invoice_inner(req.into_inner())?;
-        tracing::info!(hash = record.hash, add_index = record.add_index, "invoice added");
+        tracing::info!(
+            hash = record.hash,
+            add_index = record.add_index,
+            "invoice added"
+        );
         let _ = self.0.invoice_events.send(to_lnrpc_invoice(&record, now()));
         Ok(Response::new(lnrpc::AddInvoiceResponse {
             r_hash: Vec::from_hex(&record.hash).unwrap_or_default(),
@@ -352,7 +374,11 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
         if req.reversed {
             return Err(Status::unimplemented("the stand-in lists forwards only"));
         }
-        let max = if req.num_max_invoices == 0 { 100 } else { req.num_max_invoices };
+        let max = if req.num_max_invoices == 0 {
+            100
+        } else {
+            req.num_max_invoices
+        };
         let now = now();
         let invoices: Vec<lnrpc::Invoice> = self
             .0
@@ -416,7 +442,9 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
                 let invoice = match live.recv().await {
                     Ok(i) => i,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(Status::unavailable("subscriber too slow"))).await;
+                        let _ = tx
+                            .send(Err(Status::unavailable("subscriber too slow")))
+                            .await;
                         return;
                     }
                     Err(_) => return,

@@ -79,7 +79,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let (cert, key) = auth::tls_identity(&args.data_dir)?;
     let macaroon = MacaroonCheck::new(auth::macaroon_hex(&args.data_dir)?);
-    let p2p_port = if args.p2p_port == 0 { free_port()? } else { args.p2p_port };
+    let p2p_port = if args.p2p_port == 0 {
+        free_port()?
+    } else {
+        args.p2p_port
+    };
     // LDK Node starts its own runtime: build it before ours exists.
     let shared = node::start(&NodeOptions {
         data_dir: args.data_dir.clone(),

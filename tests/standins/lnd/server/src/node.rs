@@ -182,7 +182,9 @@ fn claim_or_fail(shared: &Shared, hash: PaymentHash, amount_msat: u64) -> anyhow
     let claim = record.as_ref().and_then(|r| {
         let payable = r.effective_state(now()) == InvoiceState::Open
             && r.value_msat.is_none_or(|v| amount_msat >= v);
-        payable.then(|| <[u8; 32]>::from_hex(&r.preimage).ok()).flatten()
+        payable
+            .then(|| <[u8; 32]>::from_hex(&r.preimage).ok())
+            .flatten()
     });
     let bolt11 = shared.node.bolt11_payment();
     match claim {

@@ -76,7 +76,11 @@ fn is_final(p: &lnrpc::Payment) -> bool {
 }
 
 /// Streams the payment's states until a final one.
-fn follow(shared: Arc<Shared>, hash: [u8; 32], no_inflight_updates: bool) -> BoxStream<lnrpc::Payment> {
+fn follow(
+    shared: Arc<Shared>,
+    hash: [u8; 32],
+    no_inflight_updates: bool,
+) -> BoxStream<lnrpc::Payment> {
     let mut events = shared.payment_events.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
@@ -136,7 +140,11 @@ impl crate::proto::routerrpc::router_server::Router for RouterService {
             (0, 0) => None,
             (sat, 0) if sat > 0 => Some(sat as u64 * 1000),
             (0, msat) if msat > 0 => Some(msat as u64),
-            _ => return Err(Status::invalid_argument("amt and amt_msat are mutually exclusive")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "amt and amt_msat are mutually exclusive",
+                ));
+            }
         };
         match (invoice.amount_milli_satoshis(), amount_msat) {
             (None, None) => {
@@ -248,7 +256,10 @@ impl crate::proto::routerrpc::router_server::Router for RouterService {
         let (dest, amount_msat) = if req.payment_request.is_empty() {
             let dest = ldk_node::bitcoin::secp256k1::PublicKey::from_slice(&req.dest)
                 .map_err(|_| Status::invalid_argument("invalid dest"))?;
-            (dest, u64::try_from(req.amt_sat).unwrap_or(0).saturating_mul(1000))
+            (
+                dest,
+                u64::try_from(req.amt_sat).unwrap_or(0).saturating_mul(1000),
+            )
         } else {
             let invoice: Bolt11Invoice = req
                 .payment_request
@@ -262,7 +273,9 @@ impl crate::proto::routerrpc::router_server::Router for RouterService {
         // The stand-in routes over its own channels only: a payee that is a direct peer
         // with room costs nothing; anything else has no route.
         let direct = self.0.node.list_channels().into_iter().any(|c| {
-            c.counterparty_node_id == dest && c.is_usable && c.next_outbound_htlc_limit_msat >= amount_msat
+            c.counterparty_node_id == dest
+                && c.is_usable
+                && c.next_outbound_htlc_limit_msat >= amount_msat
         });
         let reason = if direct {
             lnrpc::PaymentFailureReason::FailureReasonNone
