@@ -52,16 +52,18 @@ impl Shared {
 
 /// Builds and starts the LDK node (outside any tokio runtime: LDK Node runs its own).
 pub fn start(options: &NodeOptions) -> anyhow::Result<Arc<Shared>> {
-    let mut config = Config::default();
-    config.storage_dir_path = options.data_dir.join("ldk").display().to_string();
-    config.network = ldk_node::bitcoin::Network::Regtest;
-    config.listening_addresses = Some(vec![SocketAddress::TcpIpV4 {
-        addr: [127, 0, 0, 1],
-        port: options.p2p_port,
-    }]);
-    // Plain (non-anchor) channels: an anchor channel needs an on-chain reserve on the
-    // accepting side too, which a fresh test node does not have.
-    config.anchor_channels_config = None;
+    let config = Config {
+        storage_dir_path: options.data_dir.join("ldk").display().to_string(),
+        network: ldk_node::bitcoin::Network::Regtest,
+        listening_addresses: Some(vec![SocketAddress::TcpIpV4 {
+            addr: [127, 0, 0, 1],
+            port: options.p2p_port,
+        }]),
+        // Plain (non-anchor) channels: an anchor channel needs an on-chain reserve on the
+        // accepting side too, which a fresh test node does not have.
+        anchor_channels_config: None,
+        ..Config::default()
+    };
     let mut builder = Builder::from_config(config);
     // No background sync (its floor is 10 s): the sync loop below runs much more often,
     // so that tests wait for blocks seconds, not tens of seconds.

@@ -89,10 +89,11 @@ fn follow(
             if let Some(p) = payment_of(&shared, hash) {
                 let changed = last.as_ref() != Some(&p);
                 let final_ = is_final(&p);
-                if changed && (final_ || !no_inflight_updates) {
-                    if tx.send(Ok(p.clone())).await.is_err() {
-                        return;
-                    }
+                if changed
+                    && (final_ || !no_inflight_updates)
+                    && tx.send(Ok(p.clone())).await.is_err()
+                {
+                    return;
                 }
                 if final_ {
                     return;
