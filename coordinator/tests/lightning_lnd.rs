@@ -291,6 +291,37 @@ async fn payments_over_a_real_channel_through_the_adapter() {
     .expect("A's update for the payment");
     assert_eq!(update.payment_hash, open.payment_hash);
 
+    // A payment that outlasts the caller's wait is in flight, then succeeds on its own.
+    let slow = b
+        .create_invoice(&invoice_request(
+            Some(1_000_000),
+            "in flight",
+            Duration::from_secs(600),
+        ))
+        .await
+        .unwrap();
+    let mut no_wait = pay_request(&slow.payment_request, None);
+    no_wait.timeout = Duration::ZERO;
+    let state = a.pay(&no_wait).await.unwrap();
+    assert!(matches!(state, PaymentState::InFlight), "{state:?}");
+    eventually(
+        "the payment left in flight succeeds",
+        Duration::from_secs(20),
+        || async {
+            match a.payment(&slow.payment_hash).await.unwrap() {
+                Some(PaymentState::Succeeded { preimage, .. }) => {
+                    (preimage.payment_hash() == slow.payment_hash).then_some(())
+                }
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let third = next_settled(&mut after_first, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(third.payment_hash, slow.payment_hash);
+
     // A cancelled invoice refuses payment; cancelling is idempotent; a settled one cannot be.
     let cancelled = b
         .create_invoice(&invoice_request(
@@ -369,8 +400,8 @@ async fn payments_over_a_real_channel_through_the_adapter() {
         Some(PaymentState::Failed(PaymentFailure::NoRoute))
     ));
 
-    // Balances and channels show the 25,000 sat paid.
-    let paid = 25_000_000;
+    // Balances and channels show the 26,000 sat paid.
+    let paid = 26_000_000;
     let a_after = a.balances().await.unwrap().lightning;
     assert_eq!(a_before.to_msat() - a_after.to_msat(), paid);
     assert_eq!(b.balances().await.unwrap().lightning.to_msat(), paid);
@@ -386,6 +417,11 @@ async fn payments_over_a_real_channel_through_the_adapter() {
         b.info().await,
         Err(LightningError::Unavailable(_))
     ));
+    // An open settlement stream says so too (the caller subscribes again from its cursor).
+    match tokio::time::timeout(Duration::from_secs(5), after_first.next()).await {
+        Ok(Some(Err(LightningError::Unavailable(m)))) => eprintln!("stream: {m}"),
+        other => panic!("the settlement stream of a stopped node: {other:?}"),
+    }
     let b_proc = lnd(dir_b.path(), &chain);
     let b = adapter(&b_proc).await;
     let mut replay = b.settled_invoices(SettleCursor(0)).await.unwrap();
@@ -403,9 +439,26 @@ async fn payments_over_a_real_channel_through_the_adapter() {
         (r2.cursor, r2.payment_hash),
         (second.cursor, second.payment_hash)
     );
-    let mut after_second = b.settled_invoices(second.cursor).await.unwrap();
+    let r3 = next_settled(&mut replay, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r3.cursor, r3.payment_hash),
+        (third.cursor, third.payment_hash)
+    );
     assert!(
-        next_settled(&mut after_second, Duration::from_secs(1))
+        next_settled(&mut replay, Duration::from_secs(1))
+            .await
+            .is_none()
+    );
+    let mut after_second = b.settled_invoices(second.cursor).await.unwrap();
+    let again = next_settled(&mut after_second, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(again.payment_hash, third.payment_hash);
+    let mut after_third = b.settled_invoices(third.cursor).await.unwrap();
+    assert!(
+        next_settled(&mut after_third, Duration::from_secs(1))
             .await
             .is_none()
     );

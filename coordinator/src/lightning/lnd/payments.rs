@@ -114,25 +114,31 @@ impl LndNode {
             ..Default::default()
         };
         let hash = request.payment_hash;
-        let outcome = tokio::time::timeout(request.timeout, async {
-            let mut client = self.client.clone();
-            let started = client.router().send_payment_v2(send).await;
-            let stream = match started {
-                Ok(response) => response.into_inner(),
-                // Paid or being paid already: answer that payment, do not pay again.
-                Err(status) if status.code() == Code::AlreadyExists => {
-                    tracing::info!(%hash, "LND has this payment already; tracking it");
-                    match self.track(&hash, false).await? {
-                        Some(stream) => stream,
-                        None => return Err(from_status(&status)),
-                    }
+        // The wait for an outcome starts now; the start itself has the call timeout, so that
+        // an InFlight answer always means LND took the payment.
+        let deadline = tokio::time::Instant::now() + request.timeout;
+        let mut client = self.client.clone();
+        let started = tokio::time::timeout(
+            self.config.request_timeout,
+            client.router().send_payment_v2(send),
+        )
+        .await
+        .map_err(|_| {
+            LightningError::Unavailable("SendPaymentV2: no answer within the timeout".into())
+        })?;
+        let stream = match started {
+            Ok(response) => response.into_inner(),
+            // Paid or being paid already: answer that payment, do not pay again.
+            Err(status) if status.code() == Code::AlreadyExists => {
+                tracing::info!(%hash, "LND has this payment already; tracking it");
+                match self.track(&hash, false).await? {
+                    Some(stream) => stream,
+                    None => return Err(from_status(&status)),
                 }
-                Err(status) => return Err(from_status(&status)),
-            };
-            until_final(stream, &hash).await
-        })
-        .await;
-        match outcome {
+            }
+            Err(status) => return Err(from_status(&status)),
+        };
+        match tokio::time::timeout_at(deadline, until_final(stream, &hash)).await {
             Ok(result) => result,
             // Still in flight: the caller follows it with `payment`.
             Err(_) => Ok(PaymentState::InFlight),
