@@ -9,7 +9,12 @@ use std::process::Command;
 /// The crates that ship: nothing they link (outside dev-dependencies) may be test code.
 const PRODUCTION: [&str; 4] = ["coordinator", "signer", "policies", "hsm-config"];
 /// Test-only crates of the workspace.
-const TEST_ONLY: [&str; 3] = ["test-support", "system-tests", "chain-standin"];
+const TEST_ONLY: [&str; 4] = [
+    "test-support",
+    "system-tests",
+    "chain-standin",
+    "lnd-standin",
+];
 
 /// Each workspace package with the workspace packages it depends on outside
 /// dev-dependencies (normal and build).

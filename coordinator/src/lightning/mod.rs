@@ -11,6 +11,7 @@
 mod config;
 mod error;
 mod invoice;
+pub mod lnd;
 mod types;
 
 pub use config::LightningFile;
