@@ -141,7 +141,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Without a notifier table, codes land in the notification outbox table (development).
     let notifier_impl = notifier.build(&pool);
     tracing::info!(email = ?config.notifier.email, sms = ?config.notifier.sms, "notifier");
-    let bank = Bank::new(ledger.clone(), notifier_impl, config.bank_config());
+    let mut bank = Bank::new(ledger.clone(), notifier_impl, config.bank_config());
+    // Lightning: the node behind the bank, its settlement watcher and reconciler.
+    let mut _lightning = None;
+    if let Some(file) = &config.lightning {
+        let node = coordinator::lightning::lnd::LndNode::connect(
+            coordinator::lightning::lnd::LndConfig::new(
+                file.lnd_address.clone(),
+                file.lnd_tls_cert.clone(),
+                file.lnd_macaroon.clone(),
+                file.network,
+            ),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to LND: {e}"))?;
+        let ln_config = file.bank_config().map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
+        let rail = coordinator::bank::lightning::LightningRail::new(Arc::new(node), ln_config)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting Lightning: {e}"))?;
+        tracing::info!(node = rail.pubkey(), "Lightning enabled");
+        bank = bank.with_lightning(rail);
+        _lightning = Some(
+            bank.spawn_lightning_tasks()
+                .map_err(|e| anyhow::anyhow!("starting Lightning: {e}"))?,
+        );
+    }
     // Payments left PENDING by any instance (a crash, a ledger outage) are claimed and
     // finished by a live one, now and continuously.
     let _resumer = bank.spawn_payment_resumer(config.resume_config());

@@ -1,0 +1,161 @@
+//! A small Lightning network for tests: the regtest stand-in's chain, two LND stand-ins
+//! (LND's gRPC API over real LDK nodes) and the LND adapter to each, with a channel from
+//! the first to the second that both sides can pay over.
+//!
+//! Both stand-in binaries must be built: `cargo build -p chain-standin` and
+//! `cargo build --manifest-path tests/standins/lnd/server/Cargo.toml --target-dir target`
+//! (scripts/test.sh does both).
+#![allow(dead_code, reason = "each test binary uses part of it")]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chain_standin::spawn::{Options, StandIn};
+use coordinator::amount::{Msats, Sats};
+use coordinator::lightning::lnd::{LndConfig, LndNode};
+use coordinator::lightning::{ChannelOperator, LightningNode};
+use lnd_standin::spawn::LndStandIn;
+use tempfile::TempDir;
+
+pub const REGTEST: bitcoin::Network = bitcoin::Network::Regtest;
+
+/// The regtest stand-in with mature coinbases, so that it can fund the nodes.
+pub fn chain() -> StandIn {
+    StandIn::start_with(Options {
+        initial_blocks: 101,
+        ..Options::default()
+    })
+    .expect("the regtest stand-in starts (cargo build -p chain-standin)")
+}
+
+/// An LND stand-in keeping its state in `dir`.
+pub fn lnd(dir: &Path, chain: &StandIn) -> LndStandIn {
+    LndStandIn::start(dir, chain.esplora_url()).expect("the LND stand-in starts (see the header)")
+}
+
+/// The adapter's configuration for a stand-in.
+pub fn config(node: &LndStandIn) -> LndConfig {
+    let mut config = LndConfig::new(
+        node.grpc_url(),
+        node.tls_cert_path(),
+        node.macaroon_path(),
+        REGTEST,
+    );
+    config.request_timeout = Duration::from_secs(15);
+    config
+}
+
+/// The LND adapter connected to a stand-in.
+pub async fn adapter(node: &LndStandIn) -> LndNode {
+    LndNode::connect(config(node))
+        .await
+        .expect("the adapter connects")
+}
+
+/// Polls `check` until it gives a value, for at most `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Funds `a` on chain, connects it to `b` and opens a channel of `capacity` pushing
+/// `push` to `b`, then mines until both sides can use it.
+pub async fn open_channel(
+    chain: &StandIn,
+    a: &LndNode,
+    b: &LndNode,
+    b_proc: &LndStandIn,
+    capacity: Sats,
+    push: Msats,
+) {
+    let address = a.new_onchain_address().await.expect("an address");
+    let address = address
+        .parse::<bitcoin::Address<_>>()
+        .expect("an address")
+        .require_network(REGTEST)
+        .expect("a regtest address");
+    let funding = capacity.to_sat() + 100_000;
+    chain
+        .control()
+        .fund_and_mine(&address, bitcoin::Amount::from_sat(funding), 1)
+        .await
+        .expect("funded");
+    eventually("the node sees its coins", Duration::from_secs(60), || async {
+        let b = a.balances().await.ok()?;
+        (b.onchain.to_sat() >= funding).then_some(())
+    })
+    .await;
+    a.connect_peer(&b_proc.peer_uri()).await.expect("connected");
+    a.open_channel(b_proc.pubkey(), capacity, push)
+        .await
+        .expect("channel opened");
+    eventually(
+        "the channel is usable on both sides",
+        Duration::from_secs(120),
+        || async {
+            chain.control().mine(1).await.ok()?;
+            let usable =
+                |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
+            let on_a = usable(a.channels().await.ok()?);
+            let on_b = usable(b.channels().await.ok()?);
+            (on_a && on_b).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Two nodes with a channel: `a` (the bank's, in bank tests) and `b` (the outside world).
+pub struct Net {
+    pub chain: StandIn,
+    pub a_proc: LndStandIn,
+    pub b_proc: LndStandIn,
+    pub a: LndNode,
+    pub b: LndNode,
+    pub dir_a: TempDir,
+    pub dir_b: TempDir,
+}
+
+impl Net {
+    /// A channel of 1,000,000 sats from `a` to `b`, 400,000 of them pushed to `b` so
+    /// that both can pay.
+    pub async fn start() -> Net {
+        let chain = chain();
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let a_proc = lnd(dir_a.path(), &chain);
+        let b_proc = lnd(dir_b.path(), &chain);
+        let a = adapter(&a_proc).await;
+        let b = adapter(&b_proc).await;
+        open_channel(
+            &chain,
+            &a,
+            &b,
+            &b_proc,
+            Sats::new(1_000_000).expect("sats"),
+            Sats::new(400_000).expect("sats").to_msats(),
+        )
+        .await;
+        Net {
+            chain,
+            a_proc,
+            b_proc,
+            a,
+            b,
+            dir_a,
+            dir_b,
+        }
+    }
+}
