@@ -26,6 +26,9 @@ pub struct InvoicesService(pub Arc<Shared>);
 /// How often a payment stream looks again without an event (a backstop).
 const POLL: Duration = Duration::from_millis(500);
 
+/// How long a failed payment may wait for its reason (see `payment_of`).
+const FAILURE_REASON_GRACE_SECS: u64 = 5;
+
 /// LND's view of our outgoing payment to `hash`, if we ever tried it.
 fn payment_of(shared: &Shared, hash: [u8; 32]) -> Option<lnrpc::Payment> {
     use lnrpc::payment::PaymentStatus as S;
@@ -37,14 +40,25 @@ fn payment_of(shared: &Shared, hash: [u8; 32]) -> Option<lnrpc::Payment> {
     let (status, failure) = match details.status {
         PaymentStatus::Pending => (S::InFlight, lnrpc::PaymentFailureReason::FailureReasonNone),
         PaymentStatus::Succeeded => (S::Succeeded, lnrpc::PaymentFailureReason::FailureReasonNone),
-        PaymentStatus::Failed => (
-            S::Failed,
-            shared
+        PaymentStatus::Failed => {
+            let recorded = shared
                 .store()
                 .failure(&hex)
-                .and_then(|r| lnrpc::PaymentFailureReason::try_from(r).ok())
-                .unwrap_or(lnrpc::PaymentFailureReason::FailureReasonError),
-        ),
+                .and_then(|r| lnrpc::PaymentFailureReason::try_from(r).ok());
+            let age = u64::try_from(now())
+                .unwrap_or(0)
+                .saturating_sub(details.latest_update_timestamp);
+            match recorded {
+                Some(reason) => (S::Failed, reason),
+                // LDK marks the payment failed a moment before its event (which carries the
+                // reason) reaches the event loop: until then it is still in flight to LND's
+                // clients. A reason never recorded (a crash in between) counts as an error.
+                None if age < FAILURE_REASON_GRACE_SECS => {
+                    (S::InFlight, lnrpc::PaymentFailureReason::FailureReasonNone)
+                }
+                None => (S::Failed, lnrpc::PaymentFailureReason::FailureReasonError),
+            }
+        }
     };
     let preimage = match details.kind {
         PaymentKind::Bolt11 {
