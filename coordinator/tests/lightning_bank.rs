@@ -17,8 +17,7 @@ use coordinator::bank::lightning::{
 };
 use coordinator::bank::{Bank, BankConfig, BankError, LevelLimits};
 use coordinator::lightning::{
-    InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState,
-    decode_invoice,
+    InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState, decode_invoice,
 };
 use lightning_common::{Net, REGTEST, adapter, eventually};
 
@@ -253,7 +252,7 @@ async fn receive_and_send_over_real_lightning() {
     );
     let big = net
         .b
-        .create_invoice(&invoice_on(Some(90_000), Duration::from_secs(600)))
+        .create_invoice(&invoice_on(Some(60_000), Duration::from_secs(600)))
         .await
         .unwrap();
     assert!(matches!(
@@ -267,8 +266,11 @@ async fn receive_and_send_over_real_lightning() {
         .await
         .unwrap();
     assert!(matches!(
-        bank.ln_send(&alice.me, &pay(alice.wallet, &over_limit.payment_request, None))
-            .await,
+        bank.ln_send(
+            &alice.me,
+            &pay(alice.wallet, &over_limit.payment_request, None)
+        )
+        .await,
         Err(BankError::LimitExceeded { .. })
     ));
     assert!(matches!(
@@ -282,8 +284,11 @@ async fn receive_and_send_over_real_lightning() {
         .await
         .unwrap();
     assert!(matches!(
-        bank.ln_send(&alice.me, &pay(alice.wallet, &no_amount.payment_request, None))
-            .await,
+        bank.ln_send(
+            &alice.me,
+            &pay(alice.wallet, &no_amount.payment_request, None)
+        )
+        .await,
         Err(BankError::Invalid(_))
     ));
     let short = net
@@ -314,7 +319,10 @@ async fn receive_and_send_over_real_lightning() {
         .unwrap();
     net.b.cancel_invoice(&cancelled.payment_hash).await.unwrap();
     let failed = bank
-        .ln_send(&alice.me, &pay(alice.wallet, &cancelled.payment_request, None))
+        .ln_send(
+            &alice.me,
+            &pay(alice.wallet, &cancelled.payment_request, None),
+        )
         .await
         .unwrap();
     assert_eq!(failed.status, LnPayStatus::Failure);

@@ -10,68 +10,20 @@
 //! (scripts/test.sh does both).
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
-use std::future::Future;
-use std::path::Path;
+mod lightning_common;
+
 use std::time::{Duration, Instant};
 
 use async_graphql::futures_util::StreamExt;
 use async_graphql::futures_util::stream::BoxStream;
 use bitcoin::hashes::{Hash, sha256};
-use chain_standin::spawn::{Options, StandIn};
 use coordinator::amount::{Msats, Sats};
-use coordinator::lightning::lnd::{LndConfig, LndNode};
+use coordinator::lightning::lnd::LndNode;
 use coordinator::lightning::{
-    ChannelOperator, InvoiceDescription, InvoiceRequest, InvoiceState, LightningError,
-    LightningNode, PayRequest, PaymentFailure, PaymentState, SettleCursor, SettledInvoice,
-    decode_invoice,
+    InvoiceDescription, InvoiceRequest, InvoiceState, LightningError, LightningNode, PayRequest,
+    PaymentFailure, PaymentState, SettleCursor, SettledInvoice, decode_invoice,
 };
-use lnd_standin::spawn::LndStandIn;
-
-const REGTEST: bitcoin::Network = bitcoin::Network::Regtest;
-
-fn chain() -> StandIn {
-    StandIn::start_with(Options {
-        // Mature coinbases: the chain stand-in can fund the nodes' addresses.
-        initial_blocks: 101,
-        ..Options::default()
-    })
-    .expect("the regtest stand-in starts (cargo build -p chain-standin)")
-}
-
-fn lnd(dir: &Path, chain: &StandIn) -> LndStandIn {
-    LndStandIn::start(dir, chain.esplora_url()).expect("the LND stand-in starts (see the header)")
-}
-
-fn config(node: &LndStandIn) -> LndConfig {
-    let mut config = LndConfig::new(
-        node.grpc_url(),
-        node.tls_cert_path(),
-        node.macaroon_path(),
-        REGTEST,
-    );
-    config.request_timeout = Duration::from_secs(15);
-    config
-}
-
-async fn adapter(node: &LndStandIn) -> LndNode {
-    LndNode::connect(config(node)).await.unwrap()
-}
-
-/// Polls `check` until it gives a value, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use lightning_common::{REGTEST, adapter, chain, config, eventually, lnd, open_channel};
 
 /// The next settlement, if one comes within `wait`.
 async fn next_settled(
@@ -103,48 +55,6 @@ fn pay_request(payment_request: &str, amount: Option<u64>) -> PayRequest {
     }
 }
 
-/// A funded on A, a channel A→B usable on both sides, opened through the adapter.
-async fn open_channel(chain: &StandIn, a: &LndNode, b: &LndNode, b_proc: &LndStandIn) {
-    let address = a.new_onchain_address().await.unwrap();
-    let address = address
-        .parse::<bitcoin::Address<_>>()
-        .unwrap()
-        .require_network(REGTEST)
-        .unwrap();
-    chain
-        .control()
-        .fund_and_mine(&address, bitcoin::Amount::from_sat(1_000_000), 1)
-        .await
-        .unwrap();
-    eventually("A sees its coins", Duration::from_secs(60), || async {
-        let b = a.balances().await.ok()?;
-        (b.onchain.to_sat() >= 1_000_000).then_some(())
-    })
-    .await;
-    a.connect_peer(&b_proc.peer_uri()).await.unwrap();
-    // Idempotent.
-    a.connect_peer(&b_proc.peer_uri()).await.unwrap();
-    let txid = a
-        .open_channel(b_proc.pubkey(), Sats::new(500_000).unwrap(), Msats::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(txid.len(), 64, "a txid: {txid}");
-    // Mine until both sides can use the channel (the funding transaction reaches the
-    // mempool a moment after OpenChannelSync answers; LDK wants some confirmations).
-    eventually(
-        "the channel is usable on both sides",
-        Duration::from_secs(120),
-        || async {
-            chain.control().mine(1).await.unwrap();
-            let usable = |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
-            let on_a = usable(a.channels().await.ok()?);
-            let on_b = usable(b.channels().await.ok()?);
-            (on_a && on_b).then_some(())
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_over_a_real_channel_through_the_adapter() {
     let started = Instant::now();
@@ -159,7 +69,15 @@ async fn payments_over_a_real_channel_through_the_adapter() {
     assert_eq!(info.pubkey, a_proc.pubkey());
     assert_eq!(info.network, REGTEST);
 
-    open_channel(&chain, &a, &b, &b_proc).await;
+    open_channel(
+        &chain,
+        &a,
+        &b,
+        &b_proc,
+        Sats::new(500_000).unwrap(),
+        Msats::ZERO,
+    )
+    .await;
     eprintln!("channel usable after {:?}", started.elapsed());
     let a_before = a.balances().await.unwrap().lightning;
 

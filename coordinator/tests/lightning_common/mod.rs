@@ -91,22 +91,33 @@ pub async fn open_channel(
         .fund_and_mine(&address, bitcoin::Amount::from_sat(funding), 1)
         .await
         .expect("funded");
-    eventually("the node sees its coins", Duration::from_secs(60), || async {
-        let b = a.balances().await.ok()?;
-        (b.onchain.to_sat() >= funding).then_some(())
-    })
+    eventually(
+        "the node sees its coins",
+        Duration::from_secs(60),
+        || async {
+            let b = a.balances().await.ok()?;
+            (b.onchain.to_sat() >= funding).then_some(())
+        },
+    )
     .await;
     a.connect_peer(&b_proc.peer_uri()).await.expect("connected");
-    a.open_channel(b_proc.pubkey(), capacity, push)
+    // Idempotent.
+    a.connect_peer(&b_proc.peer_uri())
+        .await
+        .expect("connected again");
+    let txid = a
+        .open_channel(b_proc.pubkey(), capacity, push)
         .await
         .expect("channel opened");
+    assert_eq!(txid.len(), 64, "a txid: {txid}");
+    // Mine until both sides can use the channel (the funding transaction reaches the
+    // mempool a moment after OpenChannelSync answers; LDK wants some confirmations).
     eventually(
         "the channel is usable on both sides",
         Duration::from_secs(120),
         || async {
             chain.control().mine(1).await.ok()?;
-            let usable =
-                |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
+            let usable = |c: Vec<coordinator::lightning::ChannelInfo>| c.iter().any(|c| c.usable);
             let on_a = usable(a.channels().await.ok()?);
             let on_b = usable(b.channels().await.ok()?);
             (on_a && on_b).then_some(())

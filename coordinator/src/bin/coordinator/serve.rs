@@ -155,7 +155,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("connecting to LND: {e}"))?;
-        let ln_config = file.bank_config().map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
+        let ln_config = file
+            .bank_config()
+            .map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
         let rail = coordinator::bank::lightning::LightningRail::new(Arc::new(node), ln_config)
             .await
             .map_err(|e| anyhow::anyhow!("starting Lightning: {e}"))?;
