@@ -453,3 +453,37 @@ async fn a_restart_resumes_from_the_persisted_cursor() {
         .unwrap();
     assert_eq!(count, 2, "nothing dispatched twice");
 }
+
+#[tokio::test]
+async fn a_credited_deposit_is_a_receive_onchain_event() {
+    let t = bank().await;
+    let sink = Sink::start().await;
+    let alice = customer(&t.bank, "alice@example.com", 0).await;
+    let secret = add(&t.bank, &alice, &sink.url("alice")).await;
+    // The ledger credit of an on-chain deposit, as the deposits driver posts it.
+    let txid = "ab".repeat(32);
+    let credit = coordinator::Posting::transfer(
+        coordinator::ledger::system::MAIN_JOURNAL,
+        format!("deposit:{txid}:1"),
+        coordinator::ledger::system::BANK_ONCHAIN,
+        Bank::ledger_account(alice.wallet),
+        Sats::new(5_000).unwrap().to_msats(),
+        "on-chain deposit",
+    )
+    .unwrap();
+    t.bank.ledger().post(credit).await.unwrap();
+    let _running = webhooks::spawn(t.bank.clone(), fast()).unwrap();
+    let got = sink.wait_delivered(1).await;
+    let r = &got[0];
+    secret
+        .verify(&r.id, &r.timestamp, &r.signature, r.body.as_bytes(), now())
+        .unwrap();
+    let v = json(r);
+    assert_eq!(v["eventType"], "receive.onchain");
+    assert_eq!(v["transaction"]["settlementAmount"], 5_000);
+    assert_eq!(v["transaction"]["direction"], "RECEIVE");
+    assert_eq!(v["transaction"]["initiationVia"]["type"], "onchain");
+    // The bank's side of the posting is no customer's: nothing else was sent.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sink.received().len(), 1);
+}
