@@ -52,6 +52,12 @@ impl CommitCursor {
         })
     }
 
+    /// A cursor persisted earlier (its position and [`CommitCursor::since`]), for a reader
+    /// that must resume where it stopped across restarts.
+    pub fn resume(after: CommitPosition, since: String) -> CommitCursor {
+        CommitCursor { after, since }
+    }
+
     /// Moves past a row just read.
     pub fn advance(&mut self, to: CommitPosition) {
         self.after = to;

@@ -13,6 +13,7 @@ pub mod lightning;
 pub mod notify;
 pub mod ops;
 pub mod wallets;
+pub mod webhooks;
 
 pub use amount::{AmountError, Msats, Sats};
 pub use ids::{

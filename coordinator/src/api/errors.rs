@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::bank::{BankError, NotifyError};
 use crate::ledger::LedgerError;
+use crate::webhooks::WebhookError;
 
 /// A stable, machine-readable error for API clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,6 +280,22 @@ impl From<&BankError> for ApiError {
 impl From<BankError> for ApiError {
     fn from(err: BankError) -> ApiError {
         ApiError::from(&err)
+    }
+}
+
+impl From<&WebhookError> for ApiError {
+    fn from(err: &WebhookError) -> ApiError {
+        match err {
+            WebhookError::InvalidUrl(why) => e("INVALID_INPUT", format!("invalid url: {why}"), 400),
+            WebhookError::TooManyEndpoints { max } => e(
+                "LIMIT_EXCEEDED",
+                format!("at most {max} callback endpoints per account"),
+                409,
+            ),
+            WebhookError::NotFound => e("NOT_FOUND", "callback endpoint not found", 404),
+            WebhookError::Bank(b) => ApiError::from(b),
+            other => ApiError::internal(&ErrorChain(other)),
+        }
     }
 }
 

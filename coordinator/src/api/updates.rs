@@ -8,9 +8,9 @@
 
 use super::PaymentEvent;
 use super::seq_feed::{Feed, ReadError, Source};
+use crate::bank::events::{Rail, posted_payment};
 use crate::commit_order::CommitCursor;
-use crate::ids::WalletId;
-use crate::ledger::{Direction, OutboxEvent, TRANSACTION_POSTED, outbox_held_back, read_outbox};
+use crate::ledger::{OutboxEvent, outbox_held_back, read_outbox};
 
 /// The NOTIFY channel of the outbox trigger (migration 0005).
 pub const CHANNEL: &str = "ledger_outbox";
@@ -37,26 +37,14 @@ pub(crate) static SOURCE: Source<PaymentEvent> = Source {
     },
 };
 
-/// The internal transfer an outbox event announces, if it is one. The two sides and the
-/// amount come from the ledger entries, not from the payment row, whose SUCCESS is
-/// recorded after the posting (docs/adr/0003-payment-reserve-commit.md).
+/// The internal transfer an outbox event announces, if it is one (the bank's one mapping
+/// of posted transactions, [`posted_payment`]).
 fn payment(e: &OutboxEvent) -> Option<PaymentEvent> {
-    let intraledger = e.event_type == TRANSACTION_POSTED
-        && e.external_id
-            .strip_prefix("intraledger:")
-            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
-    if !intraledger {
-        return None;
-    }
-    let debit = e.entries.iter().find(|x| x.direction == Direction::Debit)?;
-    let credit = e
-        .entries
-        .iter()
-        .find(|x| x.direction == Direction::Credit)?;
+    let p = posted_payment(e).filter(|p| p.rail == Rail::IntraLedger)?;
     Some(PaymentEvent {
-        sender_wallet: WalletId::from_uuid(debit.account_id.as_uuid()),
-        recipient_wallet: WalletId::from_uuid(credit.account_id.as_uuid()),
-        transaction_id: e.transaction_id,
-        amount: debit.amount.to_sats_floor(),
+        sender_wallet: p.sender_wallet,
+        recipient_wallet: p.recipient_wallet,
+        transaction_id: p.transaction_id,
+        amount: p.amount,
     })
 }

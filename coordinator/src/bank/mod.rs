@@ -7,6 +7,7 @@ mod auth;
 mod auth_cache;
 mod config;
 mod error;
+pub mod events;
 mod history;
 mod keys;
 pub mod lightning;

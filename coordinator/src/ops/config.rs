@@ -13,6 +13,7 @@ use crate::bank::{BankConfig, LimitsConfig, PasswordCost, ResumeConfig};
 use crate::deposits::OnchainFile;
 use crate::ledger::LedgerConfig;
 use crate::notify::NotifierConfig;
+use crate::webhooks::{WebhookConfig, WebhooksSection};
 
 /// A value that cannot be used, named by its dotted key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,6 +249,8 @@ pub struct BankSection {
     pub limits: LimitsConfig,
     /// The resumer of payments left PENDING.
     pub resume: ResumeSection,
+    /// Webhooks: the dispatcher and the delivery workers.
+    pub webhooks: WebhooksSection,
 }
 
 /// `[bank.resume]`: every instance claims payments left PENDING and finishes them.
@@ -287,6 +290,7 @@ impl Default for BankSection {
             password_cost: b.password_cost,
             limits: b.limits,
             resume: ResumeSection::default(),
+            webhooks: WebhooksSection::default(),
         }
     }
 }
@@ -388,6 +392,7 @@ impl Config {
         positive("bank.resume.interval_seconds", resume.interval_seconds)?;
         positive("bank.resume.lease_seconds", resume.lease_seconds)?;
         positive("bank.resume.batch", resume.batch.into())?;
+        self.webhook_config()?;
         let cost = self.bank.password_cost;
         argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| invalid("bank.password_cost", e.to_string()))?;
@@ -497,6 +502,29 @@ impl Config {
         }
     }
 
+    /// The webhooks' configuration.
+    ///
+    /// # Errors
+    /// A value of `[bank.webhooks]` that cannot be used.
+    pub fn webhook_config(&self) -> Result<WebhookConfig, InvalidValue> {
+        self.bank
+            .webhooks
+            .config()
+            .map_err(|(key, why)| InvalidValue {
+                key: match key {
+                    "dispatch_interval_ms" => "bank.webhooks.dispatch_interval_ms",
+                    "deliver_interval_ms" => "bank.webhooks.deliver_interval_ms",
+                    "deliver_batch" => "bank.webhooks.deliver_batch",
+                    "request_timeout_seconds" => "bank.webhooks.request_timeout_seconds",
+                    "initial_backoff_ms" => "bank.webhooks.initial_backoff_ms",
+                    "max_attempts" => "bank.webhooks.max_attempts",
+                    "lease_seconds" => "bank.webhooks.lease_seconds",
+                    _ => "bank.webhooks",
+                },
+                why: why.to_owned(),
+            })
+    }
+
     /// The ledger writer's configuration.
     pub fn ledger_config(&self) -> LedgerConfig {
         LedgerConfig {
@@ -550,5 +578,8 @@ mod tests {
         let mut c = Config::default();
         c.database.connections = 0;
         assert_eq!(c.validate().unwrap_err().key, "database.connections");
+        let mut c = Config::default();
+        c.bank.webhooks.lease_seconds = c.bank.webhooks.request_timeout_seconds;
+        assert_eq!(c.validate().unwrap_err().key, "bank.webhooks.lease_seconds");
     }
 }

@@ -168,6 +168,52 @@ const DOCS: &[(&str, &str)] = &[
         "Seconds a claim keeps the other instances away (it lapses if its instance dies).",
     ),
     ("bank.resume.batch", "Most payments claimed per pass."),
+    (
+        "bank.webhooks",
+        "Webhooks (callback endpoints): every instance runs a dispatcher over the ledger\n\
+         outbox (one at a time holds its cursor) and a delivery worker; deliveries are\n\
+         claimed, so no two instances send one at once. Retries back off exponentially.",
+    ),
+    (
+        "bank.webhooks.enabled",
+        "Run the dispatcher and the worker in this instance.",
+    ),
+    (
+        "bank.webhooks.dispatch_interval_ms",
+        "Milliseconds between two dispatcher passes when the outbox had nothing new.",
+    ),
+    (
+        "bank.webhooks.deliver_interval_ms",
+        "Milliseconds between two delivery passes when nothing was due.",
+    ),
+    (
+        "bank.webhooks.deliver_batch",
+        "Most deliveries claimed per pass (one per endpoint, sent concurrently).",
+    ),
+    (
+        "bank.webhooks.request_timeout_seconds",
+        "Seconds a POST to an endpoint may take (no redirects are followed).",
+    ),
+    (
+        "bank.webhooks.lease_seconds",
+        "Seconds a claim keeps the other instances away; more than request_timeout_seconds.",
+    ),
+    (
+        "bank.webhooks.initial_backoff_ms",
+        "Milliseconds before the first retry; each next delay doubles (with jitter).",
+    ),
+    (
+        "bank.webhooks.max_backoff_seconds",
+        "Longest delay between two attempts, seconds.",
+    ),
+    (
+        "bank.webhooks.max_attempts",
+        "Attempts after which a delivery is dead (no longer retried).",
+    ),
+    (
+        "bank.webhooks.max_age_seconds",
+        "Age in seconds after which a failing delivery is dead.",
+    ),
     ("bank.limits.level0", "Level 0: no identity checked."),
     ("bank.limits.level1", "Level 1."),
     ("bank.limits.level2", "Level 2."),

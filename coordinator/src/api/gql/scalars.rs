@@ -265,6 +265,17 @@ pub fn sats_as_btc_string(sats: i64) -> String {
     format!("{sign}{}.{:08}", abs / 100_000_000, abs % 100_000_000)
 }
 
+string_scalar!(
+    /// Unique identifier of a callback endpoint (a UUID).
+    EndpointIdScalar,
+    "EndpointId"
+);
+string_scalar!(
+    /// Url that will be fetched on events for the account
+    EndpointUrlScalar,
+    "EndpointUrl"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,6 +171,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Payments left PENDING by any instance (a crash, a ledger outage) are claimed and
     // finished by a live one, now and continuously.
     let _resumer = bank.spawn_payment_resumer(config.resume_config());
+    // Webhooks: every instance dispatches (one at a time) and delivers (claimed rows).
+    let _webhooks = if config.bank.webhooks.enabled {
+        Some(coordinator::webhooks::spawn(
+            bank.clone(),
+            config.webhook_config()?,
+        )?)
+    } else {
+        None
+    };
     let mut state = coordinator::api::AppState::new(bank, api);
     // Deposits: the driver runs in every instance; one at a time holds its lease.
     let driver = match &config.onchain {

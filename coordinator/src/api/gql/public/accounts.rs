@@ -319,6 +319,15 @@ impl ConsumerAccount {
         Ok(out)
     }
 
+    /// The URLs the account's payment events are sent to.
+    async fn callback_endpoints(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<super::callbacks::CallbackEndpoint>> {
+        self.read()?;
+        super::callbacks::of_account(ctx, self.view.id).await
+    }
+
     /// Limits over a rolling 24 hours, in satoshis.
     async fn limits(&self, ctx: &Context<'_>) -> Result<AccountLimits> {
         self.read()?;
@@ -390,6 +399,10 @@ impl ConsumerAccount {
         arg(name = "wallet_id", ty = "WalletIdScalar")
     ),
     field(name = "limits", ty = "AccountLimits"),
+    field(
+        name = "callback_endpoints",
+        ty = "Vec<super::callbacks::CallbackEndpoint>"
+    ),
     field(
         name = "transactions",
         ty = "Option<TransactionConnection>",

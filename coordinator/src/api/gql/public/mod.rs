@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auth;
+mod callbacks;
 mod language;
 mod lightning;
 mod onchain;
@@ -140,4 +141,5 @@ pub struct Mutation(
     onchain::OnChainMutation,
     language::LanguageMutation,
     lightning::LightningMutation,
+    callbacks::CallbackMutation,
 );
