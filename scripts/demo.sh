@@ -3,7 +3,9 @@
 # generated inside it, a PSBT built for that policy, checked and signed by the
 # signer, finalized and verified by Bitcoin Core's script interpreter. Then the
 # bank: the regtest stand-in and `coordinator serve` as processes, a user
-# registered through the API, a deposit pending, then settled, the ledger verified.
+# registered through the API, a deposit pending, then settled, Lightning in and out over
+# a channel between the bank's node and an outside one (LND stand-ins over LDK), the
+# ledger verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,4 +16,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 # The demo starts these as separate processes.
 cargo build --quiet -p coordinator -p chain-standin
+# The LND stand-in is its own workspace (LDK Node cannot share this lockfile).
+cargo build --quiet --manifest-path tests/standins/lnd/server/Cargo.toml \
+  --target-dir "${CARGO_TARGET_DIR:-target}"
 exec cargo run --quiet -p system-tests --bin demo -- "$@"

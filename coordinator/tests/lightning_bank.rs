@@ -8,41 +8,15 @@
 mod common;
 mod lightning_common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use coordinator::amount::{Msats, Sats};
-use coordinator::bank::lightning::{
-    InvoiceCreate, InvoiceStatus, LightningConfig, LightningRail, LnPayRequest, LnPayStatus,
-};
-use coordinator::bank::{Bank, BankConfig, BankError, LevelLimits};
+use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LnPayStatus};
+use coordinator::bank::{BankConfig, BankError, LevelLimits};
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState, decode_invoice,
 };
-use lightning_common::{Net, REGTEST, adapter, eventually};
-
-fn ln_config() -> LightningConfig {
-    let mut c = LightningConfig::new(REGTEST);
-    c.reconcile_interval = Duration::from_millis(300);
-    c.reconcile_grace = Duration::from_secs(1);
-    c.pay_timeout = Duration::from_secs(20);
-    c
-}
-
-async fn with_node(bank: Bank, net: &Net) -> Bank {
-    let node: Arc<dyn LightningNode> = Arc::new(adapter(&net.a_proc).await);
-    bank.with_lightning(LightningRail::new(node, ln_config()).await.unwrap())
-}
-
-/// What the ledger says a wallet holds: (settled, pending), millisatoshis.
-async fn balance(bank: &Bank, wallet: coordinator::WalletId) -> (i64, i64) {
-    let b = bank
-        .ledger()
-        .balance(Bank::ledger_account(wallet))
-        .await
-        .unwrap();
-    (b.settled, b.pending)
-}
+use lightning_common::{Net, REGTEST, balance, eventually, pay, with_node};
 
 fn invoice_on(amount_sat: Option<u64>, expiry: Duration) -> InvoiceRequest {
     InvoiceRequest {
@@ -65,15 +39,6 @@ async fn outside_pays(net: &Net, request: &str, amount_sat: Option<u64>) -> Paym
         })
         .await
         .unwrap()
-}
-
-fn pay(wallet: coordinator::WalletId, request: &str, amount: Option<u64>) -> LnPayRequest {
-    LnPayRequest {
-        wallet_id: wallet,
-        payment_request: request.into(),
-        amount: amount.map(|a| Sats::new(a).unwrap()),
-        memo: Some("out".into()),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,7 @@
 //! The bank part of the demo: the regtest stand-in and `coordinator serve` as separate
 //! processes, a user registered through the GraphQL API, a deposit to the user's address
-//! shown pending, then settled after a block; then a second `coordinator serve` replica on
+//! shown pending, then settled after a block; Lightning in and out over a channel between
+//! the bank's node and an outside one (lightning_demo.rs); then a second `coordinator serve` replica on
 //! the same database, a transfer through it, the first replica killed and the second
 //! carrying on; then `coordinator ledger verify`.
 #![allow(clippy::print_stdout, reason = "the demo narrates what it does")]
@@ -39,10 +40,17 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .context("creating the demo database (is PostgreSQL at DATABASE_URL?)")?;
     let db_url = db.url();
 
+    let ln = crate::lightning_demo::start(dir, &standin).await?;
     let onchain = write_onchain(dir, standin.esplora_url(), 1)?;
+    let args = [
+        std::ffi::OsStr::new("--onchain"),
+        onchain.as_os_str(),
+        std::ffi::OsStr::new("--config"),
+        ln.config.as_os_str(),
+    ];
     let coordinator = sibling_binary("coordinator")?;
     let log = dir.join("coordinator.log");
-    let server = Coordinator::serve(&coordinator, &db_url, &onchain, &log).await?;
+    let server = Coordinator::serve_with(&coordinator, &db_url, &args, &log).await?;
     println!(
         "coordinator serving at {} (log: {})",
         server.url(),
@@ -94,9 +102,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         settled["transactions"]["edges"][0]["node"]
     );
 
+    crate::lightning_demo::run(&api, &wallet, &ln).await?;
+
     println!("\n== bank: two replicas, one killed ==");
     let log2 = dir.join("coordinator-2.log");
-    let replica = Coordinator::serve(&coordinator, &db_url, &onchain, &log2).await?;
+    let replica = Coordinator::serve_with(&coordinator, &db_url, &args, &log2).await?;
     println!(
         "second replica serving at {} on the same database (each has its own ledger writer)",
         replica.url()

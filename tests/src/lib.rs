@@ -7,6 +7,7 @@ pub mod bank_demo;
 pub mod bank_process;
 pub mod chain;
 pub mod custody;
+pub mod lightning_demo;
 pub mod process;
 pub mod recovery;
 pub mod transfer_load;

@@ -1,10 +1,10 @@
 //! What a posted ledger transaction means for customers' wallets: the one mapping from an
 //! outbox event to a payment event, shared by `myUpdates` and the webhooks. A new rail
-//! (Lightning) adds its external-id prefix to [`Rail::of`].
+//! adds its external-id prefix to [`Rail::of`].
 
 use crate::amount::Sats;
 use crate::ids::{TransactionId, WalletId};
-use crate::ledger::{Direction, OutboxEvent, TRANSACTION_POSTED};
+use crate::ledger::{Direction, Layer, OutboxEvent, TRANSACTION_POSTED};
 
 /// The rail a payment went over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Rail {
     IntraLedger,
     /// An on-chain deposit credited to a wallet.
     OnChain,
+    /// A Lightning payment: an invoice of a wallet settled, or a payment out settled.
+    Lightning,
 }
 
 impl Rail {
@@ -24,6 +26,18 @@ impl Rail {
                 .is_ok()
                 .then_some(Rail::IntraLedger);
         }
+        if external_id.starts_with("lnrecv:") {
+            return Some(Rail::Lightning);
+        }
+        // A payment out: its final posting (the hold is not a payment yet); an invoice of
+        // the bank's own node paid inside the ledger is an internal transfer, as in Blink.
+        if let Some(rest) = external_id.strip_prefix("lnsend:") {
+            return match rest.rsplit_once(':') {
+                Some((_, "final")) => Some(Rail::Lightning),
+                Some((_, "internal")) => Some(Rail::IntraLedger),
+                _ => None,
+            };
+        }
         crate::deposits::parse_credit_external_id(external_id).map(|_| Rail::OnChain)
     }
 
@@ -32,6 +46,7 @@ impl Rail {
         match self {
             Rail::IntraLedger => "intraledger",
             Rail::OnChain => "onchain",
+            Rail::Lightning => "lightning",
         }
     }
 }
@@ -61,11 +76,11 @@ pub fn posted_payment(e: &OutboxEvent) -> Option<PostedPayment> {
         return None;
     }
     let rail = Rail::of(&e.external_id)?;
-    let debit = e.entries.iter().find(|x| x.direction == Direction::Debit)?;
-    let credit = e
-        .entries
-        .iter()
-        .find(|x| x.direction == Direction::Credit)?;
+    // Settled entries only: a Lightning payment's final posting also releases its pending
+    // hold, which moves no money; a failed one has nothing settled and is no payment.
+    let settled = || e.entries.iter().filter(|x| x.layer == Layer::Settled);
+    let debit = settled().find(|x| x.direction == Direction::Debit)?;
+    let credit = settled().find(|x| x.direction == Direction::Credit)?;
     Some(PostedPayment {
         rail,
         transaction_id: e.transaction_id,
@@ -91,5 +106,18 @@ mod tests {
         assert_eq!(Rail::of(&format!("deposit:{txid}:1")), Some(Rail::OnChain));
         assert_eq!(Rail::of(&format!("deposit-reversal:{txid}:1")), None);
         assert_eq!(Rail::of("fund-1"), None);
+        assert_eq!(
+            Rail::of(&format!("lnrecv:{}", "ab".repeat(32))),
+            Some(Rail::Lightning)
+        );
+        assert_eq!(
+            Rail::of(&format!("lnsend:{id}:final")),
+            Some(Rail::Lightning)
+        );
+        assert_eq!(
+            Rail::of(&format!("lnsend:{id}:internal")),
+            Some(Rail::IntraLedger)
+        );
+        assert_eq!(Rail::of(&format!("lnsend:{id}:hold")), None);
     }
 }

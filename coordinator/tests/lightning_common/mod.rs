@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use chain_standin::spawn::{Options, StandIn};
 use coordinator::amount::{Msats, Sats};
 use coordinator::lightning::lnd::{LndConfig, LndNode};
+use std::sync::Arc;
+
+use coordinator::bank::Bank;
+use coordinator::bank::lightning::{LightningConfig, LightningRail, LnPayRequest};
 use coordinator::lightning::{ChannelOperator, LightningNode};
 use lnd_standin::spawn::LndStandIn;
 use tempfile::TempDir;
@@ -168,5 +172,40 @@ impl Net {
             dir_a,
             dir_b,
         }
+    }
+}
+
+/// The bank's Lightning configuration in tests: quick reconciler passes.
+pub fn ln_config() -> LightningConfig {
+    let mut c = LightningConfig::new(REGTEST);
+    c.reconcile_interval = Duration::from_millis(300);
+    c.reconcile_grace = Duration::from_secs(1);
+    c.pay_timeout = Duration::from_secs(20);
+    c
+}
+
+/// `bank` with the network's first node as its Lightning node.
+pub async fn with_node(bank: Bank, net: &Net) -> Bank {
+    let node: Arc<dyn LightningNode> = Arc::new(adapter(&net.a_proc).await);
+    bank.with_lightning(LightningRail::new(node, ln_config()).await.unwrap())
+}
+
+/// What the ledger says a wallet holds: (settled, pending), millisatoshis.
+pub async fn balance(bank: &Bank, wallet: coordinator::WalletId) -> (i64, i64) {
+    let b = bank
+        .ledger()
+        .balance(Bank::ledger_account(wallet))
+        .await
+        .unwrap();
+    (b.settled, b.pending)
+}
+
+/// A payment of `request` from `wallet`.
+pub fn pay(wallet: coordinator::WalletId, request: &str, amount: Option<u64>) -> LnPayRequest {
+    LnPayRequest {
+        wallet_id: wallet,
+        payment_request: request.into(),
+        amount: amount.map(|a| Sats::new(a).unwrap()),
+        memo: Some("out".into()),
     }
 }

@@ -23,8 +23,12 @@ use crate::api::errors::ApiError;
 
 /// Fields that return a page of a list: without `first` they return [`DEFAULT_PAGE`]
 /// items. A unit test checks that every field of both schemas taking `first` is here.
-pub(crate) const PAGED_FIELDS: &[&str] =
-    &["transactions", "transactionsByAddress", "onChainDeposits"];
+pub(crate) const PAGED_FIELDS: &[&str] = &[
+    "transactions",
+    "transactionsByAddress",
+    "onChainDeposits",
+    "invoices",
+];
 
 /// Who may introspect a schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

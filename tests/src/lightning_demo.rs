@@ -1,0 +1,204 @@
+//! The Lightning part of the demo: the bank's node and a node "outside" the bank, both LND
+//! stand-ins (LND's gRPC API over real LDK nodes; not LND) on the regtest stand-in's
+//! chain, a channel between them, and a customer receiving a payment from outside and
+//! paying an outside invoice through the bank's GraphQL API.
+#![allow(clippy::print_stdout, reason = "the demo narrates what it does")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chain_standin::spawn::StandIn;
+use coordinator::amount::{Msats, Sats};
+use coordinator::lightning::lnd::{LndConfig, LndNode};
+use coordinator::lightning::{
+    ChannelOperator, InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState,
+    decode_invoice,
+};
+use lnd_standin::spawn::LndStandIn;
+use serde_json::json;
+
+use crate::bank_process::{Api, wait_until};
+
+const REGTEST: bitcoin::Network = bitcoin::Network::Regtest;
+
+/// The two nodes, their channel, and the coordinator's `[lightning]` file.
+#[derive(Debug)]
+pub struct LightningNet {
+    _bank: LndStandIn,
+    _outside_proc: LndStandIn,
+    outside: LndNode,
+    /// A TOML file with the `[lightning]` section that points the coordinator at the
+    /// bank's node.
+    pub config: PathBuf,
+}
+
+async fn adapter(node: &LndStandIn) -> anyhow::Result<LndNode> {
+    LndNode::connect(LndConfig::new(
+        node.grpc_url(),
+        node.tls_cert_path(),
+        node.macaroon_path(),
+        REGTEST,
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to the LND stand-in: {e}"))
+}
+
+/// Starts the nodes under `dir`, funds the bank's on chain and opens a channel of
+/// 1,000,000 sat to the outside node, 400,000 of them pushed to it.
+///
+/// # Errors
+/// Any step that fails.
+pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> {
+    let start = |name: &str| -> anyhow::Result<LndStandIn> {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        LndStandIn::start(&d, chain.esplora_url())
+            .map_err(|e| anyhow::anyhow!("starting the LND stand-in {name}: {e}"))
+    };
+    let (bank_proc, outside_proc) = (start("ln-bank")?, start("ln-outside")?);
+    let bank = adapter(&bank_proc).await?;
+    let outside = adapter(&outside_proc).await?;
+    println!(
+        "Lightning: the bank's node {} and an outside node {} (LND stand-ins over LDK; not LND)",
+        bank_proc.pubkey(),
+        outside_proc.pubkey()
+    );
+    let address: bitcoin::Address = bank
+        .new_onchain_address()
+        .await?
+        .parse::<bitcoin::Address<_>>()?
+        .require_network(REGTEST)?;
+    chain
+        .control()
+        .fund_and_mine(&address, bitcoin::Amount::from_sat(1_100_000), 1)
+        .await
+        .context("funding the bank's node")?;
+    wait_until("the bank's node to see its coins", || async {
+        let b = bank.balances().await?;
+        Ok((b.onchain.to_sat() >= 1_100_000).then_some(()))
+    })
+    .await?;
+    bank.connect_peer(&outside_proc.peer_uri()).await?;
+    let txid = bank
+        .open_channel(
+            outside_proc.pubkey(),
+            Sats::new(1_000_000)?,
+            Sats::new(400_000)?.to_msats(),
+        )
+        .await?;
+    wait_until("the channel to be usable", || async {
+        chain.control().mine(1).await?;
+        let usable = bank.channels().await?.iter().any(|c| c.usable)
+            && outside.channels().await?.iter().any(|c| c.usable);
+        Ok(usable.then_some(()))
+    })
+    .await?;
+    println!("channel of 1,000,000 sat open (funding {txid}), 400,000 on the outside node's side");
+    let config = dir.join("lightning.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lightning]\nnetwork = \"regtest\"\nlnd_address = \"{}\"\nlnd_tls_cert = \"{}\"\n\
+             lnd_macaroon = \"{}\"\n",
+            bank_proc.grpc_url(),
+            bank_proc.tls_cert_path().display(),
+            bank_proc.macaroon_path().display()
+        ),
+    )?;
+    Ok(LightningNet {
+        _bank: bank_proc,
+        _outside_proc: outside_proc,
+        outside,
+        config,
+    })
+}
+
+/// A customer (logged in as `api`) receives 30,000 sat from outside and pays a
+/// 12,000 sat outside invoice.
+///
+/// # Errors
+/// Any step that fails.
+pub async fn run(api: &Api, wallet: &str, net: &LightningNet) -> anyhow::Result<()> {
+    println!("\n== bank: Lightning in and out ==");
+    let created = api
+        .gql(
+            "mutation($i: LnInvoiceCreateInput!) { lnInvoiceCreate(input: $i) { \
+             invoice { paymentRequest paymentHash satoshis } errors { code message } } }",
+            json!({"i": {"walletId": wallet, "amount": 30_000, "memo": "from outside"}}),
+        )
+        .await?;
+    let invoice = &created["lnInvoiceCreate"]["invoice"];
+    let request = invoice["paymentRequest"]
+        .as_str()
+        .with_context(|| format!("lnInvoiceCreate: {created}"))?
+        .to_owned();
+    let before = api.wallet().await?["balance"].as_i64().unwrap_or(0);
+    println!(
+        "lnInvoiceCreate: 30000 sat, {}…",
+        &request[..40.min(request.len())]
+    );
+    let decoded = decode_invoice(&request, REGTEST)?;
+    let paid = net
+        .outside
+        .pay(&PayRequest {
+            payment_request: request.clone(),
+            payment_hash: decoded.payment_hash,
+            amount: None,
+            max_fee: Msats::new(10_000)?,
+            timeout: Duration::from_secs(30),
+        })
+        .await?;
+    anyhow::ensure!(
+        matches!(paid, PaymentState::Succeeded { .. }),
+        "the outside payment: {paid:?}"
+    );
+    let credited = wait_until("the Lightning receipt", || async {
+        let w = api.wallet().await?;
+        Ok((w["balance"].as_i64() == Some(before + 30_000)).then_some(w))
+    })
+    .await?;
+    let status = api
+        .gql(
+            "query($i: LnInvoicePaymentStatusByHashInput!) { lnInvoicePaymentStatusByHash(input: $i) { status paymentPreimage } }",
+            json!({"i": {"paymentHash": invoice["paymentHash"]}}),
+        )
+        .await?;
+    println!(
+        "the outside node paid it: balance {} sat, invoice {}",
+        credited["balance"], status["lnInvoicePaymentStatusByHash"]
+    );
+
+    let outside_invoice = net
+        .outside
+        .create_invoice(&InvoiceRequest {
+            amount: Some(Sats::new(12_000)?.to_msats()),
+            description: InvoiceDescription::Memo("coffee beans".into()),
+            expiry: Duration::from_secs(600),
+        })
+        .await?;
+    let probe = api
+        .gql(
+            "mutation($i: LnInvoiceFeeProbeInput!) { lnInvoiceFeeProbe(input: $i) { amount errors { code } } }",
+            json!({"i": {"walletId": wallet, "paymentRequest": outside_invoice.payment_request}}),
+        )
+        .await?;
+    let sent = api
+        .gql(
+            "mutation($i: LnInvoicePaymentInput!) { lnInvoicePaymentSend(input: $i) { status \
+             errors { code message } transaction { settlementAmount settlementFee \
+             settlementVia { ... on SettlementViaLn { preImage } } } } }",
+            json!({"i": {"walletId": wallet, "paymentRequest": outside_invoice.payment_request}}),
+        )
+        .await?;
+    anyhow::ensure!(
+        sent["lnInvoicePaymentSend"]["status"] == "SUCCESS",
+        "lnInvoicePaymentSend: {sent}"
+    );
+    let after = api.wallet().await?;
+    println!(
+        "lnInvoicePaymentSend of a 12000 sat outside invoice (fee probe {}): {}; balance {} sat",
+        probe["lnInvoiceFeeProbe"]["amount"], sent["lnInvoicePaymentSend"], after["balance"]
+    );
+    Ok(())
+}
