@@ -100,7 +100,9 @@ pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> 
         &config,
         format!(
             "[lightning]\nnetwork = \"regtest\"\nlnd_address = \"{}\"\nlnd_tls_cert = \"{}\"\n\
-             lnd_macaroon = \"{}\"\n",
+             lnd_macaroon = \"{}\"\n\n\
+             # The demo's unverified (level 0) users may pay out 50,000 sat a day.\n\
+             [bank.limits.level0]\ninternal_send = 100000\nwithdrawal = 50000\n",
             bank_proc.grpc_url(),
             bank_proc.tls_cert_path().display(),
             bank_proc.macaroon_path().display()
