@@ -10,6 +10,7 @@ pub mod deposits;
 pub mod ids;
 pub mod ledger;
 pub mod lightning;
+pub mod lnurl;
 pub mod notify;
 pub mod ops;
 pub mod wallets;

@@ -165,6 +165,11 @@ fn public_sdl_uses_blink_names() {
         "pendingIncomingTransactionsByAddress(address: OnChainAddress!): [Transaction!]!",
         "externalId: TxExternalId",
         "language: Language!",
+        // LNURL-pay and Lightning addresses.
+        "input LnurlPaymentSendInput {",
+        "input LnAddressPaymentSendInput {",
+        "lnurl: String!",
+        "lnAddress: String!",
     ] {
         assert!(sdl.contains(needle), "public SDL lacks {needle:?}");
     }
@@ -196,6 +201,8 @@ fn public_sdl_uses_blink_names() {
         "memo: Memo",
         "scopes: [Scope!]! = [READ, WRITE]",
         "lastUsedAt: Timestamp",
+        "lnurlPaymentSend(input: LnurlPaymentSendInput!): PaymentSendPayload!",
+        "lnAddressPaymentSend(input: LnAddressPaymentSendInput!): PaymentSendPayload!",
     ] {
         assert!(sdl.contains(signature), "public SDL lacks {signature:?}");
     }

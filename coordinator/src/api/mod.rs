@@ -12,6 +12,7 @@ mod errors;
 mod gql;
 mod http;
 mod idempotency;
+mod lnurl;
 mod observe;
 pub(crate) mod onchain;
 mod paging;
@@ -77,6 +78,8 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header the trusted proxies write (only that one is read).
     pub forwarded_header: ForwardedHeader,
+    /// Lightning addresses and LNURL-pay.
+    pub lnurl: crate::lnurl::LnurlConfig,
 }
 
 impl Default for ApiConfig {
@@ -93,6 +96,7 @@ impl Default for ApiConfig {
             ws: WsConfig::default(),
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
+            lnurl: crate::lnurl::LnurlConfig::default(),
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     /// The checks of `/readyz`.
     pub(crate) readiness: Arc<crate::ops::Readiness>,
+    /// LNURL-pay; `None` only if its HTTP client could not be built (logged).
+    pub(crate) lnurl: Option<Arc<crate::lnurl::Lnurl>>,
 }
 
 impl AppState {
@@ -150,6 +156,9 @@ impl AppState {
             deposits: crate::deposits::Deposits::new(bank.ledger().clone()),
             onchain: None,
             readiness: Arc::new(crate::ops::Readiness::standard(bank.ledger())),
+            lnurl: crate::lnurl::Lnurl::new(config.lnurl.clone())
+                .map(Arc::new)
+                .ok(),
             bank,
             ws: Arc::new(gql::WsLimits::new(config.ws)),
             config: Arc::new(config),
@@ -369,6 +378,7 @@ pub fn router_with_state(state: AppState) -> Router {
     let app = Router::new()
         .merge(gql::routes(state.clone()))
         .merge(rest_auth::routes(state.clone()))
+        .merge(lnurl::routes(state.clone()))
         .merge(rest::routes(state))
         .route_layer(axum::middleware::from_fn(observe::label_route))
         .fallback(not_found)

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use bitcoin::hashes::Hash;
 use chrono::{DateTime, Utc};
 use lightning_invoice::{Bolt11Invoice, Currency};
 
@@ -38,6 +39,9 @@ pub struct DecodedInvoice {
     pub payee: String,
     /// Its memo, if it carries one in the clear.
     pub memo: Option<String>,
+    /// The SHA-256 of its description, when it carries that instead of a memo (BOLT 11
+    /// `h`: LNURL-pay's metadata).
+    pub description_hash: Option<[u8; 32]>,
     /// When it stops being payable.
     pub expires_at: DateTime<Utc>,
 }
@@ -86,9 +90,11 @@ pub fn decode_invoice(
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let memo = match invoice.description() {
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => Some(d.to_string()),
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => None,
+    let (memo, description_hash) = match invoice.description() {
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => (Some(d.to_string()), None),
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(h) => {
+            (None, Some(h.0.to_byte_array()))
+        }
     };
     let payee = invoice.get_payee_pub_key().to_string();
     let hash: &[u8; 32] = invoice.payment_hash().as_ref();
@@ -99,6 +105,7 @@ pub fn decode_invoice(
         amount,
         payee,
         memo,
+        description_hash,
         expires_at,
     })
 }

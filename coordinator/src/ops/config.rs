@@ -8,10 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::secret::DatabaseUrl;
+use crate::amount::Sats;
 use crate::api::{ApiConfig, ForwardedHeader, RateLimitConfig, WsConfig};
 use crate::bank::{BankConfig, LimitsConfig, PasswordCost, ResumeConfig};
 use crate::deposits::OnchainFile;
 use crate::ledger::LedgerConfig;
+use crate::lnurl::{LnurlConfig, MAX_COMMENT_ALLOWED, PublicUrl};
 use crate::notify::NotifierConfig;
 use crate::webhooks::{WebhookConfig, WebhooksSection};
 
@@ -103,10 +105,16 @@ pub struct ApiSection {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header the trusted proxies write: `x-forwarded-for` or `forwarded`.
     pub forwarded_header: String,
+    /// The bank's public origin, the domain of its users' Lightning addresses; unset:
+    /// no Lightning addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// GraphQL query limits.
     pub query: QuerySection,
     /// GraphQL WebSocket limits.
     pub websocket: WebSocketSection,
+    /// Lightning addresses and LNURL-pay.
+    pub lnurl: LnurlSection,
 }
 
 impl Default for ApiSection {
@@ -121,8 +129,39 @@ impl Default for ApiSection {
             auth_cache_seconds: BankConfig::default().auth_cache_ttl.as_secs(),
             trusted_proxies: Vec::new(),
             forwarded_header: "x-forwarded-for".to_owned(),
+            public_url: None,
             query: QuerySection::default(),
             websocket: WebSocketSection::default(),
+            lnurl: LnurlSection::default(),
+        }
+    }
+}
+
+/// `[api.lnurl]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LnurlSection {
+    /// Least a payer may send to an address, satoshis.
+    pub min_sendable_sats: u64,
+    /// Most a payer may send to an address in one payment, satoshis.
+    pub max_sendable_sats: u64,
+    /// Longest payer comment (LUD-12), characters; 0: none.
+    pub comment_allowed: u16,
+    /// Seconds one call to another LNURL service may take.
+    pub timeout_seconds: u64,
+    /// Call LNURL services on loopback hosts over plain HTTP (tests, local demos).
+    pub allow_loopback: bool,
+}
+
+impl Default for LnurlSection {
+    fn default() -> Self {
+        let d = LnurlConfig::default();
+        LnurlSection {
+            min_sendable_sats: d.min_sendable.to_sat(),
+            max_sendable_sats: d.max_sendable.to_sat(),
+            comment_allowed: d.comment_allowed,
+            timeout_seconds: d.timeout.as_secs(),
+            allow_loopback: d.allow_loopback,
         }
     }
 }
@@ -366,6 +405,7 @@ impl Config {
         positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
         self.cors_origins()?;
         self.forwarded_header()?;
+        self.lnurl_config()?;
         positive("api.query.max_depth", self.api.query.max_depth as u64)?;
         positive(
             "api.websocket.recheck_seconds",
@@ -445,6 +485,44 @@ impl Config {
             .map_err(|e: String| invalid("api.forwarded_header", e))
     }
 
+    fn lnurl_config(&self) -> Result<LnurlConfig, InvalidValue> {
+        let l = &self.api.lnurl;
+        let public_url = self
+            .api
+            .public_url
+            .as_deref()
+            .map(str::parse::<PublicUrl>)
+            .transpose()
+            .map_err(|e| invalid("api.public_url", e))?;
+        let sats = |key: &'static str, v: u64| {
+            Sats::new(v).map_err(|_| invalid(key, "more than bitcoin's supply"))
+        };
+        let min = sats("api.lnurl.min_sendable_sats", l.min_sendable_sats)?;
+        let max = sats("api.lnurl.max_sendable_sats", l.max_sendable_sats)?;
+        positive("api.lnurl.min_sendable_sats", l.min_sendable_sats)?;
+        if min > max {
+            return Err(invalid(
+                "api.lnurl.max_sendable_sats",
+                "less than min_sendable_sats",
+            ));
+        }
+        if l.comment_allowed > MAX_COMMENT_ALLOWED {
+            return Err(invalid(
+                "api.lnurl.comment_allowed",
+                format!("at most {MAX_COMMENT_ALLOWED} (a BOLT 11 memo)"),
+            ));
+        }
+        positive("api.lnurl.timeout_seconds", l.timeout_seconds)?;
+        Ok(LnurlConfig {
+            public_url,
+            min_sendable: min,
+            max_sendable: max,
+            comment_allowed: l.comment_allowed,
+            allow_loopback: l.allow_loopback,
+            timeout: Duration::from_secs(l.timeout_seconds),
+        })
+    }
+
     /// The API's configuration.
     ///
     /// # Errors
@@ -474,6 +552,7 @@ impl Config {
             },
             trusted_proxies: a.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header()?,
+            lnurl: self.lnurl_config()?,
         })
     }
 
@@ -581,5 +660,38 @@ mod tests {
         let mut c = Config::default();
         c.bank.webhooks.lease_seconds = c.bank.webhooks.request_timeout_seconds;
         assert_eq!(c.validate().unwrap_err().key, "bank.webhooks.lease_seconds");
+        for url in [
+            "bank.example",
+            "ftp://bank.example",
+            "https://bank.example/api",
+        ] {
+            let mut c = Config::default();
+            c.api.public_url = Some(url.into());
+            assert_eq!(c.validate().unwrap_err().key, "api.public_url", "{url}");
+        }
+        let mut c = Config::default();
+        c.api.lnurl.max_sendable_sats = 0;
+        assert_eq!(c.validate().unwrap_err().key, "api.lnurl.max_sendable_sats");
+        let mut c = Config::default();
+        c.api.lnurl.max_sendable_sats = 21_000_001 * 100_000_000;
+        assert_eq!(c.validate().unwrap_err().key, "api.lnurl.max_sendable_sats");
+        let mut c = Config::default();
+        c.api.lnurl.comment_allowed = 640;
+        assert_eq!(c.validate().unwrap_err().key, "api.lnurl.comment_allowed");
+    }
+
+    #[test]
+    fn the_public_url_names_the_lightning_address_domain() {
+        let mut c = Config::default();
+        assert!(c.api_config().unwrap().lnurl.public_url.is_none());
+        c.api.public_url = Some("https://Bank.Example:8443".into());
+        let lnurl = c.api_config().unwrap().lnurl;
+        assert_eq!(lnurl.public_url.unwrap().domain(), "bank.example:8443");
+        let text =
+            "[api]\npublic_url = \"https://bank.example\"\n[api.lnurl]\ncomment_allowed = 0\n";
+        let c: Config = toml::from_str(text).unwrap();
+        let lnurl = c.api_config().unwrap().lnurl;
+        assert_eq!(lnurl.public_url.unwrap().domain(), "bank.example");
+        assert_eq!(lnurl.comment_allowed, 0);
     }
 }

@@ -61,6 +61,32 @@ const DOCS: &[(&str, &str)] = &[
         "The header those proxies write: \"x-forwarded-for\" or \"forwarded\" (RFC 7239).",
     ),
     ("api.query", "GraphQL query limits."),
+    (
+        "api.lnurl",
+        "Lightning addresses (user@<domain of public_url>, LUD-16) and payments to LNURLs.",
+    ),
+    (
+        "api.lnurl.min_sendable_sats",
+        "Least a payer may send to an address, satoshis.",
+    ),
+    (
+        "api.lnurl.max_sendable_sats",
+        "Most a payer may send to an address in one payment, satoshis.",
+    ),
+    (
+        "api.lnurl.comment_allowed",
+        "Longest comment a payer may add (LUD-12), characters, kept as the invoice's memo;\n\
+         0: none; at most 639.",
+    ),
+    (
+        "api.lnurl.timeout_seconds",
+        "Seconds one call to another LNURL service may take.",
+    ),
+    (
+        "api.lnurl.allow_loopback",
+        "Call LNURL services on this machine over plain HTTP (tests and local demos only:\n\
+         otherwise a payer could make the bank call its own private services).",
+    ),
     ("api.query.max_depth", "Deepest selection accepted."),
     (
         "api.query.max_complexity",
@@ -251,10 +277,18 @@ const DOCS: &[(&str, &str)] = &[
 ];
 
 /// Keys without a default, shown commented out under their table: (table, line).
-const UNSET: &[(&str, &str)] = &[(
-    "metrics",
-    "# The listener of GET /metrics; no listener when unset.\n# bind = \"0.0.0.0:9464\"",
-)];
+const UNSET: &[(&str, &str)] = &[
+    (
+        "api",
+        "# The bank's public origin: its host is the domain of its users' Lightning\n\
+         # addresses (alice@bank.example). Unset: no Lightning addresses.\n\
+         # public_url = \"https://bank.example\"",
+    ),
+    (
+        "metrics",
+        "# The listener of GET /metrics; no listener when unset.\n# bind = \"0.0.0.0:9464\"",
+    ),
+];
 
 /// Tables without a default, shown commented out at the end.
 const UNSET_TABLES: &str = r#"

@@ -17,7 +17,9 @@ use crate::api::gql::scalars::{
 use crate::api::gql::types::{
     InvoicePaymentStatus, LnInvoice, LnNoAmountInvoice, Transaction, app,
 };
-use crate::bank::lightning::{InvoiceCreate, LnInvoiceView, LnPayRequest, LnPayStatus};
+use crate::bank::lightning::{
+    InvoiceCreate, LnInvoiceView, LnPayRequest, LnPayResult, LnPayStatus,
+};
 use crate::bank::{BankError, Scope};
 use crate::lightning::PaymentHash;
 
@@ -472,14 +474,24 @@ async fn pay(
             });
         }
     };
-    let bank = &app(ctx).bank;
     let request = LnPayRequest {
         wallet_id: w,
         payment_request,
         amount,
         memo: memo.map(|m| m.0),
     };
-    match bank.ln_send(&p, &request).await {
+    let outcome = app(ctx).bank.ln_send(&p, &request).await;
+    send_payload(ctx, w, outcome).await
+}
+
+/// The payload of a Lightning send (shared with the LNURL payments).
+pub(super) async fn send_payload(
+    ctx: &Context<'_>,
+    w: crate::ids::WalletId,
+    outcome: Result<LnPayResult, BankError>,
+) -> Result<PaymentSendPayload> {
+    let bank = &app(ctx).bank;
+    match outcome {
         Ok(r) => {
             let transaction = match r.transaction_id {
                 Some(t) if ctx.look_ahead().field("transaction").exists() => bank
@@ -505,16 +517,20 @@ async fn pay(
                 transaction,
             })
         }
-        Err(e) => {
-            let api = ApiError::from(&e);
-            let status = (api.http_status < 500 || matches!(e, BankError::LightningUnavailable))
-                .then_some(PaymentSendResult::Failure);
-            Ok(PaymentSendPayload {
-                errors: errors_of(&e),
-                status,
-                transaction: None,
-            })
-        }
+        Err(e) => Ok(send_failed(&e)),
+    }
+}
+
+/// The payload of a send the bank refused: FAILURE when nothing can have moved (a
+/// refusal, or no node), no status when the outcome is unknown.
+pub(super) fn send_failed(e: &BankError) -> PaymentSendPayload {
+    let api = ApiError::from(e);
+    let status = (api.http_status < 500 || matches!(e, BankError::LightningUnavailable))
+        .then_some(PaymentSendResult::Failure);
+    PaymentSendPayload {
+        errors: errors_of(e),
+        status,
+        transaction: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod auth;
 mod callbacks;
 mod language;
 mod lightning;
+mod lnurl;
 mod onchain;
 mod payments;
 mod updates;
@@ -142,4 +143,5 @@ pub struct Mutation(
     language::LanguageMutation,
     lightning::LightningMutation,
     callbacks::CallbackMutation,
+    lnurl::LnurlMutation,
 );
