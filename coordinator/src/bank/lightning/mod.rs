@@ -16,6 +16,7 @@
 mod history;
 mod receive;
 mod send;
+mod settle;
 mod watch;
 
 use std::sync::Arc;
