@@ -81,6 +81,13 @@ pub(super) const PENDING_COLUMNS: &str = "id, payment_hash, wallet_id, payment_r
     amount_msats, fee_reserve_msats, internal_recipient, memo";
 
 impl LnPending {
+    /// What the payment holds in the pending layer: the amount plus the fee reserve.
+    pub(super) fn held(&self) -> Result<Msats, BankError> {
+        self.amount
+            .checked_add(self.fee_reserve)
+            .map_err(|_| BankError::InvalidAmount)
+    }
+
     pub(super) fn from_row(
         r: &sqlx::postgres::PgRow,
         network: bitcoin::Network,

@@ -137,10 +137,7 @@ impl Bank {
         p: &LnPending,
         fresh: bool,
     ) -> Result<LnPayResult, BankError> {
-        let held = p
-            .amount
-            .checked_add(p.fee_reserve)
-            .map_err(|_| BankError::InvalidAmount)?;
+        let held = p.held()?;
         let hold = pending_entry(
             pending_entry(
                 Posting::builder(system::MAIN_JOURNAL, hold_id(p.id))
@@ -237,10 +234,7 @@ impl Bank {
         p: &LnPending,
         state: PaymentState,
     ) -> Result<LnPayResult, BankError> {
-        let held = p
-            .amount
-            .checked_add(p.fee_reserve)
-            .map_err(|_| BankError::InvalidAmount)?;
+        let held = p.held()?;
         let release = |b: PostingBuilder| {
             pending_entry(
                 pending_entry(b, Bank::ledger_account(p.wallet), Direction::Credit, held),
