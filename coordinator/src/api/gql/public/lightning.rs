@@ -1,112 +1,27 @@
-//! Lightning operations of the public schema, with Blink's names: invoices
-//! (`lnInvoiceCreate`, `lnNoAmountInvoiceCreate`, their on-behalf-of-recipient forms,
-//! `lnInvoiceCancel`), fee probes, payments (`lnInvoicePaymentSend`,
-//! `lnNoAmountInvoicePaymentSend`) and invoice status by hash or payment request.
+//! Lightning payments of the public schema, with Blink's names: fee probes, payments
+//! (`lnInvoicePaymentSend`, `lnNoAmountInvoicePaymentSend`) and invoice status by hash or
+//! payment request. Invoices are created and cancelled in [`super::invoices`].
 
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 use super::accounts::parse_wallet_id;
 use super::payments::{PaymentSendPayload, PaymentSendResult};
-use super::{ErrorInterface, SuccessPayload, payload_error, payload_error_at, principal};
+use super::{ErrorInterface, payload_error, payload_error_at, principal};
 use crate::Sats;
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{
-    Hex32BytesScalar, LnPaymentRequestScalar, MemoScalar, Minutes, PaymentHashScalar, SatAmount,
-    TxExternalIdScalar, WalletIdScalar,
+    LnPaymentRequestScalar, MemoScalar, PaymentHashScalar, SatAmount, WalletIdScalar,
 };
-use crate::api::gql::types::{
-    InvoicePaymentStatus, LnInvoice, LnNoAmountInvoice, Transaction, app,
-};
-use crate::bank::lightning::{
-    InvoiceCreate, LnInvoiceView, LnPayRequest, LnPayResult, LnPayStatus,
-};
+use crate::api::gql::types::{InvoicePaymentStatus, Transaction, app};
+use crate::bank::lightning::{LnInvoiceView, LnPayRequest, LnPayResult, LnPayStatus};
 use crate::bank::{BankError, Scope};
 use crate::lightning::PaymentHash;
-
-/// An invoice, or why there is none.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LnInvoicePayload {
-    errors: Vec<ErrorInterface>,
-    invoice: Option<LnInvoice>,
-}
-
-/// A no-amount invoice, or why there is none.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LnNoAmountInvoicePayload {
-    errors: Vec<ErrorInterface>,
-    invoice: Option<LnNoAmountInvoice>,
-}
 
 /// An amount in satoshis, or why there is none.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SatAmountPayload {
     amount: Option<SatAmount>,
     errors: Vec<ErrorInterface>,
-}
-
-/// Input of `lnInvoiceCreate`.
-#[derive(InputObject, Debug)]
-pub struct LnInvoiceCreateInput {
-    /// Amount in satoshis.
-    amount: SatAmount,
-    /// Optional invoice expiration time in minutes.
-    expires_in: Option<Minutes>,
-    /// Optional external reference, unique per wallet.
-    external_id: Option<TxExternalIdScalar>,
-    /// Optional memo for the lightning invoice.
-    memo: Option<MemoScalar>,
-    /// Wallet ID for a BTC wallet belonging to the current account.
-    wallet_id: WalletIdScalar,
-}
-
-/// Input of `lnNoAmountInvoiceCreate`.
-#[derive(InputObject, Debug)]
-pub struct LnNoAmountInvoiceCreateInput {
-    /// Optional invoice expiration time in minutes.
-    expires_in: Option<Minutes>,
-    /// Optional external reference, unique per wallet.
-    external_id: Option<TxExternalIdScalar>,
-    /// Optional memo for the lightning invoice.
-    memo: Option<MemoScalar>,
-    /// ID for either a USD or BTC wallet belonging to the account of the current user.
-    wallet_id: WalletIdScalar,
-}
-
-/// Input of `lnInvoiceCreateOnBehalfOfRecipient`.
-#[derive(InputObject, Debug)]
-pub struct LnInvoiceCreateOnBehalfOfRecipientInput {
-    /// Amount in satoshis.
-    amount: SatAmount,
-    /// The hash of a longer description (LNURL-pay), used instead of the memo.
-    description_hash: Option<Hex32BytesScalar>,
-    /// Optional invoice expiration time in minutes.
-    expires_in: Option<Minutes>,
-    /// Optional external reference, unique per wallet.
-    external_id: Option<TxExternalIdScalar>,
-    /// Optional memo for the lightning invoice.
-    memo: Option<MemoScalar>,
-    /// Wallet ID for a BTC wallet which belongs to any account.
-    recipient_wallet_id: WalletIdScalar,
-}
-
-/// Input of `lnNoAmountInvoiceCreateOnBehalfOfRecipient`.
-#[derive(InputObject, Debug)]
-pub struct LnNoAmountInvoiceCreateOnBehalfOfRecipientInput {
-    /// Optional invoice expiration time in minutes.
-    expires_in: Option<Minutes>,
-    /// Optional external reference, unique per wallet.
-    external_id: Option<TxExternalIdScalar>,
-    /// Optional memo for the lightning invoice.
-    memo: Option<MemoScalar>,
-    /// ID for either a USD or BTC wallet which belongs to the account of any user.
-    recipient_wallet_id: WalletIdScalar,
-}
-
-/// Input of `lnInvoiceCancel`.
-#[derive(InputObject, Debug)]
-pub struct LnInvoiceCancelInput {
-    payment_hash: PaymentHashScalar,
-    wallet_id: WalletIdScalar,
 }
 
 /// Input of `lnInvoiceFeeProbe`.
@@ -150,18 +65,12 @@ pub struct LnNoAmountInvoicePaymentInput {
     wallet_id: WalletIdScalar,
 }
 
-fn parse_hash(s: &PaymentHashScalar) -> Result<PaymentHash, ApiError> {
+pub(super) fn parse_hash(s: &PaymentHashScalar) -> Result<PaymentHash, ApiError> {
     s.0.parse()
         .map_err(|_| ApiError::invalid("paymentHash must be 64 hex digits"))
 }
 
-fn parse_hex32(s: &Hex32BytesScalar) -> Result<[u8; 32], ApiError> {
-    s.0.parse::<PaymentHash>()
-        .map(|h| h.0)
-        .map_err(|_| ApiError::invalid("descriptionHash must be 64 hex digits"))
-}
-
-fn amount(a: SatAmount) -> Result<Sats, ApiError> {
+pub(super) fn amount(a: SatAmount) -> Result<Sats, ApiError> {
     Sats::new(a.0).map_err(|_| ApiError::from(&BankError::InvalidAmount))
 }
 
@@ -180,64 +89,10 @@ fn field_of(e: &BankError) -> Option<&'static str> {
     }
 }
 
-fn errors_of(e: &BankError) -> Vec<ErrorInterface> {
+pub(super) fn errors_of(e: &BankError) -> Vec<ErrorInterface> {
     match field_of(e) {
         Some(f) => payload_error_at(ApiError::from(e), &["input", f]),
         None => payload_error(ApiError::from(e)),
-    }
-}
-
-async fn create(
-    ctx: &Context<'_>,
-    on_behalf: bool,
-    request: Result<InvoiceCreate, (ApiError, &'static str)>,
-) -> Result<Result<LnInvoiceView, Vec<ErrorInterface>>> {
-    let principal = if on_behalf {
-        None
-    } else {
-        Some(principal(ctx, Scope::Receive)?)
-    };
-    let request = match request {
-        Ok(r) => r,
-        Err((e, field)) => return Ok(Err(payload_error_at(e, &["input", field]))),
-    };
-    Ok(app(ctx)
-        .bank
-        .ln_invoice_create(principal.as_ref(), &request)
-        .await
-        .map_err(|e| errors_of(&e)))
-}
-
-fn wallet(
-    id: &WalletIdScalar,
-    field: &'static str,
-) -> Result<crate::ids::WalletId, (ApiError, &'static str)> {
-    parse_wallet_id(id, field).map_err(|e| (e, field))
-}
-
-fn with_amount(r: Result<LnInvoiceView, Vec<ErrorInterface>>) -> LnInvoicePayload {
-    match r {
-        Ok(v) => LnInvoicePayload {
-            errors: Vec::new(),
-            invoice: Some(LnInvoice::from(&v)),
-        },
-        Err(errors) => LnInvoicePayload {
-            errors,
-            invoice: None,
-        },
-    }
-}
-
-fn no_amount(r: Result<LnInvoiceView, Vec<ErrorInterface>>) -> LnNoAmountInvoicePayload {
-    match r {
-        Ok(v) => LnNoAmountInvoicePayload {
-            errors: Vec::new(),
-            invoice: Some(LnNoAmountInvoice::from(&v)),
-        },
-        Err(errors) => LnNoAmountInvoicePayload {
-            errors,
-            invoice: None,
-        },
     }
 }
 
@@ -247,111 +102,6 @@ pub struct LightningMutation;
 
 #[Object]
 impl LightningMutation {
-    /// Returns a lightning invoice for an associated wallet. When invoice is paid the
-    /// value will be credited to a BTC wallet. Expires after 'expiresIn' or 24 hours.
-    async fn ln_invoice_create(
-        &self,
-        ctx: &Context<'_>,
-        input: LnInvoiceCreateInput,
-    ) -> Result<LnInvoicePayload> {
-        let request = (|| {
-            Ok(InvoiceCreate {
-                wallet_id: Some(wallet(&input.wallet_id, "walletId")?),
-                amount: Some(amount(input.amount).map_err(|e| (e, "amount"))?),
-                memo: input.memo.map(|m| m.0),
-                description_hash: None,
-                expires_in_minutes: input.expires_in.map(|m| m.0),
-                external_id: input.external_id.map(|e| e.0),
-            })
-        })();
-        Ok(with_amount(create(ctx, false, request).await?))
-    }
-
-    /// Returns a lightning invoice for an associated wallet. Can be used to receive any
-    /// supported currency value (currently USD or BTC). Expires after 'expiresIn' or 24
-    /// hours for BTC invoices.
-    async fn ln_no_amount_invoice_create(
-        &self,
-        ctx: &Context<'_>,
-        input: LnNoAmountInvoiceCreateInput,
-    ) -> Result<LnNoAmountInvoicePayload> {
-        let request = wallet(&input.wallet_id, "walletId").map(|w| InvoiceCreate {
-            wallet_id: Some(w),
-            amount: None,
-            memo: input.memo.map(|m| m.0),
-            description_hash: None,
-            expires_in_minutes: input.expires_in.map(|m| m.0),
-            external_id: input.external_id.map(|e| e.0),
-        });
-        Ok(no_amount(create(ctx, false, request).await?))
-    }
-
-    /// Returns a lightning invoice for an associated wallet. When invoice is paid the
-    /// value will be credited to a BTC wallet. Expires after 'expiresIn' or 24 hours.
-    /// Needs no credential: it pays the recipient, whoever asks.
-    async fn ln_invoice_create_on_behalf_of_recipient(
-        &self,
-        ctx: &Context<'_>,
-        input: LnInvoiceCreateOnBehalfOfRecipientInput,
-    ) -> Result<LnInvoicePayload> {
-        let request = (|| {
-            Ok(InvoiceCreate {
-                wallet_id: Some(wallet(&input.recipient_wallet_id, "recipientWalletId")?),
-                amount: Some(amount(input.amount).map_err(|e| (e, "amount"))?),
-                memo: input.memo.map(|m| m.0),
-                description_hash: input
-                    .description_hash
-                    .as_ref()
-                    .map(parse_hex32)
-                    .transpose()
-                    .map_err(|e| (e, "descriptionHash"))?,
-                expires_in_minutes: input.expires_in.map(|m| m.0),
-                external_id: input.external_id.map(|e| e.0),
-            })
-        })();
-        Ok(with_amount(create(ctx, true, request).await?))
-    }
-
-    /// Returns a lightning invoice for an associated wallet, without an amount. Needs no
-    /// credential.
-    async fn ln_no_amount_invoice_create_on_behalf_of_recipient(
-        &self,
-        ctx: &Context<'_>,
-        input: LnNoAmountInvoiceCreateOnBehalfOfRecipientInput,
-    ) -> Result<LnNoAmountInvoicePayload> {
-        let request =
-            wallet(&input.recipient_wallet_id, "recipientWalletId").map(|w| InvoiceCreate {
-                wallet_id: Some(w),
-                amount: None,
-                memo: input.memo.map(|m| m.0),
-                description_hash: None,
-                expires_in_minutes: input.expires_in.map(|m| m.0),
-                external_id: input.external_id.map(|e| e.0),
-            });
-        Ok(no_amount(create(ctx, true, request).await?))
-    }
-
-    /// Cancel an unpaid lightning invoice for an associated wallet.
-    async fn ln_invoice_cancel(
-        &self,
-        ctx: &Context<'_>,
-        input: LnInvoiceCancelInput,
-    ) -> Result<SuccessPayload> {
-        let p = principal(ctx, Scope::Receive)?;
-        let w = match parse_wallet_id(&input.wallet_id, "walletId") {
-            Ok(w) => w,
-            Err(e) => return Ok(SuccessPayload::failed(e)),
-        };
-        let hash = match parse_hash(&input.payment_hash) {
-            Ok(h) => h,
-            Err(e) => return Ok(SuccessPayload::failed(e)),
-        };
-        Ok(match app(ctx).bank.ln_invoice_cancel(&p, w, &hash).await {
-            Ok(()) => SuccessPayload::ok(),
-            Err(e) => SuccessPayload::failed(ApiError::from(&e)),
-        })
-    }
-
     /// The fee paying this invoice would cost now.
     async fn ln_invoice_fee_probe(
         &self,

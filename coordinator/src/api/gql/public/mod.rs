@@ -6,6 +6,7 @@
 mod accounts;
 mod auth;
 mod callbacks;
+mod invoices;
 mod language;
 mod lightning;
 mod lnurl;
@@ -141,6 +142,7 @@ pub struct Mutation(
     auth::AuthMutation,
     onchain::OnChainMutation,
     language::LanguageMutation,
+    invoices::InvoiceMutation,
     lightning::LightningMutation,
     callbacks::CallbackMutation,
     lnurl::LnurlMutation,
