@@ -3,7 +3,8 @@
 //! channel A→B opened through the adapter, then invoices and payments through the
 //! adapter: settlement stream and its cursor (across a restart), idempotent payment,
 //! no-amount invoices, cancelled and expired invoices, balances and channels, and the
-//! refusals: a wrong macaroon, a wrong TLS certificate, a stopped node.
+//! refusals: a wrong macaroon, a wrong TLS certificate, a stopped node (and what
+//! `/readyz`'s Lightning check says of each).
 //!
 //! Both stand-in binaries must be built: `cargo build -p chain-standin` and
 //! `cargo build --manifest-path tests/standins/lnd/server/Cargo.toml --target-dir target`
@@ -12,6 +13,7 @@
 
 mod lightning_common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::futures_util::StreamExt;
@@ -23,6 +25,8 @@ use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, InvoiceState, LightningError, LightningNode, PayRequest,
     PaymentFailure, PaymentState, SettleCursor, SettledInvoice, decode_invoice,
 };
+use coordinator::ops::ReadinessCheck;
+use coordinator::ops::readiness::LightningCheck;
 use lightning_common::{REGTEST, adapter, chain, config, eventually, lnd, open_channel};
 
 /// The next settlement, if one comes within `wait`.
@@ -388,26 +392,42 @@ async fn a_wrong_macaroon_a_wrong_certificate_and_a_stopped_node_are_refused() {
     let chain = chain();
     let dir = tempfile::tempdir().unwrap();
     let mut node = lnd(dir.path(), &chain);
-    let good = adapter(&node).await;
+    let good: Arc<dyn LightningNode> = Arc::new(adapter(&node).await);
     assert_eq!(good.info().await.unwrap().pubkey, node.pubkey());
+    // Ready once the node has synced to the chain (it says so a moment after it starts).
+    let ready = LightningCheck { node: good.clone() };
+    eventually(
+        "the readiness check passes",
+        Duration::from_secs(60),
+        || async { ready.check().await.ok() },
+    )
+    .await;
 
-    // Attack: a macaroon of our own making. Refused, and nothing is created.
+    // Attack: a macaroon of our own making. Refused as a credential error (an operator's
+    // to fix, not a passing outage), and nothing is created.
     let forged = dir.path().join("forged.macaroon");
     std::fs::write(&forged, [7u8; 32]).unwrap();
     let mut with_forged = config(&node);
     with_forged.macaroon_path = forged;
     let forger = LndNode::connect(with_forged).await.unwrap();
     match forger.info().await {
-        Err(LightningError::Unavailable(m)) => assert!(m.contains("credentials"), "{m}"),
+        Err(LightningError::Unauthorized(m)) => eprintln!("forged macaroon: {m}"),
         other => panic!("forged macaroon: {other:?}"),
     }
     let refused = forger
         .create_invoice(&invoice_request(Some(1_000), "x", Duration::from_secs(60)))
         .await;
     assert!(
-        matches!(refused, Err(LightningError::Unavailable(_))),
+        matches!(refused, Err(LightningError::Unauthorized(_))),
         "{refused:?}"
     );
+    let why = LightningCheck {
+        node: Arc::new(forger),
+    }
+    .check()
+    .await
+    .unwrap_err();
+    assert!(why.contains("credentials"), "{why}");
 
     // Attack: a server with another certificate (as a man in the middle would have).
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -437,4 +457,6 @@ async fn a_wrong_macaroon_a_wrong_certificate_and_a_stopped_node_are_refused() {
         other => panic!("stopped node: {other:?}"),
     }
     assert!(start.elapsed() < Duration::from_secs(5));
+    let why = ready.check().await.unwrap_err();
+    assert!(why.contains("unavailable"), "{why}");
 }

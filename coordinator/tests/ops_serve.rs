@@ -148,6 +148,16 @@ async fn probes_request_ids_and_metrics() {
         Some(0.0),
         "{m}"
     );
+    assert_eq!(
+        sample(&m, "bastion_lightning_payments", &["state=\"pending\""]),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "bastion_lightning_oldest_pending_seconds", &[]),
+        Some(0.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]

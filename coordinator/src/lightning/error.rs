@@ -9,6 +9,11 @@ pub enum LightningError {
     /// try again later.
     #[error("Lightning node unavailable: {0}")]
     Unavailable(String),
+    /// The node refused our credentials (macaroon wrong, expired or lacking a
+    /// permission; TLS identity not accepted). Nothing happened, and retrying will not
+    /// help: only an operator can fix the configuration.
+    #[error("Lightning node refused our credentials: {0}")]
+    Unauthorized(String),
     /// The request is invalid for this node (wrong network, expired invoice, amount
     /// missing or not allowed). Nothing happened.
     #[error("invalid Lightning request: {0}")]

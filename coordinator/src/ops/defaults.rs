@@ -326,6 +326,19 @@ const UNSET_TABLES: &str = r#"
 # poll_interval_ms = 200
 # start_height = 0               # first block scanned on a fresh database
 # lease_ttl_ms = 10000           # how soon another instance takes the driver over
+
+# Lightning through LND's gRPC API (docs/operations.md, Lightning). Absent: Lightning
+# operations answer LIGHTNING_UNAVAILABLE.
+# [lightning]
+# network = "bitcoin"            # the node's chain: bitcoin, testnet, signet or regtest
+# lnd_address = "https://lnd.internal:10009"
+# lnd_tls_cert = "/run/secrets/lnd/tls.cert"        # LND's certificate, pinned
+# lnd_macaroon = "/run/secrets/lnd/bank.macaroon"   # baked for invoices and payments
+# fee_reserve_ppm = 5000         # held with a payment for routing fees: 0.5 %...
+# fee_reserve_min_sat = 10       # ...and at least this; the unused part is returned
+# pay_timeout_seconds = 30       # a send then answers PENDING; the reconciler finishes it
+# invoice_expiry_minutes = 1440  # when an invoice request names no expiry
+# reconcile_interval_seconds = 5 # how often each instance checks in-flight payments
 "#;
 
 fn doc(key: &str) -> Option<&'static str> {

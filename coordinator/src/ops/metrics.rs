@@ -101,7 +101,7 @@ pub async fn serve(
 }
 
 /// Samples the pool and the payment states now and every `every` (the pool is read from
-/// memory; the payment count uses the partial index of pending payments).
+/// memory; the payment counts use the partial indexes of pending payments).
 pub fn spawn_sampler(pool: PgPool, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -125,5 +125,20 @@ async fn sample(pool: &PgPool) {
     match pending {
         Ok(n) => metrics::gauge!("bastion_payments", "state" => "pending").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "cannot sample the payment states"),
+    }
+    // Lightning payments in flight, and how long the oldest has been: a payment the node
+    // holds for hours is what an operator must look at (its funds stay held meanwhile).
+    let ln: Result<(i64, f64), _> = sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0) \
+         FROM ln_payments WHERE status = 'PENDING'",
+    )
+    .fetch_one(pool)
+    .await;
+    match ln {
+        Ok((n, oldest)) => {
+            metrics::gauge!("bastion_lightning_payments", "state" => "pending").set(n as f64);
+            metrics::gauge!("bastion_lightning_oldest_pending_seconds").set(oldest);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sample the Lightning payments"),
     }
 }

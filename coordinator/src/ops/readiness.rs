@@ -12,6 +12,7 @@ use sqlx::PgPool;
 
 use crate::chain::ChainSource;
 use crate::ledger::Ledger;
+use crate::lightning::LightningNode;
 
 /// The longest one check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -252,5 +253,32 @@ impl ReadinessCheck for ChainCheck {
             (None, None) => format!("{} at {}: no call has succeeded yet", h.backend, h.endpoint),
             (Some(_), None) => format!("{} at {}: failing", h.backend, h.endpoint),
         })
+    }
+}
+
+/// The Lightning node answers with our credentials and is synced to the chain, so that
+/// invoices can be made and payments sent. One `GetInfo` per probe.
+#[derive(Debug)]
+pub struct LightningCheck {
+    /// The node.
+    pub node: Arc<dyn LightningNode>,
+}
+
+#[async_trait::async_trait]
+impl ReadinessCheck for LightningCheck {
+    fn name(&self) -> &'static str {
+        "lightning"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let info = self.node.info().await.map_err(|e| e.to_string())?;
+        if info.synced {
+            Ok(())
+        } else {
+            Err(format!(
+                "node {} not synced to the chain (at height {})",
+                info.pubkey, info.block_height
+            ))
+        }
     }
 }

@@ -155,6 +155,11 @@ pub(crate) fn lightning_error(e: LightningError) -> BankError {
             tracing::warn!(error = %why, "Lightning node unavailable");
             BankError::LightningUnavailable
         }
+        // Customers cannot act on it either, but an operator must: an error, not a warning.
+        LightningError::Unauthorized(why) => {
+            tracing::error!(error = %why, "the Lightning node refused our credentials");
+            BankError::LightningUnavailable
+        }
         LightningError::Invalid(why) => {
             tracing::info!(error = %why, "Lightning node refused a request");
             BankError::Invalid(ParseError {

@@ -144,6 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut bank = Bank::new(ledger.clone(), notifier_impl, config.bank_config());
     // Lightning: the node behind the bank, its settlement watcher and reconciler.
     let mut _lightning = None;
+    let mut lightning_check = None;
     if let Some(file) = &config.lightning {
         let node = coordinator::lightning::lnd::LndNode::connect(
             coordinator::lightning::lnd::LndConfig::new(
@@ -158,7 +159,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let ln_config = file
             .bank_config()
             .map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
-        let rail = coordinator::bank::lightning::LightningRail::new(Arc::new(node), ln_config)
+        let node: Arc<dyn coordinator::lightning::LightningNode> = Arc::new(node);
+        lightning_check = Some(Arc::new(readiness::LightningCheck { node: node.clone() }));
+        let rail = coordinator::bank::lightning::LightningRail::new(node, ln_config)
             .await
             .map_err(|e| anyhow::anyhow!("starting Lightning: {e}"))?;
         tracing::info!(node = rail.pubkey(), "Lightning enabled");
@@ -181,6 +184,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
     let mut state = coordinator::api::AppState::new(bank, api);
+    if let Some(check) = lightning_check {
+        state = state.with_readiness_check(check);
+    }
     // Deposits: the driver runs in every instance; one at a time holds its lease.
     let driver = match &config.onchain {
         Some(file) => {

@@ -65,9 +65,7 @@ pub(super) fn from_status(status: &Status) -> LightningError {
         phrases.iter().any(|p| lower.contains(p))
     };
     match status.code() {
-        Code::Unauthenticated | Code::PermissionDenied => {
-            LightningError::Unavailable(format!("the node refused our credentials: {message}"))
-        }
+        Code::Unauthenticated | Code::PermissionDenied => LightningError::Unauthorized(message),
         Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => {
             LightningError::Unavailable(format!("{}: {message}", status.code()))
         }
@@ -79,9 +77,7 @@ pub(super) fn from_status(status: &Status) -> LightningError {
         Code::AlreadyExists if has(&["already paid", "already settled"]) => {
             LightningError::AlreadySettled
         }
-        Code::Unknown if has(AUTH) => {
-            LightningError::Unavailable(format!("the node refused our credentials: {message}"))
-        }
+        Code::Unknown if has(AUTH) => LightningError::Unauthorized(message),
         Code::Unknown if is_transport(status) => {
             LightningError::Unavailable(format!("cannot reach the node: {}", chain(status)))
         }
@@ -146,12 +142,19 @@ mod tests {
     #[test]
     fn lnd_refusals_map_to_what_the_bank_can_do() {
         let cases = [
-            (Status::unknown("expected 1 macaroon, got 0"), "unavailable"),
+            (
+                Status::unknown("expected 1 macaroon, got 0"),
+                "unauthorized",
+            ),
             (
                 Status::unknown(
                     "verification failed: signature mismatch after caveat verification",
                 ),
-                "unavailable",
+                "unauthorized",
+            ),
+            (
+                Status::permission_denied("permission denied"),
+                "unauthorized",
             ),
             (Status::unavailable("connection refused"), "unavailable"),
             (
@@ -173,6 +176,7 @@ mod tests {
         for (status, expected) in cases {
             let got = match from_status(&status) {
                 LightningError::Unavailable(_) => "unavailable",
+                LightningError::Unauthorized(_) => "unauthorized",
                 LightningError::Invalid(_) => "invalid",
                 LightningError::AlreadySettled => "settled",
                 LightningError::NotFound => "not found",
