@@ -150,7 +150,7 @@ pub struct LnNoAmountInvoicePaymentInput {
     wallet_id: WalletIdScalar,
 }
 
-fn parse_hash(s: &PaymentHashScalar) -> Result<PaymentHash, ApiError> {
+pub(super) fn parse_hash(s: &PaymentHashScalar) -> Result<PaymentHash, ApiError> {
     s.0.parse()
         .map_err(|_| ApiError::invalid("paymentHash must be 64 hex digits"))
 }
@@ -537,13 +537,13 @@ pub(super) fn send_failed(e: &BankError) -> PaymentSendPayload {
 /// Input of `lnInvoicePaymentStatusByHash`.
 #[derive(InputObject, Debug)]
 pub struct LnInvoicePaymentStatusByHashInput {
-    payment_hash: PaymentHashScalar,
+    pub(super) payment_hash: PaymentHashScalar,
 }
 
 /// Input of `lnInvoicePaymentStatusByPaymentRequest`.
 #[derive(InputObject, Debug)]
 pub struct LnInvoicePaymentStatusByPaymentRequestInput {
-    payment_request: LnPaymentRequestScalar,
+    pub(super) payment_request: LnPaymentRequestScalar,
 }
 
 /// The status of an invoice of the bank.

@@ -8,6 +8,7 @@ mod auth;
 mod callbacks;
 mod language;
 mod lightning;
+mod ln_status;
 mod lnurl;
 mod onchain;
 mod payments;
@@ -22,7 +23,6 @@ use crate::bank::{Principal, Scope};
 
 pub use accounts::Email;
 pub(crate) use onchain::{wallet_by_address, wallet_pending};
-pub use updates::Subscription;
 
 fn meta<'a>(ctx: &Context<'a>) -> &'a RequestMeta {
     ctx.data_unchecked::<RequestMeta>()
@@ -145,3 +145,8 @@ pub struct Mutation(
     callbacks::CallbackMutation,
     lnurl::LnurlMutation,
 );
+
+// The public subscription root, merged from one object per domain (no description in the
+// SDL).
+#[derive(async_graphql::MergedSubscription, Debug, Default)]
+pub struct Subscription(updates::UpdatesSubscription, ln_status::LnStatusSubscription);
