@@ -26,7 +26,9 @@ use super::lightning::{
 };
 use super::{ErrorInterface, payload_error};
 use crate::api::errors::ApiError;
-use crate::api::gql::scalars::{LnPaymentPreImageScalar, LnPaymentRequestScalar, PaymentHashScalar};
+use crate::api::gql::scalars::{
+    LnPaymentPreImageScalar, LnPaymentRequestScalar, PaymentHashScalar,
+};
 use crate::api::gql::types::{InvoicePaymentStatus, app};
 use crate::api::{AppState, PaymentEvent};
 use crate::bank::BankError;
@@ -205,7 +207,9 @@ async fn watch(
         // not decode, no Lightning here), then the stream ends.
         Err(e) => {
             tracing::debug!(error = %e, "invoice status subscription refused");
-            return Ok(stream::once(async move { LnInvoicePaymentStatusPayload::failed(&e) }).boxed());
+            return Ok(
+                stream::once(async move { LnInvoicePaymentStatusPayload::failed(&e) }).boxed(),
+            );
         }
     };
     let rx = app
@@ -271,7 +275,9 @@ async fn next(mut w: Watch) -> Option<(LnInvoicePaymentStatusPayload, Watch)> {
             }
             Ok(_) => {}
             // Read again at the next wake-up: a passing outage must not end the stream.
-            Err(e) => tracing::warn!(payment_hash = %w.hash, error = %e, "reading an invoice's status failed"),
+            Err(e) => {
+                tracing::warn!(payment_hash = %w.hash, error = %e, "reading an invoice's status failed")
+            }
         }
     }
 }
@@ -306,10 +312,16 @@ mod tests {
         // Cancelled before its expiry: final at once.
         assert_eq!(phase_after(InvoiceStatus::Expired, later, now), Phase::Done);
         // Expired by time: a late settlement may still come, for a while.
-        assert_eq!(phase_after(InvoiceStatus::Expired, earlier, now), Phase::Grace);
+        assert_eq!(
+            phase_after(InvoiceStatus::Expired, earlier, now),
+            Phase::Grace
+        );
         assert_eq!(phase_after(InvoiceStatus::Expired, now, now), Phase::Grace);
         let long_ago = now - TimeDelta::from_std(EXPIRY_GRACE).unwrap();
-        assert_eq!(phase_after(InvoiceStatus::Expired, long_ago, now), Phase::Done);
+        assert_eq!(
+            phase_after(InvoiceStatus::Expired, long_ago, now),
+            Phase::Done
+        );
         assert_eq!(
             grace_left(earlier, now),
             Some(EXPIRY_GRACE - std::time::Duration::from_secs(1))

@@ -149,4 +149,7 @@ pub struct Mutation(
 // The public subscription root, merged from one object per domain (no description in the
 // SDL).
 #[derive(async_graphql::MergedSubscription, Debug, Default)]
-pub struct Subscription(updates::UpdatesSubscription, ln_status::LnStatusSubscription);
+pub struct Subscription(
+    updates::UpdatesSubscription,
+    ln_status::LnStatusSubscription,
+);
