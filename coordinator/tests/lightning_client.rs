@@ -9,7 +9,8 @@
 //! subscription and `myUpdates` opened first, on the other instance; the outside node
 //! pays (PENDING then PAID, the stream ends; `LnUpdate` PAID); a fee probe and a payment
 //! out (SUCCESS, and no update: Blink sends none); the status by hash and the wallet's
-//! transactions by hash. Then attacks and edges: a wrong or revoked key is refused at
+//! transactions by hash; an invoice paid from another wallet of the bank (through the
+//! ledger: PAID and `LnUpdate` too). Then attacks and edges: a wrong or revoked key is refused at
 //! `connection_init`, another account hears nothing of the invoice, an unknown hash
 //! answers an error, a cancelled invoice and one reaching its expiry end as EXPIRED.
 //! The stand-ins must be built (see lightning_common).
@@ -347,6 +348,46 @@ async fn a_funding_source_client_works_unchanged() {
         "{u}"
     );
     assert_eq!(u["update"]["walletId"], mallory.wallet.to_string());
+
+    // An invoice of Alice's paid by another wallet of the bank, through the ledger: the
+    // stream ends PAID, Alice gets its LnUpdate, the payer an internal payment.
+    let (hash, request) = invoice_for(http, &wallet, 400).await;
+    a_ws.subscribe(
+        "internal",
+        STATUS_BY_HASH,
+        json!({"input": {"paymentHash": hash}}),
+    )
+    .await;
+    let p = a_ws.data("internal", "lnInvoicePaymentStatusByHash").await;
+    assert_eq!(p["status"], "PENDING", "{p}");
+    let v = gql(
+        http,
+        key(&key_m),
+        "mutation($input: LnInvoicePaymentInput!) { lnInvoicePaymentSend(input: $input) { status errors { code } } }",
+        json!({"input": {"walletId": mallory.wallet.to_string(), "paymentRequest": request}}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["lnInvoicePaymentSend"]["status"], "SUCCESS",
+        "{v}"
+    );
+    let p = a_ws.data("internal", "lnInvoicePaymentStatusByHash").await;
+    assert_eq!(p["status"], "PAID", "{p}");
+    a_ws.completes("internal").await;
+    let u = a_ws.data("updates", "myUpdates").await;
+    assert_eq!(u["update"]["__typename"], "LnUpdate", "{u}");
+    assert_eq!(u["update"]["paymentHash"], hash);
+    assert_eq!(u["update"]["transaction"]["settlementAmount"], 400);
+    assert_eq!(
+        u["update"]["transaction"]["settlementVia"]["__typename"],
+        "SettlementViaIntraLedger"
+    );
+    let u = m_ws.data("updates", "myUpdates").await;
+    assert_eq!(
+        u["update"]["txNotificationType"], "IntraLedgerPayment",
+        "{u}"
+    );
+    assert_eq!(u["update"]["amount"], 400);
 
     attacks_and_edges(&bank, http, ws, &alice, &key_a).await;
 }
