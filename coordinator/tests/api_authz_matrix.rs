@@ -163,6 +163,9 @@ const GRAPHQL: &[Row] = &[
     ("Mutation.userRequestAuthCode", |f| public("mutation($i: UserRequestAuthCodeInput!) { userRequestAuthCode(input: $i) { success errors { code } } }", json!({"i": {"email": format!("t{}@example.com", f.n)}})), [OK, OK, OK, OK, OK], STAFF_NA),
     ("Mutation.userUpdateLanguage", |_| public("mutation { userUpdateLanguage(input: {language: \"es\"}) { errors { code } } }", json!({})), [NA, OK, NZ, OK, NZ], STAFF_NA),
     ("Mutation.userUpdateUsername", |f| public("mutation($u: Username!) { userUpdateUsername(input: {username: $u}) { errors { code } } }", json!({"u": format!("caller{}", f.n)})), [NA, OK, NZ, OK, NZ], STAFF_NA),
+    ("Subscription.lnInvoicePaymentStatusByHash", |_| Call::Ws("subscription { lnInvoicePaymentStatusByHash(input: {paymentHash: \"0000000000000000000000000000000000000000000000000000000000000000\"}) { status errors { code } } }"), [OK, OK, OK, OK, OK], STAFF_NA),
+    ("Subscription.lnInvoicePaymentStatusByPaymentRequest", |_| Call::Ws("subscription { lnInvoicePaymentStatusByPaymentRequest(input: {paymentRequest: \"lnbcrt1\"}) { status errors { code } } }"), [OK, OK, OK, OK, OK], STAFF_NA),
+    ("Subscription.lnInvoicePaymentStatus", |_| Call::Ws("subscription { lnInvoicePaymentStatus(input: {paymentRequest: \"lnbcrt1\"}) { status errors { code } } }"), [OK, OK, OK, OK, OK], STAFF_NA),
     ("Subscription.myUpdates", |_| Call::Ws("subscription { myUpdates { update { __typename } } }"), [NA, OK, OK, NZ, NZ], STAFF_NA),
     // The staff schema: users (anonymous aside) are refused as unauthenticated.
     ("admin:Query.accountDetailsByAccountId", |f| admin("query($id: ID!) { accountDetailsByAccountId(accountId: $id) { id status } }", json!({"id": f.target.account.to_string()})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),

@@ -101,10 +101,13 @@ impl Default for ApiConfig {
     }
 }
 
-/// An internal transfer that just committed, for `myUpdates` subscribers (read from the
-/// ledger outbox).
+/// A payment that just committed, for `myUpdates` and the Lightning invoice status
+/// subscriptions (read from the ledger outbox): an internal transfer, or a Lightning
+/// posting (an invoice credited, a payment out settled).
 #[derive(Clone, Copy, Debug)]
 pub struct PaymentEvent {
+    /// The rail: [`Rail::IntraLedger`](crate::bank::events::Rail) or `Lightning`.
+    pub rail: crate::bank::events::Rail,
     /// The paying wallet.
     pub sender_wallet: WalletId,
     /// The receiving wallet.

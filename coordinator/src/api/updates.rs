@@ -1,6 +1,7 @@
-//! The source of `myUpdates`: internal transfers read from the ledger outbox (through
-//! the ledger's own [`read_outbox`]), so a subscriber on any coordinator instance sees
-//! payments made through every instance.
+//! The source of `myUpdates` and of the Lightning invoice status subscriptions: internal
+//! transfers and Lightning postings read from the ledger outbox (through the ledger's own
+//! [`read_outbox`]), so a subscriber on any coordinator instance sees payments made, and
+//! invoices settled, through every instance.
 //!
 //! A [`super::seq_feed`] source: each [`AppState`](super::AppState) starts one feed on
 //! its first subscription; a statement-level trigger on `ledger_outbox` (migration 0005)
@@ -37,11 +38,13 @@ pub(crate) static SOURCE: Source<PaymentEvent> = Source {
     },
 };
 
-/// The internal transfer an outbox event announces, if it is one (the bank's one mapping
-/// of posted transactions, [`posted_payment`]).
+/// The internal transfer or Lightning payment an outbox event announces, if it is one
+/// (the bank's one mapping of posted transactions, [`posted_payment`]). On-chain
+/// deposits have their own feed (`deposit_events`).
 fn payment(e: &OutboxEvent) -> Option<PaymentEvent> {
-    let p = posted_payment(e).filter(|p| p.rail == Rail::IntraLedger)?;
+    let p = posted_payment(e).filter(|p| p.rail != Rail::OnChain)?;
     Some(PaymentEvent {
+        rail: p.rail,
         sender_wallet: p.sender_wallet,
         recipient_wallet: p.recipient_wallet,
         transaction_id: p.transaction_id,

@@ -37,7 +37,7 @@ fn public_builder() -> SchemaBuilder<public::Query, public::Mutation, public::Su
     Schema::build(
         public::Query::default(),
         public::Mutation::default(),
-        public::Subscription,
+        public::Subscription::default(),
     )
 }
 

@@ -287,13 +287,13 @@ pub(super) fn send_failed(e: &BankError) -> PaymentSendPayload {
 /// Input of `lnInvoicePaymentStatusByHash`.
 #[derive(InputObject, Debug)]
 pub struct LnInvoicePaymentStatusByHashInput {
-    payment_hash: PaymentHashScalar,
+    pub(super) payment_hash: PaymentHashScalar,
 }
 
 /// Input of `lnInvoicePaymentStatusByPaymentRequest`.
 #[derive(InputObject, Debug)]
 pub struct LnInvoicePaymentStatusByPaymentRequestInput {
-    payment_request: LnPaymentRequestScalar,
+    pub(super) payment_request: LnPaymentRequestScalar,
 }
 
 /// The status of an invoice of the bank.

@@ -9,6 +9,7 @@ mod callbacks;
 mod invoices;
 mod language;
 mod lightning;
+mod ln_status;
 mod lnurl;
 mod onchain;
 mod payments;
@@ -23,7 +24,6 @@ use crate::bank::{Principal, Scope};
 
 pub use accounts::Email;
 pub(crate) use onchain::{wallet_by_address, wallet_pending};
-pub use updates::Subscription;
 
 fn meta<'a>(ctx: &Context<'a>) -> &'a RequestMeta {
     ctx.data_unchecked::<RequestMeta>()
@@ -146,4 +146,12 @@ pub struct Mutation(
     lightning::LightningMutation,
     callbacks::CallbackMutation,
     lnurl::LnurlMutation,
+);
+
+// The public subscription root, merged from one object per domain (no description in the
+// SDL).
+#[derive(async_graphql::MergedSubscription, Debug, Default)]
+pub struct Subscription(
+    updates::UpdatesSubscription,
+    ln_status::LnStatusSubscription,
 );

@@ -12,6 +12,7 @@ use crate::api::gql::scalars::{OnChainTxHashScalar, PaymentHashScalar, SatAmount
 use crate::api::gql::types::{InvoicePaymentStatus, Transaction, app, gql};
 use crate::api::payments::find_line;
 use crate::api::{AppState, PaymentEvent};
+use crate::bank::events::Rail;
 use crate::bank::{BankError, Principal, Scope};
 use crate::ids::WalletId;
 
@@ -67,8 +68,9 @@ pub struct IntraLedgerUpdate {
     pub wallet_id: WalletIdScalar,
 }
 
-/// A Lightning invoice update. Declared so that Blink clients' `myUpdates` documents
-/// validate; never sent until Lightning exists here.
+/// A Lightning invoice of one of the caller's wallets was paid (status PAID): over
+/// Lightning (the transaction settles via Lightning) or by another wallet of this bank
+/// (via the ledger), as Blink announces both.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LnUpdate {
     /// The invoice's payment hash.
@@ -81,10 +83,9 @@ pub struct LnUpdate {
     pub wallet_id: WalletIdScalar,
 }
 
-/// An update for the caller: internal transfers and on-chain deposits; `LnUpdate` is
-/// declared for Blink clients' fragments.
+/// An update for the caller: internal transfers, paid Lightning invoices and on-chain
+/// deposits.
 #[derive(Union, Clone, Debug)]
-#[allow(dead_code, reason = "LnUpdate exists for schema compatibility only")]
 #[allow(
     clippy::enum_variant_names,
     reason = "the member names are Blink's type names"
@@ -92,7 +93,7 @@ pub struct LnUpdate {
 pub enum UserUpdate {
     /// An internal transfer.
     IntraLedgerUpdate(IntraLedgerUpdate),
-    /// A Lightning invoice (not yet).
+    /// A Lightning invoice paid.
     LnUpdate(LnUpdate),
     /// An on-chain deposit.
     OnChainUpdate(OnChainUpdate),
@@ -109,14 +110,15 @@ pub struct MyUpdatesPayload {
     pub update: Option<UserUpdate>,
 }
 
-/// The public subscription root.
+/// The `myUpdates` subscription.
 #[derive(Debug, Default)]
-pub struct Subscription;
+pub struct UpdatesSubscription;
 
 #[Subscription]
-impl Subscription {
-    /// Internal transfers into and out of the caller's wallets and on-chain deposits to
-    /// them (pending, then credited), as they happen (needs the read scope).
+impl UpdatesSubscription {
+    /// Internal transfers into and out of the caller's wallets, Lightning invoices of
+    /// theirs paid, and on-chain deposits to them (pending, then credited), as they happen
+    /// (needs the read scope). A Lightning payment out sends nothing, as in Blink.
     async fn my_updates(
         &self,
         ctx: &Context<'_>,
@@ -178,17 +180,10 @@ impl Subscription {
                             Err(RecvError::Closed) => return None,
                         },
                     };
-                    let (wallet, kind) = if wallets.contains(&event.sender_wallet) {
-                        (event.sender_wallet, TxNotificationType::IntraLedgerPayment)
-                    } else if wallets.contains(&event.recipient_wallet) {
-                        (
-                            event.recipient_wallet,
-                            TxNotificationType::IntraLedgerReceipt,
-                        )
-                    } else {
+                    let Some(side) = side(&event, &wallets) else {
                         continue;
                     };
-                    let payload = update_with_retry(&app, &p, wallet, kind, &event).await;
+                    let payload = update_with_retry(&app, &p, side, &event).await;
                     match payload {
                         Ok(Some(payload)) => return Some((payload, (rx, drx, app, p, wallets))),
                         Ok(None) => continue,
@@ -208,19 +203,42 @@ impl Subscription {
     }
 }
 
+/// Which of the subscriber's wallets a payment concerns, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// The wallet paid inside the bank (an internal transfer, or an invoice of this bank
+    /// paid through the ledger).
+    Paid(WalletId),
+    /// The wallet received (a transfer, or one of its invoices paid).
+    Received(WalletId),
+}
+
+/// The side of `event` that the owner of `wallets` hears about, if any. The payer of a
+/// Lightning payment settled over Lightning hears nothing: Blink publishes no update for
+/// a Lightning payment out (its `LnUpdate` is an invoice's, and `TxNotificationType` has
+/// no Lightning payment); the payment's answer, `lnInvoicePaymentStatusByHash` and the
+/// transaction history tell the payer.
+fn side(event: &PaymentEvent, wallets: &[WalletId]) -> Option<Side> {
+    if wallets.contains(&event.sender_wallet) {
+        return (event.rail == Rail::IntraLedger).then_some(Side::Paid(event.sender_wallet));
+    }
+    wallets
+        .contains(&event.recipient_wallet)
+        .then_some(Side::Received(event.recipient_wallet))
+}
+
 /// [`update_payload`], retried over a short database outage: the transfer is committed,
 /// so a passing failure to read it should not turn the update into an error. The reads
 /// are idempotent.
 async fn update_with_retry(
     app: &AppState,
     p: &Principal,
-    wallet: WalletId,
-    kind: TxNotificationType,
+    side: Side,
     event: &PaymentEvent,
 ) -> Result<Option<MyUpdatesPayload>, BankError> {
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {
-        match update_payload(app, p, wallet, kind, event).await {
+        match update_payload(app, p, side, event).await {
             Err(
                 BankError::Database(e) | BankError::Ledger(crate::ledger::LedgerError::Database(e)),
             ) => {
@@ -231,20 +249,45 @@ async fn update_with_retry(
             other => return other,
         }
     }
-    update_payload(app, p, wallet, kind, event).await
+    update_payload(app, p, side, event).await
 }
 
 async fn update_payload(
     app: &AppState,
     p: &Principal,
-    wallet: WalletId,
-    kind: TxNotificationType,
+    side: Side,
     event: &PaymentEvent,
 ) -> Result<Option<MyUpdatesPayload>, BankError> {
+    let (wallet, kind) = match side {
+        Side::Paid(w) => (w, TxNotificationType::IntraLedgerPayment),
+        Side::Received(w) => (w, TxNotificationType::IntraLedgerReceipt),
+    };
     let Some(line) = find_line(app, p, wallet, event.transaction_id).await? else {
         return Ok(None);
     };
+    // A receipt initiated by a Lightning invoice (paid over Lightning or, from another
+    // wallet here, through the ledger) is that invoice's LnUpdate, as in Blink.
+    let invoice = match (side, &line.lightning) {
+        (Side::Received(_), Some(ln)) => Some(PaymentHashScalar(ln.payment_hash.to_string())),
+        _ => None,
+    };
     let transaction = Transaction::new(line);
+    let update = match invoice {
+        Some(payment_hash) => UserUpdate::LnUpdate(LnUpdate {
+            payment_hash,
+            status: InvoicePaymentStatus::Paid,
+            transaction,
+            wallet_id: WalletIdScalar(wallet.to_string()),
+        }),
+        // A Lightning posting that is not an invoice's receipt has no update here.
+        None if event.rail != Rail::IntraLedger => return Ok(None),
+        None => UserUpdate::IntraLedgerUpdate(IntraLedgerUpdate {
+            amount: SatAmount(event.amount.to_sat()),
+            transaction,
+            tx_notification_type: kind,
+            wallet_id: WalletIdScalar(wallet.to_string()),
+        }),
+    };
     let account = app.bank.me(p).await?;
     Ok(Some(MyUpdatesPayload {
         errors: Vec::new(),
@@ -252,12 +295,7 @@ async fn update_payload(
             account,
             principal: p.clone(),
         }),
-        update: Some(UserUpdate::IntraLedgerUpdate(IntraLedgerUpdate {
-            amount: SatAmount(event.amount.to_sat()),
-            transaction,
-            tx_notification_type: kind,
-            wallet_id: WalletIdScalar(wallet.to_string()),
-        })),
+        update: Some(update),
     }))
 }
 
@@ -312,4 +350,50 @@ async fn deposit_update(
             wallet_id: WalletIdScalar(event.wallet_id.to_string()),
         })),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PaymentEvent, Rail, Side, side};
+    use crate::amount::Sats;
+    use crate::ids::{TransactionId, WalletId};
+
+    fn event(rail: Rail, from: WalletId, to: WalletId) -> PaymentEvent {
+        PaymentEvent {
+            rail,
+            sender_wallet: from,
+            recipient_wallet: to,
+            transaction_id: TransactionId::from_uuid(uuid::Uuid::now_v7()),
+            amount: Sats::new(1_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn who_hears_of_a_payment() {
+        let (mine, other, bank) = (
+            WalletId::from_uuid(uuid::Uuid::now_v7()),
+            WalletId::from_uuid(uuid::Uuid::now_v7()),
+            WalletId::from_uuid(uuid::Uuid::now_v7()),
+        );
+        let wallets = [mine];
+        // Internal transfers and invoices paid through the ledger: both sides.
+        assert_eq!(
+            side(&event(Rail::IntraLedger, mine, other), &wallets),
+            Some(Side::Paid(mine))
+        );
+        assert_eq!(
+            side(&event(Rail::IntraLedger, other, mine), &wallets),
+            Some(Side::Received(mine))
+        );
+        // An invoice paid over Lightning: the receiver.
+        assert_eq!(
+            side(&event(Rail::Lightning, bank, mine), &wallets),
+            Some(Side::Received(mine))
+        );
+        // A payment out over Lightning: nobody (Blink sends nothing).
+        assert_eq!(side(&event(Rail::Lightning, mine, bank), &wallets), None);
+        // Someone else's payments.
+        assert_eq!(side(&event(Rail::IntraLedger, other, bank), &wallets), None);
+        assert_eq!(side(&event(Rail::Lightning, bank, other), &wallets), None);
+    }
 }
