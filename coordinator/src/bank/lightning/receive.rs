@@ -76,12 +76,21 @@ pub struct LnInvoiceView {
 }
 
 const INVOICE_COLUMNS: &str = "payment_hash, wallet_id, payment_request, payment_secret, \
-    amount_msats, memo, external_id, status, preimage, transaction_id, created_at, expires_at";
+    amount_msats, memo, external_id, status, paid_via, preimage, transaction_id, created_at, \
+    expires_at";
 
 impl LnInvoiceView {
     fn from_row(r: &sqlx::postgres::PgRow) -> Result<LnInvoiceView, BankError> {
         let expires_at: DateTime<Utc> = r.try_get("expires_at")?;
+        let paid_via: Option<String> = r.try_get("paid_via")?;
+        let transaction_id: Option<Uuid> = r.try_get("transaction_id")?;
         let status = match r.try_get::<String, _>("status")?.as_str() {
+            // Claimed by a payment from a wallet of this bank whose posting has not
+            // committed: it may still fail and free the invoice, so not PAID yet (a status
+            // stream ends at PAID and must not see it taken back).
+            "PAID" if paid_via.as_deref() == Some("INTRALEDGER") && transaction_id.is_none() => {
+                InvoiceStatus::Pending
+            }
             "PAID" => InvoiceStatus::Paid,
             "CANCELLED" => InvoiceStatus::Expired,
             _ if expires_at <= Utc::now() => InvoiceStatus::Expired,
@@ -109,9 +118,7 @@ impl LnInvoiceView {
                         .map_err(|_| BankError::Corrupt("preimage length".into()))
                 })
                 .transpose()?,
-            transaction_id: r
-                .try_get::<Option<Uuid>, _>("transaction_id")?
-                .map(TransactionId::from_uuid),
+            transaction_id: transaction_id.map(TransactionId::from_uuid),
             created_at: r.try_get("created_at")?,
             expires_at,
         })
@@ -356,13 +363,20 @@ impl Bank {
             .cancel_invoice(hash)
             .await
             .map_err(lightning_error)?;
-        sqlx::query(
-            "UPDATE ln_invoices SET status = 'CANCELLED' \
-             WHERE payment_hash = $1 AND status = 'PENDING'",
+        // Only an unpaid invoice is cancelled here; a payment from a wallet of this bank
+        // may have claimed it since it was read (its status showed PENDING until posted).
+        let status: String = sqlx::query_scalar(
+            "WITH cancelled AS (UPDATE ln_invoices SET status = 'CANCELLED' \
+                 WHERE payment_hash = $1 AND status = 'PENDING' RETURNING status) \
+             SELECT coalesce((SELECT status FROM cancelled), \
+                 (SELECT status FROM ln_invoices WHERE payment_hash = $1))",
         )
         .bind(hash_bytes(hash))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
+        if status == "PAID" {
+            return Err(BankError::InvoiceAlreadyPaid);
+        }
         Ok(())
     }
 
