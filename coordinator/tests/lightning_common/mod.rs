@@ -7,6 +7,8 @@
 //! (scripts/test.sh does both).
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
+pub mod hold;
+
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
