@@ -71,30 +71,37 @@ impl LndStandIn {
     /// # Errors
     /// See [`SpawnError`].
     pub fn start(data_dir: &Path, esplora_url: &str) -> Result<Self, SpawnError> {
-        Self::start_on(data_dir, esplora_url, 0)
+        Self::start_on(data_dir, esplora_url, 0, 0)
     }
 
-    /// Kills the process if it still runs and starts it again on the same data directory
-    /// and gRPC port (so that clients configured with its address find it again), as an
-    /// operator restarts LND. Its Lightning P2P port is a fresh one.
+    /// Kills the process if it still runs and starts it again on the same data directory,
+    /// gRPC port and Lightning P2P port (so that clients configured with its address and
+    /// peers that know it find it again), as an operator restarts LND.
     ///
     /// # Errors
     /// See [`SpawnError`].
     pub fn restart(&mut self) -> Result<(), SpawnError> {
         self.kill();
-        let port = self
-            .grpc_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| SpawnError::NotReady(format!("no port in {}", self.grpc_url)))?;
-        let started = Self::start_on(&self.data_dir, &self.esplora_url, port)?;
+        let port = |address: &str| {
+            address
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| SpawnError::NotReady(format!("no port in {address}")))
+        };
+        let (grpc, p2p) = (port(&self.grpc_url)?, port(&self.p2p_address)?);
+        let started = Self::start_on(&self.data_dir, &self.esplora_url, grpc, p2p)?;
         // The old (dead) process is replaced; dropping it kills nothing that runs.
         *self = started;
         Ok(())
     }
 
-    fn start_on(data_dir: &Path, esplora_url: &str, grpc_port: u16) -> Result<Self, SpawnError> {
+    fn start_on(
+        data_dir: &Path,
+        esplora_url: &str,
+        grpc_port: u16,
+        p2p_port: u16,
+    ) -> Result<Self, SpawnError> {
         let binary = locate_binary()?;
         let stderr = if std::env::var_os("LND_STANDIN_LOG").is_some() {
             Stdio::inherit()
@@ -107,7 +114,9 @@ impl LndStandIn {
             .args(["--esplora-url", esplora_url])
             .arg("--grpc-port")
             .arg(grpc_port.to_string())
-            .args(["--p2p-port", "0", "--sync-interval-ms", "500"])
+            .arg("--p2p-port")
+            .arg(p2p_port.to_string())
+            .args(["--sync-interval-ms", "500"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -100,6 +100,29 @@ pub async fn sync_loop(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
+/// Reconnects to the peers it keeps (those it opened channels to or connected to) every
+/// `interval` while they are away, as LND reconnects to its persistent peers within
+/// seconds (LDK Node alone tries once a minute): a peer that restarted is back soon.
+pub async fn reconnect_loop(shared: Arc<Shared>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let away = shared
+            .node
+            .list_peers()
+            .into_iter()
+            .filter(|p| p.is_persisted && !p.is_connected);
+        for peer in away {
+            let node = Arc::clone(&shared.node);
+            let (id, address) = (peer.node_id, peer.address.clone());
+            match tokio::task::spawn_blocking(move || node.connect(id, address, true)).await {
+                Ok(Ok(())) => tracing::info!(peer = %peer.node_id, "reconnected to a peer"),
+                Ok(Err(e)) => tracing::debug!(peer = %peer.node_id, error = %e, "peer still away"),
+                Err(e) => tracing::warn!(error = %e, "reconnect task failed"),
+            }
+        }
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
