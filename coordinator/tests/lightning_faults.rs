@@ -5,6 +5,8 @@
 //! - the bank's node dies with a payment in flight and restarts on its data: nothing moves
 //!   while it is down, sends and invoices are refused with a clear error, and the payment
 //!   settles once after the restart, with its preimage, through the same adapter;
+//! - the recipient's node restarts while it holds a payment of the bank's: it settles
+//!   once afterwards;
 //! - an invoice for another network is refused before anything is written.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
@@ -568,6 +570,44 @@ async fn the_banks_node_restarts_mid_payment() {
         (balance(&bank, alice.wallet).await == (76_000_000, 0)).then_some(())
     })
     .await;
+
+    // The other side: the recipient's node restarts while it holds a payment of the
+    // bank's; it still holds it afterwards, and its settlement reaches the bank once.
+    let kept = Preimage(rand::random());
+    let kept_hash = kept.payment_hash();
+    let kept_request = b
+        .add(
+            &kept,
+            Sats::new(2_000).unwrap(),
+            "held over the recipient's restart",
+        )
+        .await;
+    let sent = bank
+        .ln_send(&alice.me, &pay(alice.wallet, &kept_request, None))
+        .await
+        .unwrap();
+    assert_eq!(sent.status, LnPayStatus::Pending, "{sent:?}");
+    b.wait_for(&kept_hash, LndState::Accepted).await;
+    tokio::task::block_in_place(|| net.b_proc.restart()).expect("the recipient restarts");
+    assert_eq!(
+        b.wait_for(&kept_hash, LndState::Accepted)
+            .await
+            .amt_paid_msat,
+        2_000_000
+    );
+    eventually("the channel is usable again", PATIENCE, || async {
+        let channels = node.channels().await.ok()?;
+        channels.iter().any(|c| c.usable).then_some(())
+    })
+    .await;
+    assert_eq!(row_status(&bank, sent.payment_id).await, "PENDING");
+    b.settle(&kept).await.unwrap();
+    b.wait_for(&kept_hash, LndState::Settled).await;
+    eventually("the held payment is SUCCESS", PATIENCE, || async {
+        (row_status(&bank, sent.payment_id).await == "SUCCESS").then_some(())
+    })
+    .await;
+    assert_eq!(balance(&bank, alice.wallet).await, (74_000_000, 0));
 
     let report = bank.ledger().verify().await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
