@@ -17,18 +17,16 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coordinator::WalletId;
 use coordinator::amount::Sats;
 use coordinator::api::ApiError;
 use coordinator::bank::lightning::{InvoiceCreate, LightningRail, LnPayStatus};
 use coordinator::bank::{Bank, BankConfig, BankError, LevelLimits};
-use coordinator::ids::PaymentId;
 use coordinator::lightning::{
-    InvoiceDescription, InvoiceRequest, InvoiceState, LightningNode, PaymentHash, Preimage,
+    InvoiceDescription, InvoiceRequest, InvoiceState, LightningNode, Preimage,
 };
 use lightning_common::hold::{HoldClient, LndState, states_of};
+use lightning_common::rows::{next_check, payments_for, postings, row_status, version};
 use lightning_common::{Net, adapter, balance, eventually, ln_config, pay};
-use sqlx::Row;
 
 /// Long enough for any wait on a busy two-core machine; only a failure waits this long.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -54,62 +52,6 @@ async fn with_node(bank: Bank, net: &Net) -> Bank {
     let mut config = ln_config();
     config.pay_timeout = Duration::from_secs(2);
     bank.with_lightning(LightningRail::new(node, config).await.unwrap())
-}
-
-/// The stored status of a payment.
-async fn row_status(bank: &Bank, id: PaymentId) -> String {
-    sqlx::query("SELECT status FROM ln_payments WHERE id = $1")
-        .bind(id.as_uuid())
-        .fetch_one(bank.ledger().pool())
-        .await
-        .unwrap()
-        .get("status")
-}
-
-/// The reconciler's lease on a payment (it moves at each pass that looks at it).
-async fn next_check(bank: &Bank, id: PaymentId) -> chrono::DateTime<chrono::Utc> {
-    sqlx::query("SELECT next_check_at FROM ln_payments WHERE id = $1")
-        .bind(id.as_uuid())
-        .fetch_one(bank.ledger().pool())
-        .await
-        .unwrap()
-        .get("next_check_at")
-}
-
-/// The ledger postings of a payment: (external id suffix, type), in order.
-async fn postings(bank: &Bank, id: PaymentId) -> Vec<(String, String)> {
-    let prefix = format!("lnsend:{id}:");
-    sqlx::query(
-        "SELECT external_id, metadata->>'type' AS kind FROM ledger_transactions \
-         WHERE starts_with(external_id, $1) ORDER BY created_at, external_id",
-    )
-    .bind(&prefix)
-    .fetch_all(bank.ledger().pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        let ext: String = r.get("external_id");
-        (ext[prefix.len()..].to_string(), r.get("kind"))
-    })
-    .collect()
-}
-
-/// Postings that changed a wallet's balance so far.
-async fn version(bank: &Bank, wallet: WalletId) -> i64 {
-    bank.ledger()
-        .balance(Bank::ledger_account(wallet))
-        .await
-        .unwrap()
-        .version
-}
-
-async fn payments_for(bank: &Bank, hash: &PaymentHash) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM ln_payments WHERE payment_hash = $1")
-        .bind(hash.0.to_vec())
-        .fetch_one(bank.ledger().pool())
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,6 +8,7 @@
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
 pub mod hold;
+pub mod rows;
 
 use std::future::Future;
 use std::path::Path;
