@@ -7,6 +7,7 @@
 //!   settles once after the restart, with its preimage, through the same adapter;
 //! - the recipient's node restarts while it holds a payment of the bank's: it settles
 //!   once afterwards;
+//! - the node lost between the hold and the payment call: PENDING, not "nothing moved";
 //! - an invoice for another network is refused before anything is written.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
@@ -14,6 +15,7 @@ mod common;
 mod lightning_common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use coordinator::bank::{Bank, BankConfig, BankError, LevelLimits};
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, InvoiceState, LightningNode, Preimage,
 };
+use lightning_common::flaky::Flaky;
 use lightning_common::hold::{HoldClient, LndState, states_of};
 use lightning_common::rows::{next_check, payments_for, postings, row_status, version};
 use lightning_common::{Net, adapter, balance, eventually, ln_config, pay};
@@ -46,12 +49,16 @@ fn bank_config() -> BankConfig {
     }
 }
 
-/// `bank` with the first node, answering PENDING after two seconds without an outcome.
-async fn with_node(bank: Bank, net: &Net) -> Bank {
-    let node: Arc<dyn LightningNode> = Arc::new(adapter(&net.a_proc).await);
+/// `bank` with `node`, answering PENDING after two seconds without an outcome.
+async fn with(bank: Bank, node: Arc<dyn LightningNode>) -> Bank {
     let mut config = ln_config();
     config.pay_timeout = Duration::from_secs(2);
     bank.with_lightning(LightningRail::new(node, config).await.unwrap())
+}
+
+/// `bank` with the first node.
+async fn with_node(bank: Bank, net: &Net) -> Bank {
+    with(bank, Arc::new(adapter(&net.a_proc).await)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -550,6 +557,49 @@ async fn the_banks_node_restarts_mid_payment() {
     })
     .await;
     assert_eq!(balance(&bank, alice.wallet).await, (74_000_000, 0));
+
+    // The node lost between the hold and the call that pays (as one request sees it):
+    // it cannot say whether it took the payment, so the answer is PENDING with the funds
+    // held, not "nothing moved"; the reconciler, which reaches the node, finishes it (never
+    // taken: the hold is released once), and a retry pays.
+    let flaky = Arc::new(Flaky {
+        inner: Arc::new(adapter(&net.a_proc).await),
+        cut: AtomicBool::new(false),
+    });
+    // The same bank, reaching its node through the switch.
+    let cut_off = with(t.bank.clone(), flaky.clone()).await;
+    let lost_invoice = net
+        .b
+        .create_invoice(&InvoiceRequest {
+            amount: Some(Sats::new(3_000).unwrap().to_msats()),
+            description: InvoiceDescription::Memo("lost on the way".into()),
+            expiry: Duration::from_secs(3600),
+        })
+        .await
+        .unwrap();
+    let lost_request = pay(alice.wallet, &lost_invoice.payment_request, None);
+    flaky.cut.store(true, Ordering::SeqCst);
+    let lost = cut_off.ln_send(&alice.me, &lost_request).await.unwrap();
+    assert_eq!(lost.status, LnPayStatus::Pending, "{lost:?}");
+    eventually("the lost payment is finished", PATIENCE, || async {
+        (row_status(&bank, lost.payment_id).await == "FAILURE").then_some(())
+    })
+    .await;
+    assert_eq!(balance(&bank, alice.wallet).await, (74_000_000, 0));
+    assert_eq!(
+        postings(&bank, lost.payment_id).await,
+        [
+            ("hold".to_string(), "ln_send_hold".to_string()),
+            ("final".to_string(), "ln_send_failed".to_string())
+        ]
+    );
+    assert!(matches!(
+        net.b.invoice(&lost_invoice.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    ));
+    let retried = bank.ln_send(&alice.me, &lost_request).await.unwrap();
+    assert_eq!(retried.status, LnPayStatus::Success, "{retried:?}");
+    assert_eq!(balance(&bank, alice.wallet).await, (71_000_000, 0));
 
     let report = bank.ledger().verify().await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
