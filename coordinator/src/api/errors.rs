@@ -236,7 +236,7 @@ impl From<&BankError> for ApiError {
             BankError::IdempotencyConflict => ApiError::idempotency_key_reused(),
             BankError::LightningUnavailable => e(
                 "LIGHTNING_UNAVAILABLE",
-                "Lightning is unavailable; nothing was paid",
+                "the Lightning node is unavailable; nothing was paid",
                 503,
             ),
             BankError::NoRoute => e("ROUTE_FINDING_ERROR", "no route to the payee", 422),

@@ -93,7 +93,7 @@ pub enum BankError {
     #[error("bank: idempotency key reused with different content")]
     IdempotencyConflict,
     /// The Lightning node cannot be reached (or the bank has none). Nothing moved.
-    #[error("bank: Lightning unavailable")]
+    #[error("bank: the Lightning node is unavailable; nothing moved")]
     LightningUnavailable,
     /// No route to the payee within the fee reserve. Nothing was paid.
     #[error("bank: no route")]

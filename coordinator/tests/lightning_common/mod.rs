@@ -7,6 +7,10 @@
 //! (scripts/test.sh does both).
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
+pub mod flaky;
+pub mod hold;
+pub mod rows;
+
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};

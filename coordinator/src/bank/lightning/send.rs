@@ -192,7 +192,9 @@ impl Bank {
     /// account pays or paid it; [`BankError::SelfPayment`]; [`BankError::LimitExceeded`];
     /// [`BankError::AccountNotActive`]; [`BankError::InsufficientBalance`];
     /// [`BankError::LightningUnavailable`] (nothing moved). A failure over Lightning is not
-    /// an error: it is [`LnPayStatus::Failure`], with the funds returned.
+    /// an error: it is [`LnPayStatus::Failure`], with the funds returned. A node lost after
+    /// the funds were held, when it cannot say whether it took the payment, is
+    /// [`LnPayStatus::Pending`]: the reconciler finishes the payment when it is back.
     pub async fn ln_send(
         &self,
         principal: &Principal,

@@ -220,7 +220,13 @@ impl Bank {
                             .await?;
                         return Err(lightning_error(e));
                     }
-                    Err(_) => return Err(lightning_error(e)),
+                    // Out of reach now, with the funds held and the payment perhaps
+                    // taken: the outcome is unknown, so PENDING (not "nothing moved");
+                    // the reconciler finishes it once the node answers again.
+                    Err(again) => {
+                        tracing::warn!(payment_id = %p.id, error = %e, lookup = %again, "the node went out of reach during a payment; it stays PENDING");
+                        PaymentState::InFlight
+                    }
                 }
             }
         };

@@ -9,7 +9,11 @@
 //!   `FOR UPDATE SKIP LOCKED` (a lease in `next_check_at` keeps other instances off) and
 //!   finishes each from the node's record: paid, failed, still in flight, or never sent
 //!   (a crash before the node was called: the hold is released). It runs continuously,
-//!   not only at start.
+//!   not only at start. A payment it leaves PENDING (still in flight, or the node out of
+//!   reach) is looked at again after a tenth of its age, between one reconciler interval
+//!   and the lease: a payment that fails after a long wait (a held HTLC released) is
+//!   finished within about a tenth of that wait, and long-held payments do not keep the
+//!   node busy.
 
 use std::time::Duration;
 
@@ -133,14 +137,40 @@ impl Bank {
             };
             match outcome {
                 Ok(super::LnPayStatus::Pending) => report.pending += 1,
-                Ok(_) | Err(BankError::InsufficientBalance) => report.finished += 1,
+                Ok(_) | Err(BankError::InsufficientBalance) => {
+                    report.finished += 1;
+                    continue;
+                }
                 Err(e) => {
                     report.pending += 1;
                     tracing::warn!(payment = %p.id, error = %e, "Lightning payment not reconciled; a later pass retries it");
                 }
             }
+            self.ln_next_check(p.id, rail.config.reconcile_interval)
+                .await?;
         }
         Ok(report)
+    }
+
+    /// Gives up the lease on a payment left PENDING: the next look after a tenth of its
+    /// age, at least `interval`, at most the lease.
+    async fn ln_next_check(
+        &self,
+        id: crate::ids::PaymentId,
+        interval: Duration,
+    ) -> Result<(), BankError> {
+        sqlx::query!(
+            "UPDATE ln_payments SET next_check_at = now() + GREATEST( \
+                 make_interval(secs => $2), \
+                 LEAST(make_interval(secs => $3), (now() - created_at) / 10)) \
+             WHERE id = $1 AND status = 'PENDING'",
+            id.as_uuid(),
+            interval.as_secs_f64(),
+            LEASE.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Finishes an external payment from the node's record of it.

@@ -1,6 +1,7 @@
 //! Starts the LND stand-in as a process from tests: locates the binary in
 //! `target/<profile>/` (beside the test executable), starts it on free ports with a data
-//! directory, waits for its ready line, and kills it when dropped.
+//! directory, waits for its ready line, and kills it when dropped. A test may kill it and
+//! start it again on the same data directory and gRPC port (a node restart).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ pub fn locate_binary() -> Result<PathBuf, SpawnError> {
 pub struct LndStandIn {
     child: Child,
     data_dir: PathBuf,
+    esplora_url: String,
     grpc_url: String,
     p2p_address: String,
     pubkey: String,
@@ -69,6 +71,37 @@ impl LndStandIn {
     /// # Errors
     /// See [`SpawnError`].
     pub fn start(data_dir: &Path, esplora_url: &str) -> Result<Self, SpawnError> {
+        Self::start_on(data_dir, esplora_url, 0, 0)
+    }
+
+    /// Kills the process if it still runs and starts it again on the same data directory,
+    /// gRPC port and Lightning P2P port (so that clients configured with its address and
+    /// peers that know it find it again), as an operator restarts LND.
+    ///
+    /// # Errors
+    /// See [`SpawnError`].
+    pub fn restart(&mut self) -> Result<(), SpawnError> {
+        self.kill();
+        let port = |address: &str| {
+            address
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| SpawnError::NotReady(format!("no port in {address}")))
+        };
+        let (grpc, p2p) = (port(&self.grpc_url)?, port(&self.p2p_address)?);
+        let started = Self::start_on(&self.data_dir, &self.esplora_url, grpc, p2p)?;
+        // The old (dead) process is replaced; dropping it kills nothing that runs.
+        *self = started;
+        Ok(())
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        esplora_url: &str,
+        grpc_port: u16,
+        p2p_port: u16,
+    ) -> Result<Self, SpawnError> {
         let binary = locate_binary()?;
         let stderr = if std::env::var_os("LND_STANDIN_LOG").is_some() {
             Stdio::inherit()
@@ -79,14 +112,11 @@ impl LndStandIn {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--esplora-url", esplora_url])
-            .args([
-                "--grpc-port",
-                "0",
-                "--p2p-port",
-                "0",
-                "--sync-interval-ms",
-                "500",
-            ])
+            .arg("--grpc-port")
+            .arg(grpc_port.to_string())
+            .arg("--p2p-port")
+            .arg(p2p_port.to_string())
+            .args(["--sync-interval-ms", "500"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -132,6 +162,7 @@ impl LndStandIn {
         Ok(Self {
             child,
             data_dir: data_dir.to_path_buf(),
+            esplora_url: esplora_url.to_string(),
             grpc_url,
             p2p_address,
             pubkey,

@@ -62,70 +62,122 @@ impl LightningService {
     }
 
     fn add_invoice_inner(&self, req: lnrpc::Invoice) -> Result<InvoiceRecord, Status> {
-        let value_msat = match (req.value, req.value_msat) {
-            (0, 0) => None,
-            (sat, 0) if sat > 0 => Some(sat as u64 * 1000),
-            (0, msat) if msat > 0 => Some(msat as u64),
-            _ => {
-                return Err(Status::unknown(
-                    "value and value_msat are mutually exclusive or negative",
-                ));
-            }
-        };
-        let description = if req.description_hash.is_empty() {
-            let memo = Description::new(req.memo.clone())
-                .map_err(|e| Status::unknown(format!("memo too long: {e}")))?;
-            Bolt11InvoiceDescription::Direct(memo)
+        let secret = if req.r_preimage.is_empty() {
+            let (preimage, _) = new_preimage();
+            Secret::Preimage(preimage)
         } else {
-            let hash = <[u8; 32]>::try_from(req.description_hash.as_slice())
-                .map_err(|_| Status::unknown("description hash must be exactly 32 bytes"))?;
-            Bolt11InvoiceDescription::Hash(Sha256(sha256::Hash::from_byte_array(hash)))
+            Secret::Preimage(
+                <[u8; 32]>::try_from(req.r_preimage.as_slice())
+                    .map_err(|_| Status::unknown("preimage must be exactly 32 bytes"))?,
+            )
         };
-        let expiry = if req.expiry > 0 {
-            req.expiry
-        } else {
-            DEFAULT_EXPIRY
-        };
-        let expiry_secs = u32::try_from(expiry).map_err(|_| Status::unknown("expiry too large"))?;
-        let (preimage, hash) = if req.r_preimage.is_empty() {
-            new_preimage()
-        } else {
-            let p = <[u8; 32]>::try_from(req.r_preimage.as_slice())
-                .map_err(|_| Status::unknown("preimage must be exactly 32 bytes"))?;
-            (p, sha256::Hash::hash(&p).to_byte_array())
-        };
-        let bolt11 = self.0.node.bolt11_payment();
-        let invoice = match value_msat {
-            Some(v) => bolt11.receive_for_hash(v, &description, expiry_secs, PaymentHash(hash)),
-            None => bolt11.receive_variable_amount_for_hash(
-                &description,
-                expiry_secs,
-                PaymentHash(hash),
-            ),
-        }
-        .map_err(internal)?;
-        let record = InvoiceRecord {
-            hash: hash.to_lower_hex_string(),
-            preimage: preimage.to_lower_hex_string(),
-            memo: if req.description_hash.is_empty() {
-                req.memo
-            } else {
-                String::new()
+        add_invoice(
+            &self.0,
+            NewInvoice {
+                memo: req.memo,
+                description_hash: req.description_hash,
+                value: req.value,
+                value_msat: req.value_msat,
+                expiry: req.expiry,
             },
-            description_hash: req.description_hash.to_lower_hex_string(),
-            value_msat,
-            creation_date: i64::try_from(invoice.duration_since_epoch().as_secs())
-                .unwrap_or(i64::MAX),
-            expiry,
-            payment_request: invoice.to_string(),
-            add_index: 0,
-            state: crate::store::State::Open,
-            settle_index: 0,
-            settle_date: 0,
-            amt_paid_msat: 0,
-        };
-        self.0.store().add(record).map_err(internal)
+            secret,
+        )
     }
+}
+
+/// The fields `AddInvoice` and `invoicesrpc.AddHoldInvoice` share.
+#[derive(Debug)]
+pub struct NewInvoice {
+    pub memo: String,
+    pub description_hash: Vec<u8>,
+    pub value: i64,
+    pub value_msat: i64,
+    pub expiry: i64,
+}
+
+/// What the node knows of a new invoice's preimage.
+#[derive(Debug)]
+pub enum Secret {
+    /// The preimage: the stand-in claims a payment itself, as LND does.
+    Preimage([u8; 32]),
+    /// Only the hash (a hold invoice): the payment is held until `SettleInvoice`.
+    Hold([u8; 32]),
+}
+
+/// Makes an invoice at the LDK node for a hash of ours and records it (its add index),
+/// as LND's `AddInvoice` and `AddHoldInvoice` do.
+pub fn add_invoice(
+    shared: &Shared,
+    req: NewInvoice,
+    secret: Secret,
+) -> Result<InvoiceRecord, Status> {
+    let value_msat = match (req.value, req.value_msat) {
+        (0, 0) => None,
+        (sat, 0) if sat > 0 => Some(sat as u64 * 1000),
+        (0, msat) if msat > 0 => Some(msat as u64),
+        _ => {
+            return Err(Status::unknown(
+                "value and value_msat are mutually exclusive or negative",
+            ));
+        }
+    };
+    let description = if req.description_hash.is_empty() {
+        let memo = Description::new(req.memo.clone())
+            .map_err(|e| Status::unknown(format!("memo too long: {e}")))?;
+        Bolt11InvoiceDescription::Direct(memo)
+    } else {
+        let hash = <[u8; 32]>::try_from(req.description_hash.as_slice())
+            .map_err(|_| Status::unknown("description hash must be exactly 32 bytes"))?;
+        Bolt11InvoiceDescription::Hash(Sha256(sha256::Hash::from_byte_array(hash)))
+    };
+    let expiry = if req.expiry > 0 {
+        req.expiry
+    } else {
+        DEFAULT_EXPIRY
+    };
+    let expiry_secs = u32::try_from(expiry).map_err(|_| Status::unknown("expiry too large"))?;
+    let (preimage, hash, hold) = match secret {
+        Secret::Preimage(p) => (
+            p.to_lower_hex_string(),
+            sha256::Hash::hash(&p).to_byte_array(),
+            false,
+        ),
+        Secret::Hold(h) => (String::new(), h, true),
+    };
+    let hex = hash.to_lower_hex_string();
+    if shared.store().invoice(&hex).is_some() {
+        // LND's words for a second invoice on one payment hash.
+        return Err(Status::unknown("invoice with payment hash already exists"));
+    }
+    let bolt11 = shared.node.bolt11_payment();
+    let invoice = match value_msat {
+        Some(v) => bolt11.receive_for_hash(v, &description, expiry_secs, PaymentHash(hash)),
+        None => {
+            bolt11.receive_variable_amount_for_hash(&description, expiry_secs, PaymentHash(hash))
+        }
+    }
+    .map_err(internal)?;
+    let record = InvoiceRecord {
+        hash: hex,
+        preimage,
+        memo: if req.description_hash.is_empty() {
+            req.memo
+        } else {
+            String::new()
+        },
+        description_hash: req.description_hash.to_lower_hex_string(),
+        value_msat,
+        creation_date: i64::try_from(invoice.duration_since_epoch().as_secs()).unwrap_or(i64::MAX),
+        expiry,
+        payment_request: invoice.to_string(),
+        add_index: 0,
+        state: crate::store::State::Open,
+        settle_index: 0,
+        settle_date: 0,
+        amt_paid_msat: 0,
+        hold,
+    };
+    shared.store().add(record).map_err(internal)
 }
 
 #[tonic::async_trait]
@@ -387,7 +439,11 @@ impl crate::proto::lnrpc::lightning_server::Lightning for LightningService {
             .iter()
             .filter(|i| i.add_index > req.index_offset)
             .map(|i| to_lnrpc_invoice(i, now))
-            .filter(|i| !req.pending_only || i.state == lnrpc::invoice::InvoiceState::Open as i32)
+            // As LND: pending means neither settled nor cancelled (open or accepted).
+            .filter(|i| {
+                use lnrpc::invoice::InvoiceState as S;
+                !req.pending_only || i.state == S::Open as i32 || i.state == S::Accepted as i32
+            })
             .take(usize::try_from(max).unwrap_or(usize::MAX))
             .collect();
         Ok(Response::new(lnrpc::ListInvoiceResponse {

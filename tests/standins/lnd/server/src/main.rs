@@ -107,6 +107,10 @@ fn main() -> anyhow::Result<()> {
             std::sync::Arc::clone(&shared),
             Duration::from_millis(args.sync_interval_ms),
         ));
+        tokio::spawn(node::reconnect_loop(
+            std::sync::Arc::clone(&shared),
+            Duration::from_secs(2),
+        ));
         let listener = tokio::net::TcpListener::from_std(grpc)?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let router = Server::builder()

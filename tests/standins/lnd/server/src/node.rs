@@ -100,6 +100,29 @@ pub async fn sync_loop(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
+/// Reconnects to the peers it keeps (those it opened channels to or connected to) every
+/// `interval` while they are away, as LND reconnects to its persistent peers within
+/// seconds (LDK Node alone tries once a minute): a peer that restarted is back soon.
+pub async fn reconnect_loop(shared: Arc<Shared>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let away = shared
+            .node
+            .list_peers()
+            .into_iter()
+            .filter(|p| p.is_persisted && !p.is_connected);
+        for peer in away {
+            let node = Arc::clone(&shared.node);
+            let (id, address) = (peer.node_id, peer.address.clone());
+            match tokio::task::spawn_blocking(move || node.connect(id, address, true)).await {
+                Ok(Ok(())) => tracing::info!(peer = %peer.node_id, "reconnected to a peer"),
+                Ok(Err(e)) => tracing::debug!(peer = %peer.node_id, error = %e, "peer still away"),
+                Err(e) => tracing::warn!(error = %e, "reconnect task failed"),
+            }
+        }
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -177,29 +200,54 @@ fn handle(shared: &Shared, event: &Event) -> anyhow::Result<()> {
 }
 
 /// Claims an HTLC set paying an open invoice of ours with at least its amount; fails any
-/// other (cancelled, expired, underpaid, unknown), as LND does.
+/// other (cancelled, expired, underpaid, unknown), as LND does. A hold invoice's payment is
+/// accepted and held instead (until `SettleInvoice` or `CancelInvoice`); one whose preimage
+/// came already (an event replayed after a restart) is claimed.
 fn claim_or_fail(shared: &Shared, hash: PaymentHash, amount_msat: u64) -> anyhow::Result<()> {
     let hex = hash.0.to_lower_hex_string();
     let record = shared.store().invoice(&hex).cloned();
-    let claim = record.as_ref().and_then(|r| {
-        let payable = r.effective_state(now()) == InvoiceState::Open
-            && r.value_msat.is_none_or(|v| amount_msat >= v);
-        payable
-            .then(|| <[u8; 32]>::from_hex(&r.preimage).ok())
-            .flatten()
-    });
+    let payable = |r: &InvoiceRecord| r.value_msat.is_none_or(|v| amount_msat >= v);
     let bolt11 = shared.node.bolt11_payment();
-    match claim {
-        Some(preimage) => {
+    let preimage = |r: &InvoiceRecord| <[u8; 32]>::from_hex(&r.preimage).ok();
+    let action = match &record {
+        Some(r) if r.hold => match r.effective_state(now()) {
+            InvoiceState::Open if payable(r) => Action::Hold,
+            InvoiceState::Accepted => preimage(r).map_or(Action::Keep, Action::Claim),
+            _ => Action::Fail,
+        },
+        Some(r) if r.effective_state(now()) == InvoiceState::Open && payable(r) => {
+            preimage(r).map_or(Action::Fail, Action::Claim)
+        }
+        _ => Action::Fail,
+    };
+    match action {
+        Action::Claim(preimage) => {
             tracing::info!(hash = hex, amount_msat, "claiming");
             bolt11.claim_for_hash(hash, amount_msat, PaymentPreimage(preimage))?;
         }
-        None => {
+        Action::Hold => {
+            if let Some(record) = shared.store().accept(&hex, amount_msat)? {
+                tracing::info!(hash = hex, amount_msat, "hold invoice accepted; holding");
+                let _ = shared.invoice_events.send(to_lnrpc_invoice(&record, now()));
+            }
+        }
+        Action::Keep => tracing::info!(hash = hex, amount_msat, "still holding"),
+        Action::Fail => {
             tracing::info!(hash = hex, amount_msat, "refusing a payment");
             bolt11.fail_for_hash(hash)?;
         }
     }
     Ok(())
+}
+
+/// What to do with a payment that arrived for one of our invoices.
+enum Action {
+    Claim([u8; 32]),
+    /// Accept and hold it (a hold invoice).
+    Hold,
+    /// Held already: keep holding.
+    Keep,
+    Fail,
 }
 
 /// A fresh preimage and its hash.
@@ -216,6 +264,7 @@ pub fn to_lnrpc_invoice(r: &InvoiceRecord, now: i64) -> lnrpc::Invoice {
         InvoiceState::Open => S::Open,
         InvoiceState::Settled => S::Settled,
         InvoiceState::Canceled => S::Canceled,
+        InvoiceState::Accepted => S::Accepted,
     };
     let value_msat = r.value_msat.unwrap_or(0);
     let settled = state == S::Settled;

@@ -1,18 +1,20 @@
-//! `routerrpc.Router` (send, track, estimate the fee) and `invoicesrpc.Invoices` (cancel),
-//! over LDK.
+//! `routerrpc.Router` (send, track, estimate the fee) and `invoicesrpc.Invoices` (hold
+//! invoices: add, settle, cancel; cancel of any invoice), over LDK.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fedimint_tonic_lnd::{invoicesrpc, lnrpc, routerrpc};
+use ldk_node::bitcoin::hashes::{Hash, sha256};
 use ldk_node::bitcoin::hex::DisplayHex;
 use ldk_node::lightning::ln::channelmanager::PaymentId;
 use ldk_node::lightning::routing::router::RouteParametersConfig;
 use ldk_node::lightning_invoice::Bolt11Invoice;
+use ldk_node::lightning_types::payment::{PaymentHash, PaymentPreimage};
 use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus};
 use tonic::{Request, Response, Status};
 
-use crate::lightning::BoxStream;
+use crate::lightning::{BoxStream, NewInvoice, Secret, add_invoice};
 use crate::node::{Shared, now, to_lnrpc_invoice};
 
 /// The Router service.
@@ -305,8 +307,109 @@ impl crate::proto::routerrpc::router_server::Router for RouterService {
     }
 }
 
+/// How long `SettleInvoice` waits for LDK to report the held payment claimed, so that
+/// the invoice reads SETTLED when it answers (as LND's does).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 #[tonic::async_trait]
 impl crate::proto::invoicesrpc::invoices_server::Invoices for InvoicesService {
+    async fn add_hold_invoice(
+        &self,
+        req: Request<invoicesrpc::AddHoldInvoiceRequest>,
+    ) -> Result<Response<invoicesrpc::AddHoldInvoiceResp>, Status> {
+        let req = req.into_inner();
+        // LND's words for a hash of the wrong length.
+        let hash = <[u8; 32]>::try_from(req.hash.as_slice()).map_err(|_| {
+            Status::unknown(format!(
+                "invalid hash length of {}, want 32",
+                req.hash.len()
+            ))
+        })?;
+        let record = add_invoice(
+            &self.0,
+            NewInvoice {
+                memo: req.memo,
+                description_hash: req.description_hash,
+                value: req.value,
+                value_msat: req.value_msat,
+                expiry: req.expiry,
+            },
+            Secret::Hold(hash),
+        )?;
+        tracing::info!(
+            hash = record.hash,
+            add_index = record.add_index,
+            "hold invoice added"
+        );
+        let _ = self.0.invoice_events.send(to_lnrpc_invoice(&record, now()));
+        let payment_addr = record
+            .payment_request
+            .parse::<Bolt11Invoice>()
+            .map(|i| i.payment_secret().0.to_vec())
+            .unwrap_or_default();
+        Ok(Response::new(invoicesrpc::AddHoldInvoiceResp {
+            payment_request: record.payment_request,
+            add_index: record.add_index,
+            payment_addr,
+        }))
+    }
+
+    async fn settle_invoice(
+        &self,
+        req: Request<invoicesrpc::SettleInvoiceMsg>,
+    ) -> Result<Response<invoicesrpc::SettleInvoiceResp>, Status> {
+        use crate::store::State;
+        let bytes = req.into_inner().preimage;
+        let preimage = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            Status::unknown(format!(
+                "invalid preimage length of {}, want 32",
+                bytes.len()
+            ))
+        })?;
+        let hash = sha256::Hash::hash(&preimage).to_byte_array();
+        let hex = hash.to_lower_hex_string();
+        let record = self.0.store().invoice(&hex).cloned();
+        // LND's answers: settled already is a success; open and cancelled are refused.
+        let record = match record {
+            None => return Err(Status::unknown("unable to locate invoice")),
+            Some(r) => match r.effective_state(now()) {
+                State::Settled => return Ok(Response::new(Default::default())),
+                State::Open => return Err(Status::unknown("invoice still open")),
+                State::Canceled => return Err(Status::unknown("invoice already canceled")),
+                State::Accepted => r,
+            },
+        };
+        // Kept first: a restart before LDK reports the claim claims again on the replayed
+        // event.
+        self.0
+            .store()
+            .set_preimage(&hex, &preimage.to_lower_hex_string())
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        self.0
+            .node
+            .bolt11_payment()
+            .claim_for_hash(
+                PaymentHash(hash),
+                record.amt_paid_msat,
+                PaymentPreimage(preimage),
+            )
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        tracing::info!(hash = hex, "hold invoice settling");
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let settled = self
+                .0
+                .store()
+                .invoice(&hex)
+                .is_some_and(|r| r.state == State::Settled);
+            if settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Response::new(Default::default()))
+    }
+
     async fn cancel_invoice(
         &self,
         req: Request<invoicesrpc::CancelInvoiceMsg>,
@@ -322,13 +425,13 @@ impl crate::proto::invoicesrpc::invoices_server::Invoices for InvoicesService {
             None => Err(Status::not_found("unable to locate invoice")),
             Some(crate::store::State::Settled) => Err(Status::unknown("invoice already settled")),
             Some(crate::store::State::Canceled) => Ok(Response::new(Default::default())),
-            Some(crate::store::State::Open) => {
+            Some(crate::store::State::Open | crate::store::State::Accepted) => {
                 // Fails any HTLCs already held for it; later ones are failed on arrival.
                 let _ = self
                     .0
                     .node
                     .bolt11_payment()
-                    .fail_for_hash(ldk_node::lightning_types::payment::PaymentHash(hash));
+                    .fail_for_hash(PaymentHash(hash));
                 tracing::info!(hash = hex, "invoice cancelled");
                 if let Some(record) = self.0.store().invoice(&hex) {
                     let _ = self.0.invoice_events.send(to_lnrpc_invoice(record, now()));

@@ -2,8 +2,9 @@
 //! data directory, rewritten whole (to a temporary file, then renamed) on every change.
 //!
 //! LDK keeps payments but not LND's invoice fields (memo, add and settle indexes,
-//! cancellation), so they live here. The settle index is what LND's `SubscribeInvoices`
-//! resumes from: it must survive a restart.
+//! cancellation, a hold invoice's acceptance), so they live here. The settle index is what
+//! LND's `SubscribeInvoices` resumes from, and an accepted hold invoice must still be held
+//! (and settle or cancel) after a restart: both survive one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ pub enum State {
     Open,
     Settled,
     Canceled,
+    /// A hold invoice whose payment arrived and is held until it is settled or cancelled.
+    Accepted,
 }
 
 /// An invoice this node made.
@@ -23,7 +26,8 @@ pub enum State {
 pub struct InvoiceRecord {
     /// Payment hash, hex.
     pub hash: String,
-    /// Preimage, hex (the stand-in claims payments itself, as LND does).
+    /// Preimage, hex (the stand-in claims payments itself, as LND does). Empty for a hold
+    /// invoice until `SettleInvoice` brings it.
     pub preimage: String,
     pub memo: String,
     /// Description hash, hex, empty when the invoice has a memo.
@@ -38,6 +42,9 @@ pub struct InvoiceRecord {
     pub settle_index: u64,
     pub settle_date: i64,
     pub amt_paid_msat: u64,
+    /// A hold invoice (`AddHoldInvoice`): its payment is accepted and held, not claimed.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 impl InvoiceRecord {
@@ -100,17 +107,49 @@ impl Store {
         Ok(record)
     }
 
-    /// Marks an open invoice cancelled. Returns its state before.
+    /// Marks an open or accepted invoice cancelled. Returns its state before.
     pub fn cancel(&mut self, hash: &str) -> anyhow::Result<Option<State>> {
         let Some(record) = self.file.invoices.iter_mut().find(|i| i.hash == hash) else {
             return Ok(None);
         };
         let before = record.state;
-        if before == State::Open {
+        if matches!(before, State::Open | State::Accepted) {
             record.state = State::Canceled;
             self.save()?;
         }
         Ok(Some(before))
+    }
+
+    /// Marks an open hold invoice accepted: a payment of `amount_msat` is held for it.
+    /// Returns the record if it changed (a replayed event finds it accepted already).
+    pub fn accept(
+        &mut self,
+        hash: &str,
+        amount_msat: u64,
+    ) -> anyhow::Result<Option<InvoiceRecord>> {
+        let Some(record) = self.file.invoices.iter_mut().find(|i| i.hash == hash) else {
+            return Ok(None);
+        };
+        if record.state != State::Open {
+            return Ok(None);
+        }
+        record.state = State::Accepted;
+        record.amt_paid_msat = amount_msat;
+        let accepted = record.clone();
+        self.save()?;
+        Ok(Some(accepted))
+    }
+
+    /// Keeps the preimage `SettleInvoice` brought for an accepted hold invoice, before the
+    /// held payment is claimed with it (so that a restart in between claims it again).
+    pub fn set_preimage(&mut self, hash: &str, preimage: &str) -> anyhow::Result<()> {
+        if let Some(record) = self.file.invoices.iter_mut().find(|i| i.hash == hash) {
+            if record.preimage != preimage {
+                record.preimage = preimage.to_string();
+                self.save()?;
+            }
+        }
+        Ok(())
     }
 
     /// Marks an invoice settled with the next settle index, once (a replayed event leaves
