@@ -281,9 +281,12 @@ impl Bank {
                 (posting, Some((fee, preimage)))
             }
             PaymentState::Failed(reason) => {
+                // The reason is the row's, not the posting's: a replay after a crash may
+                // learn another reason (NO_ROUTE from the request, OTHER from a node that
+                // never saw the payment) and must post the same release, not a conflict.
                 let posting = release(base.metadata(serde_json::json!({
                     "type": "ln_send_failed", "payment_id": p.id,
-                    "payment_hash": p.hash.to_string(), "reason": reason.as_str(),
+                    "payment_hash": p.hash.to_string(),
                 })))
                 .build()
                 .map_err(LedgerError::from)?;
