@@ -1,6 +1,5 @@
-//! `sqlx::migrate!` embeds the files of `migrations/` at compile time, but cargo does not
-//! know it reads them: without this, a new or edited migration can be left out of an
-//! incremental build.
+//! Embeds `migrations/` (listed by `embedded_migrations::write`, which also tells cargo
+//! to rebuild when a migration is added or edited).
 fn main() {
-    println!("cargo:rerun-if-changed=migrations");
+    embedded_migrations::write("migrations");
 }

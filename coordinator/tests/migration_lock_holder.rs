@@ -11,7 +11,7 @@ use std::sync::Arc;
 use coordinator::bank::{AccountStatus, Bank, BankConfig, BankError, OutboxNotifier, StaffRole};
 use coordinator::db::MIGRATOR;
 use coordinator::{Ledger, LedgerConfig};
-use sqlx::migrate::Migrator;
+use embedded_migrations::Migrator;
 use test_support::ScratchDatabase;
 use test_support::db::database_url_from_env;
 

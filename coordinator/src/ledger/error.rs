@@ -102,5 +102,5 @@ pub enum LedgerError {
     Database(#[from] sqlx::Error),
     /// Migrations failed.
     #[error("ledger: migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] embedded_migrations::MigrateError),
 }

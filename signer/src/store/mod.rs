@@ -29,7 +29,10 @@ pub use requests::{RequestId, RequestStatus, SigningRequestRecord};
 pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 /// The embedded migrations of the signer (`signer/migrations`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: std::sync::LazyLock<embedded_migrations::Migrator> =
+    std::sync::LazyLock::new(|| {
+        embedded_migrations::migrator(include!(concat!(env!("OUT_DIR"), "/migrations.rs")))
+    });
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     /// A migration failed.
     #[error("store: migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] embedded_migrations::MigrateError),
     /// A stored value does not parse (the database was edited by hand, or a bug).
     #[error("store: corrupt {what}: {detail}")]
     Corrupt {

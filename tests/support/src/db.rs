@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sqlx::migrate::Migrator;
+use embedded_migrations::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
