@@ -149,6 +149,15 @@ impl Net {
     /// A channel of 1,000,000 sats from `a` to `b`, 400,000 of them pushed to `b` so
     /// that both can pay.
     pub async fn start() -> Net {
+        Net::start_with(
+            Sats::new(1_000_000).expect("sats"),
+            Sats::new(400_000).expect("sats").to_msats(),
+        )
+        .await
+    }
+
+    /// A channel of `capacity` from `a` to `b`, `push` of it on `b`'s side.
+    pub async fn start_with(capacity: Sats, push: Msats) -> Net {
         let chain = chain();
         let (dir_a, dir_b) = (
             tempfile::tempdir().expect("tempdir"),
@@ -158,15 +167,7 @@ impl Net {
         let b_proc = lnd(dir_b.path(), &chain);
         let a = adapter(&a_proc).await;
         let b = adapter(&b_proc).await;
-        open_channel(
-            &chain,
-            &a,
-            &b,
-            &b_proc,
-            Sats::new(1_000_000).expect("sats"),
-            Sats::new(400_000).expect("sats").to_msats(),
-        )
-        .await;
+        open_channel(&chain, &a, &b, &b_proc, capacity, push).await;
         Net {
             chain,
             a_proc,
