@@ -101,6 +101,10 @@ pub fn migrator(files: &'static [File]) -> Migrator {
 /// # Panics
 /// On a file name that is not a migration's, or when the files cannot be read or written:
 /// the build stops with the reason.
+#[allow(
+    clippy::print_stdout,
+    reason = "a build script speaks to cargo on standard output"
+)]
 pub fn write(dir: &str) {
     println!("cargo:rerun-if-changed={dir}");
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
