@@ -11,7 +11,7 @@
 //!    payment of 2), beside `intraLedgerPaymentSend` through the same server.
 //!
 //! The bank's node is the LND stand-in (LND's gRPC API over a real LDK Node) reached
-//! through the LND adapter, not the embedded node, which is blocked (docs/adr/0018).
+//! through the LND adapter, not the embedded node, which has not landed (docs/adr/0018).
 //! Each bank has its own scratch database and node, with the production Lightning
 //! settings. The invoices paid in 2 to 4 are created ahead of each timed round (not
 //! timed); a round of payments ends when every client has paid its share. Rounds
@@ -440,7 +440,7 @@ fn report(
     );
     println!(
         "Node: the LND stand-in (LND's gRPC over LDK Node) through the LND adapter, not the \
-         embedded node (blocked, ADR 0018); channel A to B {} sat; setup {:.0} s",
+         embedded node (not landed, ADR 0018); channel A to B {} sat; setup {:.0} s",
         args.channel_sats,
         setup.as_secs_f64()
     );
