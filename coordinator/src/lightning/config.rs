@@ -3,12 +3,34 @@
 //! `LIGHTNING_UNAVAILABLE`).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ldk::EmbeddedConfig;
+use super::lnd::LndConfig;
 use crate::amount::Sats;
 use crate::bank::lightning::LightningConfig;
+
+/// Which node implementation runs the bank's Lightning.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// LDK Node inside the coordinator (one process per data directory).
+    Embedded,
+    /// An LND node over its gRPC API.
+    Lnd,
+}
+
+/// The node a `[lightning]` section names, ready to start.
+#[derive(Debug, Clone)]
+pub enum NodeSettings {
+    /// LND over gRPC.
+    Lnd(LndConfig),
+    /// LDK Node in this process.
+    Embedded(EmbeddedConfig),
+}
 
 /// `[lightning]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -16,12 +38,35 @@ use crate::bank::lightning::LightningConfig;
 pub struct LightningFile {
     /// The chain the node runs on: `bitcoin`, `testnet`, `signet` or `regtest`.
     pub network: bitcoin::Network,
+    /// `embedded` or `lnd`. Absent: `lnd` when `lnd_address` is set, else `embedded`.
+    #[serde(default)]
+    pub backend: Option<Backend>,
     /// LND's gRPC address, `https://host:port`.
-    pub lnd_address: String,
+    #[serde(default)]
+    pub lnd_address: Option<String>,
     /// LND's TLS certificate (PEM).
-    pub lnd_tls_cert: PathBuf,
+    #[serde(default)]
+    pub lnd_tls_cert: Option<PathBuf>,
     /// The macaroon file the bank presents (admin, or one baked for invoices and payments).
-    pub lnd_macaroon: PathBuf,
+    #[serde(default)]
+    pub lnd_macaroon: Option<PathBuf>,
+    /// The embedded node's directory: its seed, channel state and invoice book.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The embedded node's chain source: an Esplora API.
+    #[serde(default)]
+    pub esplora_url: Option<String>,
+    /// Where the embedded node accepts Lightning peers, `host:port` (absent: it only
+    /// connects out).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Seconds between two chain syncs of the embedded node (default 10).
+    #[serde(default)]
+    pub sync_interval_seconds: Option<u64>,
+    /// Whether the embedded node negotiates anchor channels (default true; each then keeps
+    /// an on-chain reserve for fee bumping).
+    #[serde(default)]
+    pub anchor_channels: Option<bool>,
     /// Fee reserve of a payment out, in millionths of its amount (default 5,000: 0.5 %).
     #[serde(default)]
     pub fee_reserve_ppm: Option<u64>,
@@ -39,7 +84,82 @@ pub struct LightningFile {
     pub reconcile_interval_seconds: Option<u64>,
 }
 
+fn required<T: Clone>(value: &Option<T>, key: &str, backend: &str) -> Result<T, String> {
+    value
+        .clone()
+        .ok_or_else(|| format!("{key}: required with backend = \"{backend}\""))
+}
+
 impl LightningFile {
+    /// The backend this section selects.
+    pub fn backend(&self) -> Backend {
+        self.backend.unwrap_or(if self.lnd_address.is_some() {
+            Backend::Lnd
+        } else {
+            Backend::Embedded
+        })
+    }
+
+    /// The node to start.
+    ///
+    /// # Errors
+    /// A missing or invalid key, or a key of the other backend, named.
+    pub fn node_settings(&self) -> Result<NodeSettings, String> {
+        match self.backend() {
+            Backend::Lnd => {
+                let embedded_keys = [
+                    ("data_dir", self.data_dir.is_some()),
+                    ("esplora_url", self.esplora_url.is_some()),
+                    ("listen", self.listen.is_some()),
+                    (
+                        "sync_interval_seconds",
+                        self.sync_interval_seconds.is_some(),
+                    ),
+                    ("anchor_channels", self.anchor_channels.is_some()),
+                ];
+                if let Some((key, _)) = embedded_keys.iter().find(|(_, set)| *set) {
+                    return Err(format!("{key}: only for backend = \"embedded\""));
+                }
+                Ok(NodeSettings::Lnd(LndConfig::new(
+                    required(&self.lnd_address, "lnd_address", "lnd")?,
+                    required(&self.lnd_tls_cert, "lnd_tls_cert", "lnd")?,
+                    required(&self.lnd_macaroon, "lnd_macaroon", "lnd")?,
+                    self.network,
+                )))
+            }
+            Backend::Embedded => {
+                let lnd_keys = [
+                    ("lnd_address", self.lnd_address.is_some()),
+                    ("lnd_tls_cert", self.lnd_tls_cert.is_some()),
+                    ("lnd_macaroon", self.lnd_macaroon.is_some()),
+                ];
+                if let Some((key, _)) = lnd_keys.iter().find(|(_, set)| *set) {
+                    return Err(format!("{key}: only for backend = \"lnd\""));
+                }
+                let mut c = EmbeddedConfig::new(
+                    required(&self.data_dir, "data_dir", "embedded")?,
+                    required(&self.esplora_url, "esplora_url", "embedded")?,
+                    self.network,
+                );
+                if let Some(listen) = &self.listen {
+                    ldk_node::lightning::ln::msgs::SocketAddress::from_str(listen)
+                        .map_err(|_| format!("listen: not a host:port: {listen}"))?;
+                    c.listen = Some(listen.clone());
+                }
+                if let Some(s) = self.sync_interval_seconds {
+                    if s == 0 || s > 3600 {
+                        return Err("sync_interval_seconds: 1 to 3,600".into());
+                    }
+                    c.sync_interval = Duration::from_secs(s);
+                }
+                if let Some(anchors) = self.anchor_channels {
+                    c.anchor_channels = anchors;
+                }
+                Ok(NodeSettings::Embedded(c))
+            }
+        }
+    }
+
     /// The bank's side of it.
     ///
     /// # Errors

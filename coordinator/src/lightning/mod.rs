@@ -11,10 +11,11 @@
 mod config;
 mod error;
 mod invoice;
+pub mod ldk;
 pub mod lnd;
 mod types;
 
-pub use config::LightningFile;
+pub use config::{Backend, LightningFile, NodeSettings};
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, decode_invoice};
 pub use types::{

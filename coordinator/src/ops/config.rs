@@ -441,6 +441,7 @@ impl Config {
             .map_err(|e| invalid("notifier", e.to_string()))?;
         if let Some(ln) = &self.lightning {
             ln.bank_config().map_err(|e| invalid("lightning", e))?;
+            ln.node_settings().map_err(|e| invalid("lightning", e))?;
         }
         if let Some(onchain) = &self.onchain {
             onchain

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chain_standin::spawn::{Options, StandIn};
 use coordinator::amount::{Msats, Sats};
+use coordinator::lightning::ldk::{EmbeddedConfig, EmbeddedNode};
 use coordinator::lightning::lnd::{LndConfig, LndNode};
 use std::sync::Arc;
 
@@ -61,6 +62,28 @@ pub async fn adapter(node: &LndStandIn) -> LndNode {
         .expect("the adapter connects")
 }
 
+/// An embedded LDK node keeping its state in `dir`, on the stand-in's chain, listening on
+/// a free port, syncing every second. Plain channels, as the LND stand-in opens them.
+pub async fn embedded(dir: &Path, chain: &StandIn) -> Arc<EmbeddedNode> {
+    EmbeddedNode::start(embedded_config(dir, chain))
+        .await
+        .expect("the embedded node starts")
+}
+
+/// The embedded node's configuration in tests.
+pub fn embedded_config(dir: &Path, chain: &StandIn) -> EmbeddedConfig {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut c = EmbeddedConfig::new(dir, chain.esplora_url(), REGTEST);
+    c.listen = Some(format!("127.0.0.1:{port}"));
+    c.sync_interval = Duration::from_secs(1);
+    c.reconnect_interval = Duration::from_secs(1);
+    c.anchor_channels = false;
+    c
+}
+
 /// Polls `check` until it gives a value, for at most `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
@@ -79,14 +102,17 @@ where
 
 /// Funds `a` on chain, connects it to `b` and opens a channel of `capacity` pushing
 /// `push` to `b`, then mines until both sides can use it.
-pub async fn open_channel(
+pub async fn open_channel<A, B>(
     chain: &StandIn,
-    a: &LndNode,
-    b: &LndNode,
+    a: &A,
+    b: &B,
     b_proc: &LndStandIn,
     capacity: Sats,
     push: Msats,
-) {
+) where
+    A: LightningNode + ChannelOperator + ?Sized,
+    B: LightningNode + ?Sized,
+{
     let address = a.new_onchain_address().await.expect("an address");
     let address = address
         .parse::<bitcoin::Address<_>>()

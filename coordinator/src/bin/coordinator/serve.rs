@@ -145,21 +145,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Lightning: the node behind the bank, its settlement watcher and reconciler.
     let mut _lightning = None;
     let mut lightning_check = None;
+    let mut embedded = None;
     if let Some(file) = &config.lightning {
-        let node = coordinator::lightning::lnd::LndNode::connect(
-            coordinator::lightning::lnd::LndConfig::new(
-                file.lnd_address.clone(),
-                file.lnd_tls_cert.clone(),
-                file.lnd_macaroon.clone(),
-                file.network,
+        use coordinator::lightning::{
+            LightningNode, NodeSettings, ldk::EmbeddedNode, lnd::LndNode,
+        };
+        let settings = file
+            .node_settings()
+            .map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
+        let node: Arc<dyn LightningNode> = match settings {
+            NodeSettings::Lnd(c) => Arc::new(
+                LndNode::connect(c)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("connecting to LND: {e}"))?,
             ),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to LND: {e}"))?;
+            NodeSettings::Embedded(c) => {
+                let node = EmbeddedNode::start(c)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("starting the embedded Lightning node: {e}"))?;
+                embedded = Some(Arc::clone(&node));
+                node
+            }
+        };
         let ln_config = file
             .bank_config()
             .map_err(|e| anyhow::anyhow!("lightning: {e}"))?;
-        let node: Arc<dyn coordinator::lightning::LightningNode> = Arc::new(node);
         lightning_check = Some(Arc::new(readiness::LightningCheck { node: node.clone() }));
         let rail = coordinator::bank::lightning::LightningRail::new(node, ln_config)
             .await
@@ -230,6 +240,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(m) = metrics {
         let _ = m.await;
+    }
+    if let Some(node) = embedded {
+        // Disconnects from peers cleanly; channel state is persisted as it changes.
+        if let Err(e) = node.stop().await {
+            tracing::warn!(error = %e, "stopping the embedded Lightning node");
+        }
     }
     tracing::info!("stopped");
     Ok(())
