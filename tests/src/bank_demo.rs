@@ -106,9 +106,16 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
 
     println!("\n== bank: two replicas, one killed ==");
     let log2 = dir.join("coordinator-2.log");
-    let replica = Coordinator::serve_with(&coordinator, &db_url, &args, &log2).await?;
+    let replica_args = [
+        std::ffi::OsStr::new("--onchain"),
+        onchain.as_os_str(),
+        std::ffi::OsStr::new("--config"),
+        ln.replica_config.as_os_str(),
+    ];
+    let replica = Coordinator::serve_with(&coordinator, &db_url, &replica_args, &log2).await?;
     println!(
-        "second replica serving at {} on the same database (each has its own ledger writer)",
+        "second replica serving at {} on the same database (each has its own ledger writer; \
+         the embedded Lightning node stays with the first)",
         replica.url()
     );
     let mut bob = replica.api();

@@ -1,7 +1,8 @@
-//! The Lightning part of the demo: the bank's node and a node "outside" the bank, both LND
-//! stand-ins (LND's gRPC API over real LDK nodes; not LND) on the regtest stand-in's
-//! chain, a channel between them, and a customer receiving a payment from outside and
-//! paying an outside invoice through the bank's GraphQL API.
+//! The Lightning part of the demo: the bank's node embedded in the coordinator (LDK Node,
+//! its state in a directory of the demo) and a node "outside" the bank (an LND stand-in:
+//! LND's gRPC API over a real LDK node; not LND), on the regtest stand-in's chain, a
+//! channel between them, and a customer receiving a payment from outside and paying an
+//! outside invoice through the bank's GraphQL API.
 #![allow(clippy::print_stdout, reason = "the demo narrates what it does")]
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chain_standin::spawn::StandIn;
 use coordinator::amount::{Msats, Sats};
+use coordinator::lightning::ldk::{EmbeddedConfig, EmbeddedNode};
 use coordinator::lightning::lnd::{LndConfig, LndNode};
 use coordinator::lightning::{
     ChannelOperator, InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState,
@@ -22,46 +24,67 @@ use crate::bank_process::{Api, wait_until};
 
 const REGTEST: bitcoin::Network = bitcoin::Network::Regtest;
 
-/// The two nodes, their channel, and the coordinator's `[lightning]` file.
+/// The bank's limits in the demo: its unverified (level 0) users may pay out 50,000 sat a
+/// day.
+const LIMITS: &str = "[bank.limits.level0]\ninternal_send = 100000\nwithdrawal = 50000\n";
+
+/// The outside node, and the coordinator's configuration files.
 #[derive(Debug)]
 pub struct LightningNet {
-    _bank: LndStandIn,
     _outside_proc: LndStandIn,
     outside: LndNode,
-    /// A TOML file with the `[lightning]` section that points the coordinator at the
-    /// bank's node.
+    /// The `[lightning]` section (the embedded node's directory) and the limits: for the
+    /// one coordinator that runs the bank's node.
     pub config: PathBuf,
+    /// The limits alone: for a replica. An embedded node runs in one process (its
+    /// directory is locked); replicas that all pay over Lightning share an LND instead.
+    pub replica_config: PathBuf,
 }
 
-async fn adapter(node: &LndStandIn) -> anyhow::Result<LndNode> {
-    LndNode::connect(LndConfig::new(
-        node.grpc_url(),
-        node.tls_cert_path(),
-        node.macaroon_path(),
-        REGTEST,
-    ))
-    .await
-    .map_err(|e| anyhow::anyhow!("connecting to the LND stand-in: {e}"))
+/// The embedded node's settings, as the coordinator's `[lightning]` section gives them.
+fn embedded_config(dir: &Path, chain: &StandIn, listen: &str) -> EmbeddedConfig {
+    let mut c = EmbeddedConfig::new(dir, chain.esplora_url(), REGTEST);
+    c.listen = Some(listen.to_owned());
+    c.sync_interval = Duration::from_secs(1);
+    // The outside stand-in opens plain channels (no anchors).
+    c.anchor_channels = false;
+    c
 }
 
-/// Starts the nodes under `dir`, funds the bank's on chain and opens a channel of
-/// 1,000,000 sat to the outside node, 400,000 of them pushed to it.
+/// Starts the outside node, then the bank's node in this process for its setup: funded
+/// on chain, a channel of 1,000,000 sat to the outside node (400,000 of them pushed to
+/// it), usable on both sides. The bank's node is stopped again (releasing its directory)
+/// for `coordinator serve` to run it.
 ///
 /// # Errors
 /// Any step that fails.
 pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> {
-    let start = |name: &str| -> anyhow::Result<LndStandIn> {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d)?;
-        LndStandIn::start(&d, chain.esplora_url())
-            .map_err(|e| anyhow::anyhow!("starting the LND stand-in {name}: {e}"))
-    };
-    let (bank_proc, outside_proc) = (start("ln-bank")?, start("ln-outside")?);
-    let bank = adapter(&bank_proc).await?;
-    let outside = adapter(&outside_proc).await?;
+    let outside_dir = dir.join("ln-outside");
+    std::fs::create_dir_all(&outside_dir)?;
+    let outside_proc = LndStandIn::start(&outside_dir, chain.esplora_url())
+        .map_err(|e| anyhow::anyhow!("starting the outside LND stand-in: {e}"))?;
+    let outside = LndNode::connect(LndConfig::new(
+        outside_proc.grpc_url(),
+        outside_proc.tls_cert_path(),
+        outside_proc.macaroon_path(),
+        REGTEST,
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to the LND stand-in: {e}"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let bank_dir = dir.join("ln-bank");
+    let settings = embedded_config(&bank_dir, chain, &listen);
+    let bank = EmbeddedNode::start(settings.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the bank's embedded node: {e}"))?;
     println!(
-        "Lightning: the bank's node {} and an outside node {} (LND stand-ins over LDK; not LND)",
-        bank_proc.pubkey(),
+        "Lightning: the bank's node {} (LDK Node embedded in the coordinator, state in {}) \
+         and an outside node {} (an LND stand-in over LDK; not LND)",
+        bank.node_id(),
+        bank_dir.display(),
         outside_proc.pubkey()
     );
     let address: bitcoin::Address = bank
@@ -94,25 +117,27 @@ pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> 
         Ok(usable.then_some(()))
     })
     .await?;
+    bank.stop().await?;
+    drop(bank);
     println!("channel of 1,000,000 sat open (funding {txid}), 400,000 on the outside node's side");
     let config = dir.join("lightning.toml");
     std::fs::write(
         &config,
         format!(
-            "[lightning]\nnetwork = \"regtest\"\nlnd_address = \"{}\"\nlnd_tls_cert = \"{}\"\n\
-             lnd_macaroon = \"{}\"\n\n\
-             # The demo's unverified (level 0) users may pay out 50,000 sat a day.\n\
-             [bank.limits.level0]\ninternal_send = 100000\nwithdrawal = 50000\n",
-            bank_proc.grpc_url(),
-            bank_proc.tls_cert_path().display(),
-            bank_proc.macaroon_path().display()
+            "[lightning]\nnetwork = \"regtest\"\nbackend = \"embedded\"\n\
+             data_dir = \"{}\"\nesplora_url = \"{}\"\nlisten = \"{listen}\"\n\
+             sync_interval_seconds = 1\nanchor_channels = false\n\n{LIMITS}",
+            settings.data_dir.display(),
+            settings.esplora_url,
         ),
     )?;
+    let replica_config = dir.join("replica.toml");
+    std::fs::write(&replica_config, LIMITS)?;
     Ok(LightningNet {
-        _bank: bank_proc,
         _outside_proc: outside_proc,
         outside,
         config,
+        replica_config,
     })
 }
 
@@ -123,6 +148,12 @@ pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> 
 /// Any step that fails.
 pub async fn run(api: &Api, wallet: &str, net: &LightningNet) -> anyhow::Result<()> {
     println!("\n== bank: Lightning in and out ==");
+    // The coordinator's node reconnects to its channel peer within seconds of starting.
+    wait_until("the channel to be back", || async {
+        let usable = net.outside.channels().await?.iter().any(|c| c.usable);
+        Ok(usable.then_some(()))
+    })
+    .await?;
     let created = api
         .gql(
             "mutation($i: LnInvoiceCreateInput!) { lnInvoiceCreate(input: $i) { \
