@@ -15,8 +15,5 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 # The demo starts these as separate processes.
-cargo build --quiet -p coordinator -p chain-standin
-# The LND stand-in is its own workspace (LDK Node cannot share this lockfile).
-cargo build --quiet --manifest-path tests/standins/lnd/server/Cargo.toml \
-  --target-dir "${CARGO_TARGET_DIR:-target}"
+cargo build --quiet -p coordinator -p chain-standin -p lnd-standin-server
 exec cargo run --quiet -p system-tests --bin demo -- "$@"

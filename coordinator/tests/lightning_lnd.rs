@@ -6,9 +6,8 @@
 //! refusals: a wrong macaroon, a wrong TLS certificate, a stopped node (and what
 //! `/readyz`'s Lightning check says of each).
 //!
-//! Both stand-in binaries must be built: `cargo build -p chain-standin` and
-//! `cargo build --manifest-path tests/standins/lnd/server/Cargo.toml --target-dir target`
-//! (scripts/test.sh does both).
+//! Both stand-in binaries must be built: `cargo build -p chain-standin -p
+//! lnd-standin-server` (scripts/test.sh does).
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 mod lightning_common;

@@ -10,10 +10,10 @@
 //! 4. p50 and p99 of `lnInvoicePaymentSend` through GraphQL over HTTP (the cross-node
 //!    payment of 2), beside `intraLedgerPaymentSend` through the same server.
 //!
-//! The bank's node is the LND stand-in (LND's gRPC API over a real LDK Node) reached
-//! through the LND adapter, not the embedded node, which has not landed (docs/adr/0018).
-//! Each bank has its own scratch database and node, with the production Lightning
-//! settings. The invoices paid in 2 to 4 are created ahead of each timed round (not
+//! Bank A's node is the embedded one (LDK Node in this process; `--node-a lnd` puts an
+//! LND stand-in behind the LND adapter there instead); bank B's is an LND stand-in (LND's
+//! gRPC API over a real LDK Node). Each bank has its own scratch database and node, with
+//! the production Lightning settings. The invoices paid in 2 to 4 are created ahead of each timed round (not
 //! timed); a round of payments ends when every client has paid its share. Rounds
 //! alternate with intraledger rounds so that load changes hit both sides alike; bank B's
 //! credits are awaited between rounds. After each phase every payment must have answered
@@ -23,9 +23,8 @@
 //!
 //! The stand-ins are found beside the bench executable, so build them for the bench
 //! profile first:
-//! `cargo build --release -p chain-standin && cargo build --release --manifest-path
-//! tests/standins/lnd/server/Cargo.toml --target-dir target && cargo bench -p coordinator
-//! --bench lightning`; `DATABASE_URL` names the server (a superuser: the bench creates
+//! `cargo build --release -p chain-standin -p lnd-standin-server && cargo bench -p
+//! coordinator --bench lightning` (or `--profile dev` for both); `DATABASE_URL` names the server (a superuser: the bench creates
 //! and drops two scratch databases).
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -50,7 +49,7 @@ use coordinator::bank::{
 };
 use coordinator::lightning::{InvoiceState, LightningNode, PaymentHash};
 use coordinator::{Ledger, LedgerConfig, Msats, Sats};
-use lightning_common::{Net, REGTEST, adapter, balance, eventually};
+use lightning_common::{REGTEST, adapter, balance, embedded, eventually, lnd, open_channel};
 use rounds::{Gql, Tally};
 use test_support::ScratchDatabase;
 
@@ -76,12 +75,23 @@ struct Args {
     /// 16,777,215: larger channels need both nodes to allow them).
     #[arg(long, default_value_t = 10_000_000)]
     channel_sats: u64,
+    /// Bank A's node: `embedded` (LDK Node in this process) or `lnd` (an LND stand-in
+    /// through the LND adapter).
+    #[arg(long, value_enum, default_value_t = NodeA::Embedded)]
+    node_a: NodeA,
     /// PostgreSQL connections per bank.
     #[arg(long, default_value_t = 24)]
     pool: u32,
     // `cargo bench` passes `--bench`; accept and ignore it.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// Which node bank A runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum NodeA {
+    Embedded,
+    Lnd,
 }
 
 /// What each of bank A's customers holds at the start.
@@ -104,7 +114,7 @@ impl BankSide {
     async fn start(
         name: &str,
         args: &Args,
-        node: impl LightningNode + 'static,
+        node: Arc<dyn LightningNode>,
         deposit: Sats,
     ) -> anyhow::Result<BankSide> {
         let (db, pool) = ScratchDatabase::migrated(name, args.pool, &coordinator::db::MIGRATOR)
@@ -127,7 +137,7 @@ impl BankSide {
             },
             ..BankConfig::default()
         };
-        let rail = LightningRail::new(Arc::new(node), LightningConfig::new(REGTEST)).await?;
+        let rail = LightningRail::new(node, LightningConfig::new(REGTEST)).await?;
         let bank =
             Bank::new(ledger, Arc::new(OutboxNotifier::new(pool)), config).with_lightning(rail);
         let tasks = bank.spawn_lightning_tasks()?;
@@ -238,18 +248,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let length = Duration::from_secs(args.round_seconds);
     let setup = Instant::now();
     // All of the channel on A's side: A's users pay B's.
-    let net = Net::start_with(Sats::new(args.channel_sats)?, Msats::ZERO).await;
+    let chain = lightning_common::chain();
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let b_proc = lnd(dir_b.path(), &chain);
+    let b_node = adapter(&b_proc).await;
+    let capacity = Sats::new(args.channel_sats)?;
+    let mut a_proc = None;
+    let mut embedded_a = None;
+    let a_node: Arc<dyn LightningNode> = match args.node_a {
+        NodeA::Embedded => {
+            let node = embedded(dir_a.path(), &chain).await;
+            open_channel(&chain, &*node, &b_node, &b_proc, capacity, Msats::ZERO).await;
+            embedded_a = Some(Arc::clone(&node));
+            node
+        }
+        NodeA::Lnd => {
+            let proc_ = lnd(dir_a.path(), &chain);
+            let node = adapter(&proc_).await;
+            open_channel(&chain, &node, &b_node, &b_proc, capacity, Msats::ZERO).await;
+            a_proc = Some(proc_);
+            Arc::new(node)
+        }
+    };
     let mut a = BankSide::start(
         "coordinator_bench_ln_a",
         &args,
-        adapter(&net.a_proc).await,
+        a_node,
         Sats::new(DEPOSIT_SATS)?,
     )
     .await?;
     let mut b = BankSide::start(
         "coordinator_bench_ln_b",
         &args,
-        adapter(&net.b_proc).await,
+        Arc::new(b_node),
         Sats::ZERO,
     )
     .await?;
@@ -321,6 +352,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     check_payments(&a, &b, cross_paid, inside.measured.ops, "GraphQL payments").await?;
 
     report(&args, setup, credit_lag, [created, cross, inside], graphql);
+    drop((a, b));
+    if let Some(node) = embedded_a {
+        node.stop().await?;
+    }
+    drop(a_proc);
     Ok(())
 }
 
@@ -438,9 +474,12 @@ fn report(
          {} invoices per client, {} sat each (invoices created before each round, untimed)",
         args.clients, args.rounds, args.round_seconds, args.payments, args.amount
     );
+    let node_a = match args.node_a {
+        NodeA::Embedded => "the embedded node (LDK Node in this process)",
+        NodeA::Lnd => "an LND stand-in (LND's gRPC over LDK Node) through the LND adapter",
+    };
     println!(
-        "Node: the LND stand-in (LND's gRPC over LDK Node) through the LND adapter, not the \
-         embedded node (not landed, ADR 0018); channel A to B {} sat; setup {:.0} s",
+        "Bank A's node: {node_a}; bank B's: an LND stand-in; channel A to B {} sat; setup {:.0} s",
         args.channel_sats,
         setup.as_secs_f64()
     );

@@ -199,3 +199,76 @@ impl LightningFile {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(toml_text: &str) -> LightningFile {
+        toml::from_str(toml_text).expect("parses")
+    }
+
+    #[test]
+    fn lnd_keys_select_lnd_and_an_embedded_key_beside_them_is_refused() {
+        let lnd = "network = \"regtest\"\nlnd_address = \"https://lnd:10009\"\n\
+                   lnd_tls_cert = \"tls.cert\"\nlnd_macaroon = \"bank.macaroon\"\n";
+        assert!(
+            matches!(file(lnd).node_settings(), Ok(NodeSettings::Lnd(c)) if c.address == "https://lnd:10009")
+        );
+        let mixed = file(&format!("{lnd}data_dir = \"/tmp/x\"\n"));
+        assert_eq!(
+            mixed.node_settings().unwrap_err(),
+            "data_dir: only for backend = \"embedded\""
+        );
+        let partial =
+            file("network = \"regtest\"\nbackend = \"lnd\"\nlnd_address = \"https://x\"\n");
+        assert_eq!(
+            partial.node_settings().unwrap_err(),
+            "lnd_tls_cert: required with backend = \"lnd\""
+        );
+    }
+
+    #[test]
+    fn the_embedded_node_needs_its_directory_and_chain_and_checks_its_values() {
+        let base = "network = \"signet\"\ndata_dir = \"/srv/ln\"\nesplora_url = \"http://e/api\"\n";
+        let Ok(NodeSettings::Embedded(c)) = file(base).node_settings() else {
+            panic!("embedded by default");
+        };
+        assert_eq!(c.network, bitcoin::Network::Signet);
+        assert!(c.anchor_channels);
+        assert_eq!(c.sync_interval, Duration::from_secs(10));
+        let Ok(NodeSettings::Embedded(c)) = file(&format!(
+            "{base}listen = \"127.0.0.1:9735\"\nsync_interval_seconds = 2\nanchor_channels = false\n"
+        ))
+        .node_settings() else {
+            panic!("embedded");
+        };
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:9735"));
+        assert_eq!(c.sync_interval, Duration::from_secs(2));
+        assert!(!c.anchor_channels);
+        for (extra, error) in [
+            ("listen = \"nine\"\n", "listen: not a host:port: nine"),
+            (
+                "sync_interval_seconds = 0\n",
+                "sync_interval_seconds: 1 to 3,600",
+            ),
+            (
+                "lnd_macaroon = \"m\"\nbackend = \"embedded\"\n",
+                "lnd_macaroon: only for backend = \"lnd\"",
+            ),
+        ] {
+            assert_eq!(
+                file(&format!("{base}{extra}")).node_settings().unwrap_err(),
+                error
+            );
+        }
+        let no_dir = file("network = \"regtest\"\nesplora_url = \"http://e\"\n");
+        assert_eq!(
+            no_dir.node_settings().unwrap_err(),
+            "data_dir: required with backend = \"embedded\""
+        );
+        assert!(
+            toml::from_str::<LightningFile>("network = \"regtest\"\nbackend = \"cln\"\n").is_err()
+        );
+    }
+}

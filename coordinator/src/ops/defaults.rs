@@ -327,13 +327,24 @@ const UNSET_TABLES: &str = r#"
 # start_height = 0               # first block scanned on a fresh database
 # lease_ttl_ms = 10000           # how soon another instance takes the driver over
 
-# Lightning through LND's gRPC API (docs/operations.md, Lightning). Absent: Lightning
-# operations answer LIGHTNING_UNAVAILABLE.
+# Lightning (docs/operations.md, Lightning). Absent: Lightning operations answer
+# LIGHTNING_UNAVAILABLE.
 # [lightning]
 # network = "bitcoin"            # the node's chain: bitcoin, testnet, signet or regtest
+# backend = "embedded"           # or "lnd"; absent: lnd if lnd_address is set, else embedded
+#
+# The embedded node (LDK Node in this process; one coordinator per data_dir):
+# data_dir = "/var/lib/bastion/lightning"   # seed, channel state, invoice book (mode 0700)
+# esplora_url = "https://esplora.internal/api"
+# listen = "0.0.0.0:9735"        # where peers connect; absent: outbound only
+# sync_interval_seconds = 10     # chain sync
+# anchor_channels = true         # fee-bumpable closes; keeps an on-chain reserve
+#
+# LND over its gRPC API (any number of coordinators):
 # lnd_address = "https://lnd.internal:10009"
 # lnd_tls_cert = "/run/secrets/lnd/tls.cert"        # LND's certificate, pinned
 # lnd_macaroon = "/run/secrets/lnd/bank.macaroon"   # baked for invoices and payments
+#
 # fee_reserve_ppm = 5000         # held with a payment for routing fees: 0.5 %...
 # fee_reserve_min_sat = 10       # ...and at least this; the unused part is returned
 # pay_timeout_seconds = 30       # a send then answers PENDING; the reconciler finishes it

@@ -2,9 +2,8 @@
 //! (LND's gRPC API over real LDK nodes) and the LND adapter to each, with a channel from
 //! the first to the second that both sides can pay over.
 //!
-//! Both stand-in binaries must be built: `cargo build -p chain-standin` and
-//! `cargo build --manifest-path tests/standins/lnd/server/Cargo.toml --target-dir target`
-//! (scripts/test.sh does both).
+//! Both stand-in binaries must be built: `cargo build -p chain-standin -p
+//! lnd-standin-server` (scripts/test.sh does).
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
 pub mod flaky;

@@ -53,7 +53,7 @@ fn vendored_protos() -> Result<PathBuf, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=../../../../Cargo.lock");
     let dir = vendored_protos()?;
     let protos = [
         dir.join("lightning.proto"),

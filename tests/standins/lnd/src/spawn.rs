@@ -19,7 +19,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum SpawnError {
     /// The binary is not where it should be.
     #[error(
-        "the LND stand-in binary is not built at {0} (run `cargo build --manifest-path tests/standins/lnd/server/Cargo.toml --target-dir target`, or set LND_STANDIN_BIN)"
+        "the LND stand-in binary is not built at {0} (run `cargo build -p lnd-standin-server`, or set LND_STANDIN_BIN)"
     )]
     NotBuilt(PathBuf),
     /// Starting or reading the process failed.

@@ -143,11 +143,11 @@ impl Store {
     /// Keeps the preimage `SettleInvoice` brought for an accepted hold invoice, before the
     /// held payment is claimed with it (so that a restart in between claims it again).
     pub fn set_preimage(&mut self, hash: &str, preimage: &str) -> anyhow::Result<()> {
-        if let Some(record) = self.file.invoices.iter_mut().find(|i| i.hash == hash) {
-            if record.preimage != preimage {
-                record.preimage = preimage.to_string();
-                self.save()?;
-            }
+        if let Some(record) = self.file.invoices.iter_mut().find(|i| i.hash == hash)
+            && record.preimage != preimage
+        {
+            record.preimage = preimage.to_string();
+            self.save()?;
         }
         Ok(())
     }
