@@ -14,7 +14,8 @@ use async_graphql::futures_util::StreamExt;
 use coordinator::amount::{Msats, Sats};
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LightningRail, LnPayStatus};
 use coordinator::bank::{BankConfig, LevelLimits};
-use coordinator::lightning::ldk::EmbeddedNode;
+use coordinator::chain::BitcoindAuth;
+use coordinator::lightning::ldk::{ChainAccess, EmbeddedNode};
 use coordinator::lightning::lnd::LndNode;
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, InvoiceState, LightningError, LightningNode, PayRequest,
@@ -373,5 +374,55 @@ async fn the_bank_pays_and_is_paid_through_the_embedded_node() {
     }
     let report = bank.ledger().verify().await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
+    a.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_node_follows_the_chain_over_bitcoind_rpc() {
+    let chain = chain();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (user, password) = chain.rpc_credentials();
+    let password_file = dir_b.path().join("rpc-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let mut config = embedded_config(&dir_a.path().join("node"), &chain);
+    config.chain = ChainAccess::Bitcoind {
+        url: chain.rpc_url().to_owned(),
+        auth: BitcoindAuth::UserPassword {
+            user: user.to_owned(),
+            password_file,
+        },
+    };
+    let a = EmbeddedNode::start(config).await.unwrap();
+    let b_proc = lnd(&dir_b.path().join("lnd"), &chain);
+    let b = adapter(&b_proc).await;
+    // Funding seen, the channel confirmed and the payment made: all from bitcoind's RPC.
+    open_channel(
+        &chain,
+        &*a,
+        &b,
+        &b_proc,
+        Sats::new(500_000).unwrap(),
+        Msats::ZERO,
+    )
+    .await;
+    let tip = chain.control().tip().await.unwrap().height;
+    eventually(
+        "the node is at the tip",
+        Duration::from_secs(30),
+        || async {
+            let info = a.info().await.ok()?;
+            (info.synced && info.block_height == tip).then_some(())
+        },
+    )
+    .await;
+    let out = b
+        .create_invoice(&request(Some(7_000), "over rpc"))
+        .await
+        .unwrap();
+    let sent = a
+        .pay(&pay_request(&out.payment_request, None))
+        .await
+        .unwrap();
+    assert!(matches!(sent, PaymentState::Succeeded { .. }), "{sent:?}");
     a.stop().await.unwrap();
 }

@@ -128,7 +128,7 @@ pub async fn start(dir: &Path, chain: &StandIn) -> anyhow::Result<LightningNet> 
              data_dir = \"{}\"\nesplora_url = \"{}\"\nlisten = \"{listen}\"\n\
              sync_interval_seconds = 1\nanchor_channels = false\n\n{LIMITS}",
             settings.data_dir.display(),
-            settings.esplora_url,
+            chain.esplora_url(),
         ),
     )?;
     let replica_config = dir.join("replica.toml");

@@ -55,9 +55,9 @@ pub struct BitcoindSource {
 }
 
 /// User and password; `Debug` shows the user only.
-struct Credentials {
-    user: String,
-    password: SecretString,
+pub(crate) struct Credentials {
+    pub(crate) user: String,
+    pub(crate) password: SecretString,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -100,7 +100,7 @@ fn read_secret_file(path: &Path) -> Result<String, ChainError> {
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn read_credentials(auth: &BitcoindAuth) -> Result<Credentials, ChainError> {
+pub(crate) fn read_credentials(auth: &BitcoindAuth) -> Result<Credentials, ChainError> {
     match auth {
         BitcoindAuth::Cookie { cookie_file } => {
             let text = zeroize::Zeroizing::new(read_secret_file(cookie_file)?);

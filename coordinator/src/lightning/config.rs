@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ldk::EmbeddedConfig;
+use super::ldk::{ChainAccess, EmbeddedConfig};
 use super::lnd::LndConfig;
 use crate::amount::Sats;
 use crate::bank::lightning::LightningConfig;
@@ -53,9 +53,16 @@ pub struct LightningFile {
     /// The embedded node's directory: its seed, channel state and invoice book.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
-    /// The embedded node's chain source: an Esplora API.
+    /// The embedded node's chain source: an Esplora API...
     #[serde(default)]
     pub esplora_url: Option<String>,
+    /// ...or Bitcoin Core's JSON-RPC, `http://host:port` (without credentials)...
+    #[serde(default)]
+    pub bitcoind_url: Option<String>,
+    /// ...with its credentials: `{ cookie_file = ".." }` or `{ user = "..",
+    /// password_file = ".." }` (read once, at start).
+    #[serde(default)]
+    pub bitcoind_auth: Option<crate::chain::BitcoindAuth>,
     /// Where the embedded node accepts Lightning peers, `host:port` (absent: it only
     /// connects out).
     #[serde(default)]
@@ -110,6 +117,8 @@ impl LightningFile {
                 let embedded_keys = [
                     ("data_dir", self.data_dir.is_some()),
                     ("esplora_url", self.esplora_url.is_some()),
+                    ("bitcoind_url", self.bitcoind_url.is_some()),
+                    ("bitcoind_auth", self.bitcoind_auth.is_some()),
                     ("listen", self.listen.is_some()),
                     (
                         "sync_interval_seconds",
@@ -136,11 +145,31 @@ impl LightningFile {
                 if let Some((key, _)) = lnd_keys.iter().find(|(_, set)| *set) {
                     return Err(format!("{key}: only for backend = \"lnd\""));
                 }
-                let mut c = EmbeddedConfig::new(
-                    required(&self.data_dir, "data_dir", "embedded")?,
-                    required(&self.esplora_url, "esplora_url", "embedded")?,
-                    self.network,
-                );
+                let data_dir = required(&self.data_dir, "data_dir", "embedded")?;
+                let mut c = match (&self.esplora_url, &self.bitcoind_url) {
+                    (Some(url), None) => EmbeddedConfig::new(data_dir, url.clone(), self.network),
+                    (None, Some(url)) => {
+                        let auth = required(&self.bitcoind_auth, "bitcoind_auth", "embedded")?;
+                        let mut c = EmbeddedConfig::new(data_dir, String::new(), self.network);
+                        c.chain = ChainAccess::Bitcoind {
+                            url: url.clone(),
+                            auth,
+                        };
+                        c
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err("esplora_url, bitcoind_url: one chain source, not two".into());
+                    }
+                    (None, None) => {
+                        return Err(
+                            "esplora_url or bitcoind_url: required with backend = \"embedded\""
+                                .into(),
+                        );
+                    }
+                };
+                if self.bitcoind_auth.is_some() && self.bitcoind_url.is_none() {
+                    return Err("bitcoind_auth: only with bitcoind_url".into());
+                }
                 if let Some(listen) = &self.listen {
                     ldk_node::lightning::ln::msgs::SocketAddress::from_str(listen)
                         .map_err(|_| format!("listen: not a host:port: {listen}"))?;
@@ -262,6 +291,28 @@ mod tests {
                 error
             );
         }
+        let bitcoind = file(
+            "network = \"regtest\"\ndata_dir = \"/srv/ln\"\nbitcoind_url = \"http://127.0.0.1:18443\"\n\
+             bitcoind_auth = { cookie_file = \"/srv/btc/.cookie\" }\n",
+        );
+        assert!(matches!(
+            bitcoind.node_settings(),
+            Ok(NodeSettings::Embedded(EmbeddedConfig {
+                chain: ChainAccess::Bitcoind { .. },
+                ..
+            }))
+        ));
+        let both = file(&format!("{base}bitcoind_url = \"http://b:8332\"\n"));
+        assert_eq!(
+            both.node_settings().unwrap_err(),
+            "esplora_url, bitcoind_url: one chain source, not two"
+        );
+        let no_auth =
+            file("network = \"regtest\"\ndata_dir = \"/x\"\nbitcoind_url = \"http://b:8332\"\n");
+        assert_eq!(
+            no_auth.node_settings().unwrap_err(),
+            "bitcoind_auth: required with backend = \"embedded\""
+        );
         let no_dir = file("network = \"regtest\"\nesplora_url = \"http://e\"\n");
         assert_eq!(
             no_dir.node_settings().unwrap_err(),

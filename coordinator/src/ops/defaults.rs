@@ -335,7 +335,9 @@ const UNSET_TABLES: &str = r#"
 #
 # The embedded node (LDK Node in this process; one coordinator per data_dir):
 # data_dir = "/var/lib/bastion/lightning"   # seed, channel state, invoice book (mode 0700)
-# esplora_url = "https://esplora.internal/api"
+# esplora_url = "https://esplora.internal/api"   # the chain: an Esplora API, or
+# bitcoind_url = "http://bitcoind.internal:8332"  # Bitcoin Core's RPC, with
+# bitcoind_auth = { cookie_file = "/run/bitcoind/.cookie" }  # or { user, password_file }
 # listen = "0.0.0.0:9735"        # where peers connect; absent: outbound only
 # sync_interval_seconds = 10     # chain sync
 # anchor_channels = true         # fee-bumpable closes; keeps an on-chain reserve

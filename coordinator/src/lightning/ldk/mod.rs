@@ -41,8 +41,8 @@ use error::{blocking, from_node};
 pub struct EmbeddedConfig {
     /// The node's directory (made with mode 0700; locked while the node runs).
     pub data_dir: PathBuf,
-    /// Esplora API of the chain (any Esplora, or an electrs in front of bitcoind).
-    pub esplora_url: String,
+    /// Where the node reads the chain and sends its transactions.
+    pub chain: ChainAccess,
     /// The chain.
     pub network: bitcoin::Network,
     /// Where peers may connect, `host:port`; `None`: outbound connections only.
@@ -55,9 +55,26 @@ pub struct EmbeddedConfig {
     pub anchor_channels: bool,
 }
 
+/// The embedded node's chain source.
+#[derive(Clone, Debug)]
+pub enum ChainAccess {
+    /// An Esplora API (Blockstream's esplora, or an electrs in front of bitcoind).
+    Esplora {
+        /// Its base URL.
+        url: String,
+    },
+    /// Bitcoin Core's JSON-RPC.
+    Bitcoind {
+        /// `http://host:port`, without credentials.
+        url: String,
+        /// Where the RPC credentials are read from (once, at start).
+        auth: crate::chain::BitcoindAuth,
+    },
+}
+
 impl EmbeddedConfig {
-    /// A configuration with the usual intervals (sync every 10 s, reconnect every 5 s) and
-    /// anchor channels.
+    /// A configuration on an Esplora API with the usual intervals (sync every 10 s,
+    /// reconnect every 5 s) and anchor channels.
     pub fn new(
         data_dir: impl Into<PathBuf>,
         esplora_url: impl Into<String>,
@@ -65,7 +82,9 @@ impl EmbeddedConfig {
     ) -> Self {
         Self {
             data_dir: data_dir.into(),
-            esplora_url: esplora_url.into(),
+            chain: ChainAccess::Esplora {
+                url: esplora_url.into(),
+            },
             network,
             listen: None,
             sync_interval: Duration::from_secs(10),
@@ -108,10 +127,8 @@ impl EmbeddedNode {
     pub async fn start(config: EmbeddedConfig) -> Result<Arc<Self>, LightningError> {
         let lock = dir::lock(&config.data_dir)?;
         let ldk_config = ldk_config(&config)?;
-        let (esplora, storage) = (
-            config.esplora_url.clone(),
-            config.data_dir.join("ldk").display().to_string(),
-        );
+        let chain = chain_source(&config.chain)?;
+        let storage = config.data_dir.join("ldk").display().to_string();
         // Building opens the store and may block on the chain source: off the async threads.
         let (node, store) = tokio::task::spawn_blocking(move || {
             let store: Arc<ldk_node::DynStore> = Arc::new(
@@ -126,14 +143,22 @@ impl EmbeddedNode {
             // Into the coordinator's own log (tracing reads the log facade), not a file of
             // LDK's.
             builder.set_log_facade_logger();
-            // No background sync: ours (below) runs at the configured interval, which
-            // LDK's own floor (10 s) would not allow in tests.
-            builder.set_chain_source_esplora(
-                esplora,
-                Some(ldk_node::config::EsploraSyncConfig {
-                    background_sync_config: None,
-                }),
-            );
+            match chain {
+                // No background sync: ours (below) runs at the configured interval, which
+                // LDK's own floor (10 s) would not allow in tests.
+                Source::Esplora(url) => builder.set_chain_source_esplora(
+                    url,
+                    Some(ldk_node::config::EsploraSyncConfig {
+                        background_sync_config: None,
+                    }),
+                ),
+                Source::Bitcoind {
+                    host,
+                    port,
+                    user,
+                    password,
+                } => builder.set_chain_source_bitcoind_rpc(host, port, user, password.to_string()),
+            };
             let node = builder
                 .build_with_store(Arc::clone(&store))
                 .map_err(|e| LightningError::Invalid(format!("building the node: {e}")))?;
@@ -201,6 +226,47 @@ impl EmbeddedNode {
             // Stopped already.
             Err(_) if !self.node.status().is_running => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// A chain source as LDK Node takes it, credentials read.
+enum Source {
+    Esplora(String),
+    Bitcoind {
+        host: String,
+        port: u16,
+        user: String,
+        password: zeroize::Zeroizing<String>,
+    },
+}
+
+fn chain_source(access: &ChainAccess) -> Result<Source, LightningError> {
+    match access {
+        ChainAccess::Esplora { url } => Ok(Source::Esplora(url.clone())),
+        ChainAccess::Bitcoind { url, auth } => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| LightningError::Invalid(format!("bitcoind_url {url:?}: {e}")))?;
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(LightningError::Invalid(
+                    "bitcoind_url must not hold credentials; use bitcoind_auth".into(),
+                ));
+            }
+            let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default())
+            else {
+                return Err(LightningError::Invalid(format!(
+                    "bitcoind_url {url:?}: needs a host and port"
+                )));
+            };
+            let credentials = crate::chain::bitcoind::read_credentials(auth)
+                .map_err(|e| LightningError::Invalid(e.to_string()))?;
+            use secrecy::ExposeSecret as _;
+            Ok(Source::Bitcoind {
+                host: host.to_owned(),
+                port,
+                user: credentials.user,
+                password: zeroize::Zeroizing::new(credentials.password.expose_secret().to_owned()),
+            })
         }
     }
 }

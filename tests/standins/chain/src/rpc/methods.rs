@@ -26,6 +26,7 @@ pub fn dispatch(node: &mut Node, method: &str, params: &[Value]) -> Result<Value
         "sendrawtransaction" => send_raw_transaction(node, params),
         "estimatesmartfee" => estimate_smart_fee(node, params),
         "getmempoolentry" => mempool_entry(node, params),
+        "getmempoolinfo" => Ok(mempool_info(node)),
         "gettxout" => tx_out(node, params),
         _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, "Method not found")),
     }
@@ -116,6 +117,28 @@ fn blockchain_info(node: &Node) -> Value {
         "size_on_disk": 0,
         "pruned": false,
         "warnings": "",
+    })
+}
+
+/// Bitcoin Core's fields; the fee floors are Core's defaults (1 sat/vB), which a wallet
+/// reads as the least it may pay.
+fn mempool_info(node: &Node) -> Value {
+    let vsize: u64 = node
+        .mempool()
+        .iter()
+        .map(|(_, e)| e.tx.vsize() as u64)
+        .sum();
+    json!({
+        "loaded": true,
+        "size": node.mempool().len(),
+        "bytes": vsize,
+        "usage": vsize,
+        "maxmempool": 300_000_000,
+        "mempoolminfee": 0.00001,
+        "minrelaytxfee": 0.00001,
+        "incrementalrelayfee": 0.00001,
+        "unbroadcastcount": 0,
+        "fullrbf": true,
     })
 }
 
