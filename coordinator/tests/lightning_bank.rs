@@ -11,8 +11,8 @@ mod lightning_common;
 use std::time::Duration;
 
 use coordinator::amount::{Msats, Sats};
+use coordinator::bank::BankError;
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LnPayStatus};
-use coordinator::bank::{BankConfig, BankError, LevelLimits};
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState, decode_invoice,
 };
@@ -44,16 +44,7 @@ async fn outside_pays(net: &Net, request: &str, amount_sat: Option<u64>) -> Paym
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn receive_and_send_over_real_lightning() {
     let net = Net::start().await;
-    let config = BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(100_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    };
+    let config = lightning_common::paying_config(100_000);
     let t = common::bank_with(config).await;
     let bank = with_node(t.bank.clone(), &net).await;
     let _tasks = bank.spawn_lightning_tasks().unwrap();

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use coordinator::amount::{Msats, Sats};
 use coordinator::api::{ApiConfig, CLOSE_CREDENTIAL_REVOKED};
-use coordinator::bank::{BankConfig, LevelLimits};
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState, decode_invoice,
 };
@@ -118,18 +117,7 @@ async fn invoice_for(addr: SocketAddr, wallet: &str, sats: u64) -> (String, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_funding_source_client_works_unchanged() {
     let net = Net::start().await;
-    // Level 0 may pay out over Lightning here (the default allows nothing).
-    let db = common::bank_with(BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(100_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    })
-    .await;
+    let db = common::bank_with(lightning_common::paying_config(100_000)).await;
     let bank = with_node(db.bank.clone(), &net).await;
     let _tasks = bank.spawn_lightning_tasks().unwrap();
     // Two instances: the client's requests go to one, its sockets to the other.

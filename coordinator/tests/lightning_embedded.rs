@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_graphql::futures_util::StreamExt;
 use coordinator::amount::{Msats, Sats};
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LightningRail, LnPayStatus};
-use coordinator::bank::{BankConfig, LevelLimits};
 use coordinator::chain::BitcoindAuth;
 use coordinator::lightning::ldk::{ChainAccess, EmbeddedNode};
 use coordinator::lightning::lnd::LndNode;
@@ -298,16 +297,7 @@ async fn the_bank_pays_and_is_paid_through_the_embedded_node() {
         Sats::new(400_000).unwrap().to_msats(),
     )
     .await;
-    let config = BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(100_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    };
+    let config = lightning_common::paying_config(100_000);
     let t = common::bank_with(config).await;
     let node: Arc<dyn LightningNode> = a.clone();
     let bank = t

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use coordinator::amount::Sats;
 use coordinator::api::ApiError;
 use coordinator::bank::lightning::{InvoiceCreate, LightningRail, LnPayStatus};
-use coordinator::bank::{Bank, BankConfig, BankError, LevelLimits};
+use coordinator::bank::{Bank, BankConfig, BankError};
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, InvoiceState, LightningNode, Preimage,
 };
@@ -37,16 +37,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 const HELD_AT_LEAST: Duration = Duration::from_secs(6);
 
 fn bank_config() -> BankConfig {
-    BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(500_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    }
+    lightning_common::paying_config(500_000)
 }
 
 /// `bank` with `node`, answering PENDING after two seconds without an outcome.

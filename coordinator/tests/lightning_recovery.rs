@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use coordinator::amount::Sats;
 use coordinator::bank::lightning::LnPayStatus;
-use coordinator::bank::{BankConfig, LevelLimits};
 use coordinator::lightning::{InvoiceDescription, InvoiceRequest, InvoiceState, LightningNode};
 use lightning_common::{Net, balance, eventually, pay, with_node};
 use sqlx::Row;
@@ -19,16 +18,7 @@ use sqlx::Row;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_send_cut_anywhere_is_finished_once_by_another_instance() {
     let net = Net::start().await;
-    let config = BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(1_000_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    };
+    let config = lightning_common::paying_config(1_000_000);
     let t = common::bank_with(config).await;
     // The instance whose requests are cut runs no background tasks: it "dies".
     let dying = with_node(t.bank.clone(), &net).await;

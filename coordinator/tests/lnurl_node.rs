@@ -20,7 +20,7 @@ use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use coordinator::amount::Sats;
 use coordinator::api::ApiConfig;
 use coordinator::bank::lightning::{InvoiceStatus, LightningConfig, LightningRail, LnPayStatus};
-use coordinator::bank::{Bank, BankConfig, LevelLimits, Scope, Username};
+use coordinator::bank::{Bank, Scope, Username};
 use coordinator::lightning::LightningNode;
 use coordinator::lnurl::{LnurlConfig, PayTarget};
 use lightning_common::{Net, REGTEST, adapter, eventually};
@@ -156,18 +156,7 @@ async fn lightning_addresses_are_paid_over_lightning_and_inside_the_bank() {
     b_bank.set_username(&bob.me, &bob_name).await.unwrap();
 
     // Bank A (node a): Alice pays, Carol has an address at A.
-    // Level 0 may send out over Lightning here (the default allows nothing).
-    let a_db = common::bank_with(BankConfig {
-        limits: coordinator::bank::LimitsConfig {
-            level0: LevelLimits {
-                internal_send: Sats::new(1_000_000).unwrap(),
-                withdrawal: Sats::new(100_000).unwrap(),
-            },
-            ..BankConfig::default().limits
-        },
-        ..BankConfig::default()
-    })
-    .await;
+    let a_db = common::bank_with(lightning_common::paying_config(100_000)).await;
     let a_bank = with_node(a_db.bank.clone(), &net.a_proc).await;
     let _a_tasks = a_bank.spawn_lightning_tasks().unwrap();
     let a_router = coordinator::api::router(

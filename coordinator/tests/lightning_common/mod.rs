@@ -205,6 +205,22 @@ impl Net {
     }
 }
 
+/// A bank whose unverified (level 0) customers may pay out `withdrawal_sat` a day over
+/// Lightning (the default allows nothing) and send 1,000,000 sat inside the bank.
+pub fn paying_config(withdrawal_sat: u64) -> coordinator::bank::BankConfig {
+    use coordinator::bank::{BankConfig, LevelLimits, LimitsConfig};
+    BankConfig {
+        limits: LimitsConfig {
+            level0: LevelLimits {
+                internal_send: Sats::new(1_000_000).expect("sats"),
+                withdrawal: Sats::new(withdrawal_sat).expect("sats"),
+            },
+            ..BankConfig::default().limits
+        },
+        ..BankConfig::default()
+    }
+}
+
 /// The bank's Lightning configuration in tests: quick reconciler passes.
 pub fn ln_config() -> LightningConfig {
     let mut c = LightningConfig::new(REGTEST);
