@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::futures_util::StreamExt;
+use chain_standin::spawn::StandIn;
 use coordinator::amount::{Msats, Sats};
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LightningRail, LnPayStatus};
 use coordinator::chain::BitcoindAuth;
@@ -24,6 +25,7 @@ use lightning_common::{
     REGTEST, adapter, balance, chain, embedded, embedded_config, eventually, ln_config, lnd,
     open_channel, pay,
 };
+use lnd_standin::spawn::LndStandIn;
 
 fn request(amount_sat: Option<u64>, memo: &str) -> InvoiceRequest {
     InvoiceRequest {
@@ -81,28 +83,61 @@ async fn usable(a: &EmbeddedNode, b: &LndNode) -> Option<()> {
     (on_a && on_b).then_some(())
 }
 
+/// The embedded node `a` with a channel of 1,000,000 sat to an LND stand-in `b`, 400,000
+/// of them pushed to `b`.
+struct EmbeddedNet {
+    chain: StandIn,
+    a: Arc<EmbeddedNode>,
+    _b_proc: LndStandIn,
+    b: LndNode,
+    dir_a: tempfile::TempDir,
+    _dir_b: tempfile::TempDir,
+}
+
+impl EmbeddedNet {
+    async fn start() -> EmbeddedNet {
+        let chain = chain();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = embedded(dir_a.path(), &chain).await;
+        let b_proc = lnd(dir_b.path(), &chain);
+        let b = adapter(&b_proc).await;
+        open_channel(
+            &chain,
+            &*a,
+            &b,
+            &b_proc,
+            Sats::new(1_000_000).unwrap(),
+            Sats::new(400_000).unwrap().to_msats(),
+        )
+        .await;
+        EmbeddedNet {
+            chain,
+            a,
+            _b_proc: b_proc,
+            b,
+            dir_a,
+            _dir_b: dir_b,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_embedded_node_receives_pays_cancels_and_survives_a_restart() {
-    let chain = chain();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = embedded(dir_a.path(), &chain).await;
+    // Every part bound (none dropped here): `_`-named ones stay alive to the end.
+    let EmbeddedNet {
+        chain,
+        a,
+        b,
+        dir_a,
+        _b_proc,
+        _dir_b,
+    } = EmbeddedNet::start().await;
     // One process per directory: a second node on it is refused while the first runs.
     let second = EmbeddedNode::start(embedded_config(dir_a.path(), &chain)).await;
     assert!(
         matches!(&second, Err(LightningError::Invalid(m)) if m.contains("another process")),
         "{second:?}"
     );
-    let b_proc = lnd(dir_b.path(), &chain);
-    let b = adapter(&b_proc).await;
-    open_channel(
-        &chain,
-        &*a,
-        &b,
-        &b_proc,
-        Sats::new(1_000_000).unwrap(),
-        Sats::new(400_000).unwrap().to_msats(),
-    )
-    .await;
     let info = a.info().await.unwrap();
     assert_eq!(info.pubkey, a.node_id());
     assert_eq!(info.network, REGTEST);
@@ -283,20 +318,14 @@ async fn the_embedded_node_receives_pays_cancels_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bank_pays_and_is_paid_through_the_embedded_node() {
-    let chain = chain();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = embedded(dir_a.path(), &chain).await;
-    let b_proc = lnd(dir_b.path(), &chain);
-    let b = adapter(&b_proc).await;
-    open_channel(
-        &chain,
-        &*a,
-        &b,
-        &b_proc,
-        Sats::new(1_000_000).unwrap(),
-        Sats::new(400_000).unwrap().to_msats(),
-    )
-    .await;
+    let EmbeddedNet {
+        chain: _chain,
+        a,
+        b,
+        dir_a: _dir_a,
+        _b_proc,
+        _dir_b,
+    } = EmbeddedNet::start().await;
     let config = lightning_common::paying_config(100_000);
     let t = common::bank_with(config).await;
     let node: Arc<dyn LightningNode> = a.clone();

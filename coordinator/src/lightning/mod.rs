@@ -107,3 +107,18 @@ pub trait ChannelOperator: Send + Sync + std::fmt::Debug {
         push: Msats,
     ) -> Result<String, LightningError>;
 }
+
+/// `pubkey@host:port` split into the key and the host (optional), as both backends'
+/// operator calls take a peer.
+pub(crate) fn parse_peer(
+    peer: &str,
+) -> Result<(bitcoin::secp256k1::PublicKey, Option<&str>), LightningError> {
+    let (key, host) = match peer.split_once('@') {
+        Some((k, h)) => (k, Some(h)),
+        None => (peer, None),
+    };
+    let key = key
+        .parse()
+        .map_err(|_| LightningError::Invalid(format!("not a node public key: {key}")))?;
+    Ok((key, host))
+}

@@ -20,17 +20,11 @@ fn msats(what: &str, v: u64) -> Result<Msats, LightningError> {
     Msats::new(v).map_err(|e| LightningError::Protocol(format!("{what}: {e}")))
 }
 
-/// `pubkey@host:port`, the host optional.
+/// `pubkey@host:port`, the host optional and read as LDK's address.
 fn parse_peer(
     peer: &str,
 ) -> Result<(bitcoin::secp256k1::PublicKey, Option<SocketAddress>), LightningError> {
-    let (key, host) = match peer.split_once('@') {
-        Some((k, h)) => (k, Some(h)),
-        None => (peer, None),
-    };
-    let key = key
-        .parse()
-        .map_err(|_| LightningError::Invalid(format!("not a node public key: {key}")))?;
+    let (key, host) = crate::lightning::parse_peer(peer)?;
     let host = host
         .map(|h| {
             SocketAddress::from_str(h)

@@ -7,7 +7,7 @@ use fedimint_tonic_lnd::lnrpc;
 use super::LndNode;
 use super::error::{call, non_negative};
 use crate::amount::{MSATS_PER_SAT, Msats, Sats};
-use crate::lightning::{Balances, ChannelInfo, LightningError, NodeInfo};
+use crate::lightning::{Balances, ChannelInfo, LightningError, NodeInfo, parse_peer};
 
 /// The network LND names (`chains[].network`).
 fn network(name: &str) -> Option<bitcoin::Network> {
@@ -35,18 +35,6 @@ fn spendable(
     let sat = non_negative("balance", balance)?.saturating_sub(reserve);
     Msats::new(sat.saturating_mul(MSATS_PER_SAT))
         .map_err(|e| LightningError::Protocol(format!("balance: {e}")))
-}
-
-/// `pubkey@host:port` split; the host is optional.
-fn parse_peer(peer: &str) -> Result<(bitcoin::secp256k1::PublicKey, Option<&str>), LightningError> {
-    let (key, host) = match peer.split_once('@') {
-        Some((k, h)) => (k, Some(h)),
-        None => (peer, None),
-    };
-    let key = key
-        .parse()
-        .map_err(|_| LightningError::Invalid(format!("not a node public key: {key}")))?;
-    Ok((key, host))
 }
 
 impl LndNode {
