@@ -14,6 +14,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL="$(bash coordinator/scripts/pg-up.sh)"
   export DATABASE_URL
 fi
-# The demo starts these as separate processes.
-cargo build --quiet -p coordinator -p chain-standin -p lnd-standin-server
-exec cargo run --quiet -p system-tests --bin demo -- "$@"
+# The demo starts the coordinator and the stand-ins as separate processes. Run from the
+# shared build (`cargo run` would resolve features apart from it and build again).
+bash scripts/build.sh
+exec "${CARGO_TARGET_DIR:-target}/debug/demo" "$@"

@@ -7,7 +7,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL="$(bash coordinator/scripts/pg-up.sh)"
   export DATABASE_URL
 fi
-# The whole-system tests start these as processes (the demo too); the tests never run
-# cargo themselves.
-cargo build --quiet -p coordinator -p chain-standin -p lnd-standin-server
+# The whole-system tests start the binaries (coordinator, stand-ins) as processes; the
+# tests never run cargo themselves. Nextest then finds everything built.
+bash scripts/build.sh
 exec cargo nextest run --workspace --no-fail-fast "$@"

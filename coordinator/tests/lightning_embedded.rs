@@ -7,6 +7,7 @@
 mod common;
 mod lightning_common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use chain_standin::spawn::StandIn;
 use coordinator::amount::{Msats, Sats};
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LightningRail, LnPayStatus};
 use coordinator::chain::BitcoindAuth;
-use coordinator::lightning::ldk::{ChainAccess, EmbeddedNode};
+use coordinator::lightning::ldk::{ChainAccess, EmbeddedConfig, EmbeddedNode};
 use coordinator::lightning::lnd::LndNode;
 use coordinator::lightning::{
     InvoiceDescription, InvoiceRequest, InvoiceState, LightningError, LightningNode, PayRequest,
@@ -96,9 +97,16 @@ struct EmbeddedNet {
 
 impl EmbeddedNet {
     async fn start() -> EmbeddedNet {
+        Self::start_with(embedded_config).await
+    }
+
+    /// The network with node `a` configured by `config` (given its directory).
+    async fn start_with(config: impl FnOnce(&Path, &StandIn) -> EmbeddedConfig) -> EmbeddedNet {
         let chain = chain();
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let a = embedded(dir_a.path(), &chain).await;
+        let a = EmbeddedNode::start(config(dir_a.path(), &chain))
+            .await
+            .unwrap();
         let b_proc = lnd(dir_b.path(), &chain);
         let b = adapter(&b_proc).await;
         open_channel(
@@ -119,6 +127,16 @@ impl EmbeddedNet {
             _dir_b: dir_b,
         }
     }
+}
+
+/// `a` pays a fresh invoice of `sat` from `b`, and succeeds.
+async fn pays(a: &EmbeddedNode, b: &LndNode, sat: u64, memo: &str) {
+    let invoice = b.create_invoice(&request(Some(sat), memo)).await.unwrap();
+    let sent = a
+        .pay(&pay_request(&invoice.payment_request, None))
+        .await
+        .unwrap();
+    assert!(matches!(sent, PaymentState::Succeeded { .. }), "{memo}: {sent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -304,15 +322,7 @@ async fn the_embedded_node_receives_pays_cancels_and_survives_a_restart() {
         usable(&a, &b)
     })
     .await;
-    let after = b
-        .create_invoice(&request(Some(3_000), "after"))
-        .await
-        .unwrap();
-    let sent = a
-        .pay(&pay_request(&after.payment_request, None))
-        .await
-        .unwrap();
-    assert!(matches!(sent, PaymentState::Succeeded { .. }), "{sent:?}");
+    pays(&a, &b, 3_000, "after the restart").await;
     a.stop().await.unwrap();
 }
 
@@ -398,31 +408,28 @@ async fn the_bank_pays_and_is_paid_through_the_embedded_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_embedded_node_follows_the_chain_over_bitcoind_rpc() {
-    let chain = chain();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (user, password) = chain.rpc_credentials();
-    let password_file = dir_b.path().join("rpc-password");
-    std::fs::write(&password_file, format!("{password}\n")).unwrap();
-    let mut config = embedded_config(&dir_a.path().join("node"), &chain);
-    config.chain = ChainAccess::Bitcoind {
-        url: chain.rpc_url().to_owned(),
-        auth: BitcoindAuth::UserPassword {
-            user: user.to_owned(),
-            password_file,
-        },
-    };
-    let a = EmbeddedNode::start(config).await.unwrap();
-    let b_proc = lnd(&dir_b.path().join("lnd"), &chain);
-    let b = adapter(&b_proc).await;
     // Funding seen, the channel confirmed and the payment made: all from bitcoind's RPC.
-    open_channel(
-        &chain,
-        &*a,
-        &b,
-        &b_proc,
-        Sats::new(500_000).unwrap(),
-        Msats::ZERO,
-    )
+    let EmbeddedNet {
+        chain,
+        a,
+        b,
+        dir_a: _dir_a,
+        _b_proc,
+        _dir_b,
+    } = EmbeddedNet::start_with(|dir, chain| {
+        let (user, password) = chain.rpc_credentials();
+        let password_file = dir.join("rpc-password");
+        std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        let mut config = embedded_config(&dir.join("node"), chain);
+        config.chain = ChainAccess::Bitcoind {
+            url: chain.rpc_url().to_owned(),
+            auth: BitcoindAuth::UserPassword {
+                user: user.to_owned(),
+                password_file,
+            },
+        };
+        config
+    })
     .await;
     let tip = chain.control().tip().await.unwrap().height;
     eventually(
@@ -434,14 +441,6 @@ async fn the_embedded_node_follows_the_chain_over_bitcoind_rpc() {
         },
     )
     .await;
-    let out = b
-        .create_invoice(&request(Some(7_000), "over rpc"))
-        .await
-        .unwrap();
-    let sent = a
-        .pay(&pay_request(&out.payment_request, None))
-        .await
-        .unwrap();
-    assert!(matches!(sent, PaymentState::Succeeded { .. }), "{sent:?}");
+    pays(&a, &b, 7_000, "over rpc").await;
     a.stop().await.unwrap();
 }

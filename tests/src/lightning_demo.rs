@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chain_standin::spawn::StandIn;
 use coordinator::amount::{Msats, Sats};
-use coordinator::lightning::ldk::{EmbeddedConfig, EmbeddedNode};
+use coordinator::lightning::ldk::{ChainAccess, EmbeddedConfig, EmbeddedNode};
 use coordinator::lightning::lnd::{LndConfig, LndNode};
 use coordinator::lightning::{
     ChannelOperator, InvoiceDescription, InvoiceRequest, LightningNode, PayRequest, PaymentState,
@@ -43,7 +43,7 @@ pub struct LightningNet {
 
 /// The embedded node's settings, as the coordinator's `[lightning]` section gives them.
 fn embedded_config(dir: &Path, chain: &StandIn, listen: &str) -> EmbeddedConfig {
-    let mut c = EmbeddedConfig::new(dir, chain.esplora_url(), REGTEST);
+    let mut c = EmbeddedConfig::new(dir, ChainAccess::esplora(chain.esplora_url()), REGTEST);
     c.listen = Some(listen.to_owned());
     c.sync_interval = Duration::from_secs(1);
     // The outside stand-in opens plain channels (no anchors).

@@ -146,17 +146,12 @@ impl LightningFile {
                     return Err(format!("{key}: only for backend = \"lnd\""));
                 }
                 let data_dir = required(&self.data_dir, "data_dir", "embedded")?;
-                let mut c = match (&self.esplora_url, &self.bitcoind_url) {
-                    (Some(url), None) => EmbeddedConfig::new(data_dir, url.clone(), self.network),
-                    (None, Some(url)) => {
-                        let auth = required(&self.bitcoind_auth, "bitcoind_auth", "embedded")?;
-                        let mut c = EmbeddedConfig::new(data_dir, String::new(), self.network);
-                        c.chain = ChainAccess::Bitcoind {
-                            url: url.clone(),
-                            auth,
-                        };
-                        c
-                    }
+                let chain = match (&self.esplora_url, &self.bitcoind_url) {
+                    (Some(url), None) => ChainAccess::esplora(url.clone()),
+                    (None, Some(url)) => ChainAccess::Bitcoind {
+                        url: url.clone(),
+                        auth: required(&self.bitcoind_auth, "bitcoind_auth", "embedded")?,
+                    },
                     (Some(_), Some(_)) => {
                         return Err("esplora_url, bitcoind_url: one chain source, not two".into());
                     }
@@ -170,6 +165,7 @@ impl LightningFile {
                 if self.bitcoind_auth.is_some() && self.bitcoind_url.is_none() {
                     return Err("bitcoind_auth: only with bitcoind_url".into());
                 }
+                let mut c = EmbeddedConfig::new(data_dir, chain, self.network);
                 if let Some(listen) = &self.listen {
                     ldk_node::lightning::ln::msgs::SocketAddress::from_str(listen)
                         .map_err(|_| format!("listen: not a host:port: {listen}"))?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chain_standin::spawn::{Options, StandIn};
 use coordinator::amount::{Msats, Sats};
-use coordinator::lightning::ldk::{EmbeddedConfig, EmbeddedNode};
+use coordinator::lightning::ldk::{ChainAccess, EmbeddedConfig, EmbeddedNode};
 use coordinator::lightning::lnd::{LndConfig, LndNode};
 use std::sync::Arc;
 
@@ -75,7 +75,7 @@ pub fn embedded_config(dir: &Path, chain: &StandIn) -> EmbeddedConfig {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut c = EmbeddedConfig::new(dir, chain.esplora_url(), REGTEST);
+    let mut c = EmbeddedConfig::new(dir, ChainAccess::esplora(chain.esplora_url()), REGTEST);
     c.listen = Some(format!("127.0.0.1:{port}"));
     c.sync_interval = Duration::from_secs(1);
     c.reconnect_interval = Duration::from_secs(1);

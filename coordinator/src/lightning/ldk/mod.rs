@@ -72,19 +72,20 @@ pub enum ChainAccess {
     },
 }
 
+impl ChainAccess {
+    /// An Esplora API at `url`.
+    pub fn esplora(url: impl Into<String>) -> Self {
+        Self::Esplora { url: url.into() }
+    }
+}
+
 impl EmbeddedConfig {
-    /// A configuration on an Esplora API with the usual intervals (sync every 10 s,
-    /// reconnect every 5 s) and anchor channels.
-    pub fn new(
-        data_dir: impl Into<PathBuf>,
-        esplora_url: impl Into<String>,
-        network: bitcoin::Network,
-    ) -> Self {
+    /// A configuration with the usual intervals (sync every 10 s, reconnect every 5 s) and
+    /// anchor channels.
+    pub fn new(data_dir: impl Into<PathBuf>, chain: ChainAccess, network: bitcoin::Network) -> Self {
         Self {
             data_dir: data_dir.into(),
-            chain: ChainAccess::Esplora {
-                url: esplora_url.into(),
-            },
+            chain,
             network,
             listen: None,
             sync_interval: Duration::from_secs(10),
