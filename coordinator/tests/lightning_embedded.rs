@@ -136,7 +136,10 @@ async fn pays(a: &EmbeddedNode, b: &LndNode, sat: u64, memo: &str) {
         .pay(&pay_request(&invoice.payment_request, None))
         .await
         .unwrap();
-    assert!(matches!(sent, PaymentState::Succeeded { .. }), "{memo}: {sent:?}");
+    assert!(
+        matches!(sent, PaymentState::Succeeded { .. }),
+        "{memo}: {sent:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

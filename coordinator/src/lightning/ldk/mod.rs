@@ -82,7 +82,11 @@ impl ChainAccess {
 impl EmbeddedConfig {
     /// A configuration with the usual intervals (sync every 10 s, reconnect every 5 s) and
     /// anchor channels.
-    pub fn new(data_dir: impl Into<PathBuf>, chain: ChainAccess, network: bitcoin::Network) -> Self {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        chain: ChainAccess,
+        network: bitcoin::Network,
+    ) -> Self {
         Self {
             data_dir: data_dir.into(),
             chain,
