@@ -1,7 +1,8 @@
 //! Guessing attacks on one-time codes and the limits that stop them, written as the
 //! attacks: many client addresses against one identity, a code guessed until it dies, two
 //! instances that must share their counters, IPv6 clients rotating inside their /64, SMS
-//! pumping into one country, and a spoofed `X-Forwarded-For`.
+//! pumping into one country, a spoofed `X-Forwarded-For`, and a flood of invoices asked for
+//! without a credential.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
@@ -16,6 +17,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use coordinator::api::{ApiConfig, RateLimitConfig};
+use coordinator::bank::Username;
+use coordinator::lnurl::LnurlConfig;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -27,14 +30,26 @@ async fn call_from(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
+    send_from(router, peer, headers, path, Some(body)).await
+}
+
+/// A POST with `body`, else a GET, from `peer`.
+async fn send_from(
+    router: &axum::Router,
+    peer: &str,
+    headers: &[(&str, &str)],
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut b = Request::builder()
-        .method("POST")
+        .method(if body.is_some() { "POST" } else { "GET" })
         .uri(path)
         .header("content-type", "application/json");
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let mut req = b.body(Body::from(body.to_string())).unwrap();
+    let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
+    let mut req = b.body(body).unwrap();
     let peer: SocketAddr = match peer.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, 40_000),
         Err(_) => peer.parse().unwrap(),
@@ -374,4 +389,107 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_limi
         statuses.push(s.as_u16());
     }
     assert_eq!(statuses, [201, 201, 429]);
+}
+
+const ON_BEHALF: &str = "mutation($input: LnInvoiceCreateOnBehalfOfRecipientInput!) {
+  lnInvoiceCreateOnBehalfOfRecipient(input: $input) { errors { code } invoice { paymentHash } }
+}";
+
+/// The first error code of an on-behalf invoice from `peer` (a key: with it), or of an
+/// LNURL-pay callback.
+async fn public_invoice(a: &Api, peer: &str, via_lnurl: bool, wallet: &str) -> String {
+    if via_lnurl {
+        let (s, v) = send_from(
+            &a.router,
+            peer,
+            &[],
+            "/lnurlp/alice/callback?amount=2000",
+            None,
+        )
+        .await;
+        assert_eq!(v["status"], "ERROR", "{s}: {v}");
+        return match s {
+            StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED".into(),
+            StatusCode::SERVICE_UNAVAILABLE => "LIGHTNING_UNAVAILABLE".into(),
+            other => panic!("{other}: {v}"),
+        };
+    }
+    let input = json!({"recipientWalletId": wallet, "amount": 2000});
+    let (s, v) = call_from(
+        &a.router,
+        peer,
+        &[],
+        "/graphql",
+        json!({"query": ON_BEHALF, "variables": {"input": input}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["data"]["lnInvoiceCreateOnBehalfOfRecipient"]["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_flood_of_invoices_without_a_credential_is_capped_per_network_on_every_api() {
+    let a = api_common::api_with(ApiConfig {
+        rate_limit: RateLimitConfig {
+            max_public_invoices: 4,
+            public_invoice_window: Duration::from_secs(3600),
+            ..RateLimitConfig::default()
+        },
+        lnurl: LnurlConfig {
+            public_url: Some("https://bank.example".parse().unwrap()),
+            ..LnurlConfig::default()
+        },
+        ..ApiConfig::default()
+    })
+    .await;
+    let alice = customer(a.bank(), "alice@example.com", 0).await;
+    a.bank()
+        .set_username(&alice.principal, &"alice".parse::<Username>().unwrap())
+        .await
+        .unwrap();
+    let wallet = alice.wallet.to_string();
+    // No node here: a request that passes the limit reaches the bank and is told so.
+    // Two through GraphQL and two through LNURL, each from another address of one /64:
+    // one budget for both APIs, one for the whole network.
+    let mut codes = Vec::new();
+    for n in 0..6u32 {
+        let peer = format!("2001:db8:7:7::{:x}", n + 1);
+        codes.push(public_invoice(&a, &peer, n % 2 == 1, &wallet).await);
+    }
+    let reached = "LIGHTNING_UNAVAILABLE";
+    let limited = "RATE_LIMITED";
+    assert_eq!(
+        codes,
+        [reached, reached, reached, reached, limited, limited],
+        "the fifth and sixth are refused"
+    );
+    // Another network still gets its invoices: a flood from one does not stop an address.
+    assert_eq!(
+        public_invoice(&a, "198.51.100.20", true, &wallet).await,
+        reached
+    );
+    assert_eq!(
+        public_invoice(&a, "198.51.100.20", false, &wallet).await,
+        reached
+    );
+    // The recipient's own, authenticated invoices are not counted against the network.
+    let (s, v) = call_from(
+        &a.router,
+        "2001:db8:7:7::99",
+        &[("authorization", &format!("Bearer {}", alice.token))],
+        "/graphql",
+        json!({
+            "query": "mutation($input: LnInvoiceCreateInput!) { lnInvoiceCreate(input: $input) { errors { code } } }",
+            "variables": {"input": {"walletId": wallet, "amount": 2000}},
+        }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["data"]["lnInvoiceCreate"]["errors"][0]["code"], reached,
+        "{v}"
+    );
 }

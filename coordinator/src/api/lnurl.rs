@@ -4,6 +4,9 @@
 //! - `GET /.well-known/lnurlp/{username}`: the payRequest;
 //! - `GET /lnurlp/{username}/callback?amount=<msat>[&comment=..]`: `{"pr", "routes": []}`.
 //!
+//! Each callback is counted against the caller's network, in one budget with the GraphQL
+//! invoices made on behalf of a recipient (`rate_limit.max_public_invoices`).
+//!
 //! Errors are LNURL's `{"status":"ERROR","reason":".."}`. LUD-01 gives status codes no
 //! meaning for clients, so they are chosen for operators (4xx: the payer's mistake, 5xx:
 //! ours). Every answer allows any origin (LUD-01: browser wallets).
@@ -17,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::AppState;
 use super::errors::ApiError;
+use super::{AppState, ClientAddr};
 use crate::lnurl::{Lnurl, LnurlError};
 
 impl From<&LnurlError> for ApiError {
@@ -68,6 +71,10 @@ fn lnurl_error(e: &LnurlError) -> Response {
     if api.http_status >= 500 {
         tracing::warn!(error = %e, "LNURL endpoint failed");
     }
+    error_answer(&api)
+}
+
+fn error_answer(api: &ApiError) -> Response {
     let body = serde_json::json!({ "status": "ERROR", "reason": api.message });
     with_any_origin((api.status(), Json(body)).into_response())
 }
@@ -103,8 +110,16 @@ struct CallbackQuery {
 async fn callback(
     State(app): State<AppState>,
     Path(username): Path<String>,
+    client: ClientAddr,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
+    // Anyone may ask for an invoice, so each request is counted against the caller's
+    // network first (with the on-behalf GraphQL mutations: one budget for both).
+    if app.lnurl.is_some()
+        && let Err(e) = app.limiter.check_public_invoice(&client.0).await
+    {
+        return error_answer(&e);
+    }
     let result =
         async {
             let lnurl = service(&app)?;

@@ -1,6 +1,7 @@
 //! Rate limits of the operations that guess or send: registration, code requests, logins
-//! (password and code), password resets and staff logins. One limiter for GraphQL, REST
-//! and the admin API, so switching API buys no attempts.
+//! (password and code), password resets and staff logins; and of the invoices anyone may
+//! ask for without a credential (on behalf of a recipient, LNURL-pay callbacks). One
+//! limiter for GraphQL, REST, LNURL and the admin API, so switching API buys no attempts.
 //!
 //! The counters live in PostgreSQL (`rate_limit_counters`, migration 0008): every
 //! instance shares them, so two coordinators behind a balancer allow the limit once, not
@@ -16,6 +17,10 @@
 //!   logins is 20 guesses a day at most, instead of the ~960 of a 15-minute window alone);
 //! - for operations that send a code to a phone, `sms:cc:<country calling code>`: caps
 //!   SMS pumping (traffic to premium ranges of one country) across identities.
+//!
+//! - `invoice:net:<client>` for invoices made without a credential: every one is a row and
+//!   a node invoice, so a flood is capped per client network. Not per recipient: that
+//!   would let anyone stop a popular address from being paid.
 //!
 //! A code itself dies after `BankConfig::max_code_attempts` wrong tries (the domain).
 
@@ -49,6 +54,10 @@ pub struct RateLimitConfig {
     pub max_sms_per_country: u32,
     /// The window of `max_sms_per_country`.
     pub sms_country_window: Duration,
+    /// Invoices made without a credential per client network, per `public_invoice_window`.
+    pub max_public_invoices: u32,
+    /// The window of `max_public_invoices`.
+    pub public_invoice_window: Duration,
 }
 
 impl Default for RateLimitConfig {
@@ -59,6 +68,9 @@ impl Default for RateLimitConfig {
             max_attempts_per_day: 20,
             max_sms_per_country: 500,
             sms_country_window: Duration::from_secs(3600),
+            // A payer's server asking for its users' invoices stays well under this.
+            max_public_invoices: 120,
+            public_invoice_window: Duration::from_secs(60),
         }
     }
 }
@@ -155,6 +167,18 @@ impl RateLimiter {
     pub async fn check_staff(&self, client: &str, email: &str) -> Result<(), ApiError> {
         let keys = self.client_and_subject(LimitedOp::StaffLogin, client, email);
         self.count(keys).await
+    }
+
+    /// Counts one invoice asked for without a credential (on behalf of a recipient, or an
+    /// LNURL-pay callback) from `client`.
+    ///
+    /// # Errors
+    /// As [`RateLimiter::check`].
+    pub async fn check_public_invoice(&self, client: &str) -> Result<(), ApiError> {
+        let c = &self.config;
+        let key = format!("invoice:net:{}", client_network(client));
+        self.count(vec![(key, c.max_public_invoices, c.public_invoice_window)])
+            .await
     }
 
     fn client_and_subject(

@@ -229,6 +229,11 @@ pub struct RateLimitSection {
     pub max_sms_per_country: u32,
     /// That window, seconds.
     pub sms_country_window_seconds: u64,
+    /// Invoices made without a credential (on behalf of a recipient, LNURL-pay) per
+    /// client network, per `public_invoice_window_seconds`.
+    pub max_public_invoices: u32,
+    /// That window, seconds.
+    pub public_invoice_window_seconds: u64,
 }
 
 impl Default for RateLimitSection {
@@ -240,6 +245,8 @@ impl Default for RateLimitSection {
             max_attempts_per_day: r.max_attempts_per_day,
             max_sms_per_country: r.max_sms_per_country,
             sms_country_window_seconds: r.sms_country_window.as_secs(),
+            max_public_invoices: r.max_public_invoices,
+            public_invoice_window_seconds: r.public_invoice_window.as_secs(),
         }
     }
 }
@@ -416,6 +423,10 @@ impl Config {
             "rate_limit.sms_country_window_seconds",
             self.rate_limit.sms_country_window_seconds,
         )?;
+        positive(
+            "rate_limit.public_invoice_window_seconds",
+            self.rate_limit.public_invoice_window_seconds,
+        )?;
         positive("ledger.max_batch", self.ledger.max_batch as u64)?;
         positive("ledger.queue_depth", self.ledger.queue_depth as u64)?;
         positive("bank.session_ttl_seconds", self.bank.session_ttl_seconds)?;
@@ -538,6 +549,8 @@ impl Config {
                 max_attempts_per_day: r.max_attempts_per_day,
                 max_sms_per_country: r.max_sms_per_country,
                 sms_country_window: Duration::from_secs(r.sms_country_window_seconds),
+                max_public_invoices: r.max_public_invoices,
+                public_invoice_window: Duration::from_secs(r.public_invoice_window_seconds),
             },
             max_query_depth: a.query.max_depth,
             max_query_complexity: a.query.max_complexity,

@@ -116,8 +116,8 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "rate_limit",
-        "Attempts at registration, code requests, logins and staff logins, shared by every\n\
-         instance through PostgreSQL.",
+        "Attempts at registration, code requests, logins and staff logins, and invoices made\n\
+         without a credential, shared by every instance through PostgreSQL.",
     ),
     (
         "rate_limit.max_attempts",
@@ -134,6 +134,15 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "rate_limit.sms_country_window_seconds",
+        "That window, seconds.",
+    ),
+    (
+        "rate_limit.max_public_invoices",
+        "Invoices made without a credential (on behalf of a recipient, LNURL-pay callbacks)\n\
+         per client network, per public_invoice_window_seconds.",
+    ),
+    (
+        "rate_limit.public_invoice_window_seconds",
         "That window, seconds.",
     ),
     ("ledger", "The ledger writer."),

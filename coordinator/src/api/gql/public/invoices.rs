@@ -5,7 +5,7 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 use super::accounts::parse_wallet_id;
 use super::lightning::{amount, errors_of, parse_hash};
-use super::{ErrorInterface, SuccessPayload, payload_error_at, principal};
+use super::{ErrorInterface, SuccessPayload, meta, payload_error, payload_error_at, principal};
 use crate::api::errors::ApiError;
 use crate::api::gql::scalars::{
     Hex32BytesScalar, MemoScalar, Minutes, PaymentHashScalar, SatAmount, TxExternalIdScalar,
@@ -180,6 +180,14 @@ async fn create(
     fields: CreateFields<'_>,
 ) -> Result<Result<LnInvoiceView, Vec<ErrorInterface>>> {
     let principal = if on_behalf {
+        // Anyone may ask, so each one is counted against the caller's network first.
+        let limited = app(ctx)
+            .limiter
+            .check_public_invoice(&meta(ctx).client)
+            .await;
+        if let Err(e) = limited {
+            return Ok(Err(payload_error(e)));
+        }
         None
     } else {
         Some(principal(ctx, Scope::Receive)?)
@@ -266,7 +274,8 @@ impl InvoiceMutation {
 
     /// Returns a lightning invoice for an associated wallet. When invoice is paid the
     /// value will be credited to a BTC wallet. Expires after 'expiresIn' or 24 hours.
-    /// Needs no credential: it pays the recipient, whoever asks.
+    /// Needs no credential: it pays the recipient, whoever asks. Rate-limited per client
+    /// network.
     async fn ln_invoice_create_on_behalf_of_recipient(
         &self,
         ctx: &Context<'_>,
@@ -285,7 +294,7 @@ impl InvoiceMutation {
     }
 
     /// Returns a lightning invoice for an associated wallet, without an amount. Needs no
-    /// credential.
+    /// credential. Rate-limited per client network.
     async fn ln_no_amount_invoice_create_on_behalf_of_recipient(
         &self,
         ctx: &Context<'_>,
