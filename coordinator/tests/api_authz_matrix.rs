@@ -174,6 +174,8 @@ const GRAPHQL: &[Row] = &[
     ("admin:Query.accountDetailsByUserPhone", |f| admin("query($p: Phone!) { accountDetailsByUserPhone(phone: $p) { id } }", json!({"p": format!("+4179555{:04}", f.n)})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),
     ("admin:Query.accountDetailsByUsername", |f| admin("query($u: Username!) { accountDetailsByUsername(username: $u) { id } }", json!({"u": f.target_username})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),
     ("admin:Query.allLevels", |_| admin("{ allLevels }", json!({})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),
+    // No node in this bank: past authorization, the answer is null.
+    ("admin:Query.lightningNode", |_| admin("{ lightningNode { pubkey } }", json!({})), [NA, NA, NA, NA, NA], [NZ, NZ, OK, OK]),
     ("admin:Query.onChainDepositAlerts", |_| admin("{ onChainDepositAlerts { id } }", json!({})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),
     ("admin:Query.onChainDeposits", |_| admin("{ onChainDeposits(first: 5) { transactionHash } }", json!({})), [NA, NA, NA, NA, NA], [OK, OK, OK, OK]),
     ("admin:Query.treasuryBalances", |_| admin("{ treasuryBalances { code settledMsat } }", json!({})), [NA, NA, NA, NA, NA], [NZ, NZ, OK, OK]),

@@ -4,6 +4,7 @@
 //! one process per directory), then the bank over it.
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
+mod api_common;
 mod common;
 mod lightning_common;
 
@@ -11,9 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api_common::Cred;
 use async_graphql::futures_util::StreamExt;
 use chain_standin::spawn::StandIn;
 use coordinator::amount::{Msats, Sats};
+use coordinator::api::ApiConfig;
+use coordinator::bank::StaffRole;
 use coordinator::bank::lightning::{InvoiceCreate, InvoiceStatus, LightningRail, LnPayStatus};
 use coordinator::chain::BitcoindAuth;
 use coordinator::lightning::ldk::{ChainAccess, EmbeddedConfig, EmbeddedNode};
@@ -27,6 +31,7 @@ use lightning_common::{
     open_channel, pay,
 };
 use lnd_standin::spawn::LndStandIn;
+use serde_json::{Value, json};
 
 fn request(amount_sat: Option<u64>, memo: &str) -> InvoiceRequest {
     InvoiceRequest {
@@ -406,6 +411,50 @@ async fn the_bank_pays_and_is_paid_through_the_embedded_node() {
     }
     let report = bank.ledger().verify().await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
+
+    // The operators' view (treasury and admin): null on an instance without a node, and
+    // on this one what the node itself reports.
+    let token = api_common::staff_token(&bank, "treasury@bank.example", StaffRole::Treasury).await;
+    let bare = coordinator::api::router(t.bank.clone(), ApiConfig::default());
+    let mut api = api_common::Api { router: bare, t };
+    let query = "{ lightningNode { pubkey network blockHeight synced onchainBalanceSat \
+        channelBalanceMsat channels { peer capacitySat outboundMsat inboundMsat usable } } }";
+    let (status, v) = api.admin(Cred::Bearer(&token), query, json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["lightningNode"], Value::Null, "{v}");
+    api.router = coordinator::api::router(bank.clone(), ApiConfig::default());
+    let (_, v) = api.admin(Cred::Bearer(&token), query, json!({})).await;
+    let n = &v["data"]["lightningNode"];
+    let (info, balances, channels) = (
+        a.info().await.unwrap(),
+        a.balances().await.unwrap(),
+        a.channels().await.unwrap(),
+    );
+    assert_eq!(n["pubkey"], a.node_id(), "{v}");
+    assert_eq!(n["network"], "regtest");
+    assert_eq!(n["blockHeight"], info.block_height);
+    assert_eq!(n["synced"], true);
+    assert_eq!(
+        n["onchainBalanceSat"],
+        balances.onchain.to_sat().to_string()
+    );
+    assert_eq!(
+        n["channelBalanceMsat"],
+        balances.lightning.to_msat().to_string()
+    );
+    let [c] = channels.as_slice() else {
+        panic!("{channels:?}")
+    };
+    assert_eq!(
+        n["channels"],
+        json!([{
+            "peer": b.info().await.unwrap().pubkey,
+            "capacitySat": "1000000",
+            "outboundMsat": c.outbound.to_msat().to_string(),
+            "inboundMsat": c.inbound.to_msat().to_string(),
+            "usable": true,
+        }])
+    );
     a.stop().await.unwrap();
 }
 

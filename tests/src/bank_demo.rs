@@ -13,7 +13,9 @@ use bitcoin::Amount;
 use chain_standin::spawn::{Options, StandIn};
 use test_support::ScratchDatabase;
 
-use crate::bank_process::{Coordinator, ledger_verify, sibling_binary, wait_until, write_onchain};
+use crate::bank_process::{
+    Coordinator, ledger_verify, sibling_binary, staff_login, wait_until, write_onchain,
+};
 use crate::transfer_load::{Answer, User, send_once};
 
 const DEPOSIT_SAT: u64 = 250_000;
@@ -103,6 +105,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     );
 
     crate::lightning_demo::run(&api, &wallet, &ln).await?;
+    let treasury = staff_login(&coordinator, &db_url, &server, dir, "treasury").await?;
+    crate::lightning_demo::show_node(&treasury).await?;
 
     println!("\n== bank: two replicas, one killed ==");
     let log2 = dir.join("coordinator-2.log");

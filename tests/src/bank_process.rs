@@ -248,6 +248,52 @@ pub fn ledger_verify(binary: &Path, db_url: &str) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
+/// Makes a staff member of `role` with the CLI (`coordinator staff create`, the password
+/// from a file) and logs them in on `server`'s admin API.
+///
+/// # Errors
+/// The CLI or the login refused.
+pub async fn staff_login(
+    binary: &Path,
+    db_url: &str,
+    server: &Coordinator,
+    dir: &Path,
+    role: &str,
+) -> anyhow::Result<Api> {
+    let email = format!("{role}@bank.example");
+    let password = format!("the {role} demo password");
+    let file = dir.join(format!("{role}.password"));
+    std::fs::write(&file, &password)?;
+    let create = Command::new(binary)
+        .args(["--database-url", db_url, "staff", "create", "--role", role])
+        .args(["--username", &email, "--password-file"])
+        .arg(&file)
+        .output()
+        .context("running coordinator staff create")?;
+    if !create.status.success() {
+        bail!(
+            "staff create failed: {}",
+            String::from_utf8_lossy(&create.stderr)
+        );
+    }
+    let mut admin = Api {
+        http: reqwest::Client::new(),
+        url: format!("{}/admin/graphql", server.url()),
+        token: None,
+    };
+    let login = admin
+        .gql(
+            "mutation($i: StaffLoginInput!) { staffLogin(input: $i) { authToken errors { code } } }",
+            json!({"i": {"email": email, "password": password}}),
+        )
+        .await?;
+    let token = login["staffLogin"]["authToken"]
+        .as_str()
+        .with_context(|| format!("staffLogin: {login}"))?;
+    admin.token = Some(token.to_owned());
+    Ok(admin)
+}
+
 /// A GraphQL client, with the bearer token once logged in.
 #[derive(Debug, Clone)]
 pub struct Api {

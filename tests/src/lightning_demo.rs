@@ -235,3 +235,40 @@ pub async fn run(api: &Api, wallet: &str, net: &LightningNet) -> anyhow::Result<
     );
     Ok(())
 }
+
+/// The operators' view of the node: the admin API's `lightningNode`, as a treasury officer
+/// (`admin`: a staff client of the admin API).
+///
+/// # Errors
+/// The query refused, or no node.
+pub async fn show_node(admin: &Api) -> anyhow::Result<()> {
+    let v = admin
+        .gql(
+            "{ lightningNode { pubkey blockHeight synced onchainBalanceSat channelBalanceMsat \
+             channels { capacitySat outboundMsat inboundMsat usable } } }",
+            json!({}),
+        )
+        .await?;
+    let n = &v["lightningNode"];
+    anyhow::ensure!(n["synced"] == true, "lightningNode: {v}");
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    let pubkey = text(&n["pubkey"]);
+    println!(
+        "admin lightningNode, as treasury: node {}…, synced at height {}, {} sat on chain, \
+         {} msat in channels",
+        &pubkey[..16.min(pubkey.len())],
+        n["blockHeight"],
+        text(&n["onchainBalanceSat"]),
+        text(&n["channelBalanceMsat"])
+    );
+    for c in n["channels"].as_array().into_iter().flatten() {
+        println!(
+            "  channel of {} sat: can send {} msat, receive {} msat, usable {}",
+            text(&c["capacitySat"]),
+            text(&c["outboundMsat"]),
+            text(&c["inboundMsat"]),
+            c["usable"]
+        );
+    }
+    Ok(())
+}

@@ -337,6 +337,18 @@ impl AdminQuery {
         Ok(out)
     }
 
+    /// The bank's Lightning node: identity, chain, balances and channels (treasury and
+    /// admin; our extension). Null where this instance runs no node.
+    async fn lightning_node(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::admin_lightning::NodeView>> {
+        staff(ctx, StaffAction::ViewTreasury)?;
+        super::admin_lightning::node(app(ctx))
+            .await
+            .map_err(|e| e.to_graphql())
+    }
+
     /// Every KYC level.
     async fn all_levels(&self, ctx: &Context<'_>) -> Result<Vec<AccountLevel>> {
         staff(ctx, StaffAction::ViewAccounts)?;

@@ -3,6 +3,7 @@
 //! committed next to this module and a test fails when it drifts.
 
 mod admin;
+mod admin_lightning;
 mod admin_onchain;
 mod guard;
 mod label;
