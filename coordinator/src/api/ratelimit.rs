@@ -16,8 +16,7 @@
 //!   slow guessing that rotates addresses (with 5 tries per code, a daily cap of 20
 //!   logins is 20 guesses a day at most, instead of the ~960 of a 15-minute window alone);
 //! - for operations that send a code to a phone, `sms:cc:<country calling code>`: caps
-//!   SMS pumping (traffic to premium ranges of one country) across identities.
-//!
+//!   SMS pumping (traffic to premium ranges of one country) across identities;
 //! - `invoice:net:<client>` for invoices made without a credential: every one is a row and
 //!   a node invoice, so a flood is capped per client network. Not per recipient: that
 //!   would let anyone stop a popular address from being paid.
