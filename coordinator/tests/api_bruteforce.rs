@@ -395,8 +395,8 @@ const ON_BEHALF: &str = "mutation($input: LnInvoiceCreateOnBehalfOfRecipientInpu
   lnInvoiceCreateOnBehalfOfRecipient(input: $input) { errors { code } invoice { paymentHash } }
 }";
 
-/// The first error code of an on-behalf invoice from `peer` (a key: with it), or of an
-/// LNURL-pay callback.
+/// The first error code of an invoice asked for from `peer` without a credential: by an
+/// LNURL-pay callback, or by `lnInvoiceCreateOnBehalfOfRecipient`.
 async fn public_invoice(a: &Api, peer: &str, via_lnurl: bool, wallet: &str) -> String {
     if via_lnurl {
         let (s, v) = send_from(

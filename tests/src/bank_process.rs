@@ -8,6 +8,7 @@
 //! `cargo nextest run --workspace` builds every member's binaries, and the scripts run
 //! `cargo build -p coordinator -p chain-standin` first.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -229,23 +230,38 @@ impl Coordinator {
     }
 }
 
+/// Runs the coordinator's CLI `binary` on `db_url` with `args` (`what` names the command in
+/// errors); returns what it printed.
+///
+/// # Errors
+/// If it cannot run or exits with an error (with its output).
+fn coordinator_cli<S: AsRef<OsStr>>(
+    binary: &Path,
+    db_url: &str,
+    what: &str,
+    args: impl IntoIterator<Item = S>,
+) -> anyhow::Result<String> {
+    let out = Command::new(binary)
+        .args(["--database-url", db_url])
+        .args(args)
+        .output()
+        .with_context(|| format!("running coordinator {what}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
 /// Runs `binary ledger verify` on `db_url`; returns its report.
 ///
 /// # Errors
 /// If it cannot run or reports a broken invariant (with its output).
 pub fn ledger_verify(binary: &Path, db_url: &str) -> anyhow::Result<String> {
-    let verify = Command::new(binary)
-        .args(["--database-url", db_url, "ledger", "verify"])
-        .output()
-        .context("running coordinator ledger verify")?;
-    let stdout = String::from_utf8_lossy(&verify.stdout).into_owned();
-    if !verify.status.success() {
-        bail!(
-            "ledger verify failed: {stdout}{}",
-            String::from_utf8_lossy(&verify.stderr)
-        );
-    }
-    Ok(stdout)
+    coordinator_cli(binary, db_url, "ledger verify", ["ledger", "verify"])
 }
 
 /// Makes a staff member of `role` with the CLI (`coordinator staff create`, the password
@@ -264,22 +280,20 @@ pub async fn staff_login(
     let password = format!("the {role} demo password");
     let file = dir.join(format!("{role}.password"));
     std::fs::write(&file, &password)?;
-    let create = Command::new(binary)
-        .args(["--database-url", db_url, "staff", "create", "--role", role])
-        .args(["--username", &email, "--password-file"])
-        .arg(&file)
-        .output()
-        .context("running coordinator staff create")?;
-    if !create.status.success() {
-        bail!(
-            "staff create failed: {}",
-            String::from_utf8_lossy(&create.stderr)
-        );
-    }
+    let args = [
+        "staff",
+        "create",
+        "--role",
+        role,
+        "--username",
+        &email,
+        "--password-file",
+    ];
+    let args = args.map(OsStr::new).into_iter().chain([file.as_os_str()]);
+    coordinator_cli(binary, db_url, "staff create", args)?;
     let mut admin = Api {
-        http: reqwest::Client::new(),
         url: format!("{}/admin/graphql", server.url()),
-        token: None,
+        ..server.api()
     };
     let login = admin
         .gql(
